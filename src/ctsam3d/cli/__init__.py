@@ -1,0 +1,1 @@
+"""Command-line interface: ``ctsam3d <subcommand>``."""

@@ -1,0 +1,1 @@
+"""ctsam3d.data"""
