@@ -1,0 +1,173 @@
+"""Validation of volume headers and voxels, before and after reading.
+
+Everything here raises :class:`~ctsam3d.errors.InputError` or
+:class:`~ctsam3d.errors.GeometryError` with one line that names the file and the problem.
+Header checks run on the header alone (``sitk.ImageFileReader.ReadImageInformation``), so a
+huge or malformed volume is refused before any voxel memory is allocated.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GeometryError, InputError
+
+#: Default largest volume accepted, in voxels (1.5e9: e.g. 1024 x 1024 x 1400; 3 GB as int16).
+DEFAULT_MAX_VOXELS = 1_500_000_000
+#: Environment variable that overrides :data:`DEFAULT_MAX_VOXELS`.
+MAX_VOXELS_ENV = "CTSAM3D_MAX_VOXELS"
+
+#: Tolerance on ``D^T D = I`` for a direction matrix to count as orthonormal.
+DIRECTION_TOL = 1e-3
+
+
+def max_voxels(override: int | None = None) -> int:
+    """The voxel limit: ``override``, else ``$CTSAM3D_MAX_VOXELS``, else the default."""
+    if override is not None:
+        return int(override)
+    env = os.environ.get(MAX_VOXELS_ENV)
+    if env:
+        try:
+            return int(float(env))
+        except ValueError:
+            raise InputError(f"{MAX_VOXELS_ENV}={env!r} is not a number") from None
+    return DEFAULT_MAX_VOXELS
+
+
+@dataclass(frozen=True)
+class Header:
+    """Geometry read from a file header (no voxels). ``size``/``spacing`` are ``(i, j, k)``."""
+
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+    components: int
+    pixel_type: str
+
+    @property
+    def dimension(self) -> int:
+        return len(self.size)
+
+
+def _fmt_size(size) -> str:
+    return " x ".join(str(int(s)) for s in size)
+
+
+def check_header(h: Header, name: str, *, limit: int | None = None) -> None:
+    """Refuse anything but a single-channel 3D volume of sane size and geometry.
+
+    Args:
+        h: the header.
+        name: the file or folder name used in messages.
+        limit: voxel limit (see :func:`max_voxels`).
+    """
+    size = list(h.size)
+    if h.dimension == 4 and size[3] == 1:
+        size = size[:3]
+    if h.dimension == 2 or (h.dimension == 3 and min(size) == 1):
+        raise InputError(f"{name}: is a 2D image (size {_fmt_size(h.size)}); a 3D CT volume is needed")
+    if h.dimension != 3 and not (h.dimension == 4 and len(size) == 3):
+        raise InputError(
+            f"{name}: is a {h.dimension}D image (size {_fmt_size(h.size)}); a single 3D volume is needed"
+        )
+    if h.components != 1:
+        raise InputError(
+            f"{name}: has {h.components} values per voxel (colour or vector image); a scalar CT volume is needed"
+        )
+    n = int(np.prod([int(s) for s in size], dtype=np.int64))
+    lim = max_voxels(limit)
+    if n > lim:
+        raise InputError(
+            f"{name}: volume of {_fmt_size(size)} = {n:,} voxels exceeds the limit of {lim:,} "
+            f"(set {MAX_VOXELS_ENV} to raise it)"
+        )
+    check_geometry(h.spacing[:3], h.direction, name)
+
+
+def check_geometry(spacing, direction, name: str) -> None:
+    """Spacing must be finite and > 0; the 3x3 direction must be orthonormal."""
+    sp = np.asarray(spacing, dtype=np.float64)
+    if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        raise GeometryError(
+            f"{name}: voxel spacing {tuple(float(s) for s in sp)} mm is invalid (must be > 0 on every axis)"
+        )
+    d = np.asarray(direction, dtype=np.float64)
+    if d.size == 16:  # 4D header with a trivial 4th axis
+        d = d.reshape(4, 4)[:3, :3]
+    d = d.reshape(3, 3)
+    if not np.all(np.isfinite(d)) or np.max(np.abs(d.T @ d - np.eye(3))) > DIRECTION_TOL:
+        raise GeometryError(
+            f"{name}: direction matrix {tuple(round(float(v), 4) for v in d.ravel())} is not orthonormal"
+        )
+
+
+def check_finite(array: np.ndarray, name: str, *, chunk: int = 16) -> None:
+    """Refuse NaN or infinite voxels (float arrays only; checked in z-chunks to bound memory)."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    for z in range(0, array.shape[0], chunk):
+        block = array[z : z + chunk]
+        if not np.isfinite(block).all():
+            bad = int(np.count_nonzero(~np.isfinite(array)))
+            raise InputError(f"{name}: contains {bad:,} NaN or infinite voxels")
+
+
+# --------------------------------------------------------------------------- NIfTI integrity
+def _nifti_expected_bytes(head: bytes) -> int | None:
+    """Bytes a NIfTI-1/2 file needs (vox_offset + voxel data), from its header; None if unknown."""
+    for endian in ("<", ">"):
+        if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", head[40:56])
+            bitpix = struct.unpack(endian + "h", head[72:74])[0]
+            vox_offset = struct.unpack(endian + "f", head[108:112])[0]
+            ndim = max(0, min(int(dims[0]), 7))
+            shape = [max(int(d), 1) for d in dims[1 : 1 + ndim]]
+            return int(vox_offset) + int(np.prod(shape, dtype=np.int64)) * max(bitpix, 8) // 8
+        if len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540:
+            dims = struct.unpack(endian + "8q", head[16:80])
+            bitpix = struct.unpack(endian + "h", head[14:16])[0]
+            vox_offset = struct.unpack(endian + "q", head[168:176])[0]
+            ndim = max(0, min(int(dims[0]), 7))
+            shape = [max(int(d), 1) for d in dims[1 : 1 + ndim]]
+            return int(vox_offset) + int(np.prod(shape, dtype=np.int64)) * max(bitpix, 8) // 8
+    return None
+
+
+def check_nifti_complete(path: Path, name: str) -> None:
+    """Refuse a truncated ``.nii`` / ``.nii.gz`` (ITK silently fills the missing part with zeros).
+
+    ``.nii.gz`` files are decompressed as a stream (constant memory) to check the gzip
+    trailer and count the bytes.
+    """
+    p = str(path).lower()
+    if p.endswith(".nii"):
+        with open(path, "rb") as f:
+            head = f.read(540)
+        need = _nifti_expected_bytes(head)
+        have = os.path.getsize(path)
+        if need is not None and have < need:
+            raise InputError(f"{name}: file is truncated ({have:,} of {need:,} bytes)")
+    elif p.endswith(".nii.gz"):
+        total, head = 0, b""
+        try:
+            with gzip.open(path, "rb") as f:
+                while True:
+                    block = f.read(1 << 22)
+                    if not block:
+                        break
+                    if len(head) < 540:
+                        head += block[: 540 - len(head)]
+                    total += len(block)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise InputError(f"{name}: compressed file is truncated or corrupt ({exc})") from None
+        need = _nifti_expected_bytes(head)
+        if need is not None and total < need:
+            raise InputError(f"{name}: file is truncated ({total:,} of {need:,} bytes after decompression)")

@@ -1,0 +1,229 @@
+"""Writing masks and label maps on the source image's exact grid, atomically.
+
+Formats by file ending: ``.nii`` / ``.nii.gz`` (NIfTI), ``.nrrd``, ``.mha`` and ``.dcm``
+(DICOM-SEG, only when the source is a DICOM series). Every write goes to a temporary file in
+the output folder and is renamed into place (``os.replace``), so a failure never leaves a
+partial output. An existing output is refused (:class:`~ctsam3d.errors.OutputExistsError`)
+unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import GeometryError, InputError, OutputExistsError
+from . import dicom
+from .read import read_volume, same_grid
+
+log = logging.getLogger(__name__)
+
+#: Output endings handled by SimpleITK.
+ITK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+#: Output endings that mean DICOM-SEG.
+SEG_SUFFIXES = (".dcm",)
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suf in ITK_SUFFIXES + SEG_SUFFIXES:
+        if name.endswith(suf):
+            return suf
+    return path.suffix.lower()
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``<name>.json`` next to a label map ``<name>.nii.gz`` / ``.nrrd`` / ``.mha`` / ``.dcm``."""
+    p = Path(path)
+    suf = _suffix(p)
+    stem = p.name[: -len(suf)] if suf and p.name.lower().endswith(suf) else p.stem
+    return p.with_name(stem + ".json")
+
+
+def check_output(path: str | Path, *, overwrite: bool) -> Path:
+    """Validate an output path: known ending, no existing file unless ``overwrite``."""
+    p = Path(path)
+    suf = _suffix(p)
+    if suf not in ITK_SUFFIXES + SEG_SUFFIXES:
+        raise InputError(
+            f"{path}: unknown output format {suf or '(no ending)'!r}; use .nii.gz, .nii, .nrrd, .mha or .dcm (DICOM-SEG)"
+        )
+    if p.is_dir():
+        raise InputError(f"{path}: is a folder; give an output file name")
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: output exists; pass --overwrite (overwrite=True) to replace it")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path in ``path``'s folder; on success rename it to ``path``.
+
+    The temporary name keeps the file ending so that writers pick the right format. On any
+    error the temporary file is removed and nothing appears at ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suf = _suffix(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suf}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _resolve_source(source) -> sitk.Image | None:
+    if source is None or isinstance(source, sitk.Image):
+        return source
+    return read_volume(source, what="source image")
+
+
+def _dicom_files(source, source_img: sitk.Image | None) -> tuple[list[str], Path] | None:
+    """The DICOM files (k order) behind the source, or None if it is not DICOM."""
+    folder, uid = None, None
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        if p.is_dir():
+            series = dicom.choose_series(p, str(p))
+            return list(series.files), p
+        if p.is_file() and dicom.is_dicom_file(p):
+            series = dicom.series_of_file(p)
+            return list(series.files), p.parent
+    if source_img is not None and dicom.META_DICOM_DIR in source_img.GetMetaDataKeys():
+        folder = Path(source_img.GetMetaData(dicom.META_DICOM_DIR))
+        uid = source_img.GetMetaData(dicom.META_SERIES_UID)
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+        return list(files), folder
+    return None
+
+
+def _on_source_grid(mask: sitk.Image, source_img: sitk.Image | None, path) -> sitk.Image:
+    if source_img is None:
+        return mask
+    if not same_grid(mask, source_img):
+        raise GeometryError(
+            f"{path}: mask grid (size {mask.GetSize()}, spacing {mask.GetSpacing()}) differs from the "
+            f"source image's (size {source_img.GetSize()}, spacing {source_img.GetSpacing()}); "
+            "paste it onto the source grid first"
+        )
+    out = sitk.Image(mask)
+    out.CopyInformation(source_img)  # exact source geometry, no float drift
+    return out
+
+
+def _to_label_pixels(mask: sitk.Image, path) -> sitk.Image:
+    arr = sitk.GetArrayViewFromImage(mask)
+    if mask.GetNumberOfComponentsPerPixel() != 1 or mask.GetDimension() != 3:
+        raise InputError(f"{path}: mask must be a 3D scalar image")
+    lo, hi = (arr.min(), arr.max()) if arr.size else (0, 0)
+    if lo < 0:
+        raise InputError(f"{path}: mask has negative values (min {lo})")
+    if np.issubdtype(arr.dtype, np.floating) and not np.array_equal(arr, np.round(arr)):
+        raise InputError(f"{path}: mask has non-integer values; threshold probabilities first")
+    ptype = sitk.sitkUInt8 if hi < 256 else (sitk.sitkUInt16 if hi < 65536 else sitk.sitkUInt32)
+    return sitk.Cast(mask, ptype) if mask.GetPixelID() != ptype else mask
+
+
+def _write(mask: sitk.Image, p: Path, source, names: dict[int, str]) -> None:
+    source_img = _resolve_source(source)
+    mask = _to_label_pixels(_on_source_grid(mask, source_img, p), p)
+    suf = _suffix(p)
+    if suf in SEG_SUFFIXES:
+        found = _dicom_files(source, source_img)
+        if found is None:
+            raise InputError(f"{p}: DICOM-SEG output needs a DICOM series as source image")
+        files, _folder = found
+        with atomic_path(p) as tmp:
+            from .dicom_seg import write_dicom_seg
+
+            write_dicom_seg(sitk.GetArrayViewFromImage(mask), names, files, tmp)
+    else:
+        with atomic_path(p) as tmp:
+            sitk.WriteImage(mask, str(tmp), useCompression=suf != ".nii")
+    log.info("wrote %s", p)
+
+
+def write_mask(
+    mask: sitk.Image,
+    path: str | Path,
+    *,
+    source: sitk.Image | str | Path | None = None,
+    overwrite: bool = False,
+    names: dict[int, str] | None = None,
+) -> Path:
+    """Write a binary mask (or small label map) on the source image's exact grid.
+
+    Args:
+        mask: 3D image of ids >= 0 (bool/0-1 for a mask), on the source image's grid.
+        path: ``.nii.gz`` / ``.nii`` / ``.nrrd`` / ``.mha``, or ``.dcm`` for DICOM-SEG.
+        source: the image the mask was drawn on (image, file or DICOM folder). The mask's grid
+            must equal it; the written file gets its exact geometry. Needed for ``.dcm``.
+        overwrite: replace an existing output.
+        names: structure name per id, used for DICOM-SEG segment labels (default ``{1: "mask"}``).
+
+    Returns:
+        The written path.
+
+    Raises:
+        OutputExistsError, InputError, GeometryError.
+    """
+    p = check_output(path, overwrite=overwrite)
+    _write(mask, p, source, dict(names or {1: "mask"}))
+    return p
+
+
+def write_label_map(
+    labels: sitk.Image,
+    path: str | Path,
+    *,
+    names: dict[int, str] | None = None,
+    source: sitk.Image | str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a multi-class label map keeping its ids, plus a ``<name>.json`` sidecar ``{id: name}``.
+
+    For DICOM-SEG output (``.dcm``) the names become the segment labels and no sidecar is
+    written. Both files are written atomically; neither is written if either exists and
+    ``overwrite`` is False.
+
+    Returns:
+        The label map's path.
+    """
+    p = check_output(path, overwrite=overwrite)
+    names = {int(k): str(v) for k, v in (names or {}).items()}
+    if _suffix(p) in SEG_SUFFIXES:
+        _write(labels, p, source, names)
+        return p
+    side = sidecar_path(p)
+    if side.exists() and not overwrite:
+        raise OutputExistsError(f"{side}: output exists; pass --overwrite (overwrite=True) to replace it")
+    _write(labels, p, source, names)
+    with atomic_path(side) as tmp:
+        tmp.write_text(json.dumps({str(k): names[k] for k in sorted(names)}, indent=1) + "\n")
+    return p
+
+
+def read_sidecar(path: str | Path) -> dict[int, str] | None:
+    """The ``{id: name}`` sidecar of a label map, or None if there is none.
+
+    Raises:
+        InputError: the sidecar exists but is not a JSON object of id -> name.
+    """
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    try:
+        raw = json.loads(side.read_text())
+        return {int(k): str(v) for k, v in raw.items()}
+    except (ValueError, AttributeError) as exc:
+        raise InputError(f"{side}: not a JSON object of label id -> name ({exc})") from None
