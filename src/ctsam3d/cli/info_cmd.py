@@ -1,0 +1,137 @@
+"""``ctsam3d info -i FILE_OR_DICOM_DIR``: geometry, HU range and labels of a volume.
+
+Prints size, spacing, orientation code ("towards" convention: identity = LPS), direction,
+origin (LPS mm), pixel type and HU range; for a label map (integer pixels with few values,
+``--label``, or a DICOM-SEG) the labels present with voxel counts and names when known
+(the JSON sidecar ``<name>.json``, the SEG's segment labels, or ``--catalogue``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+NAME = "info"
+HELP = "Print geometry, HU range and labels of a volume or DICOM folder"
+
+#: An integer image with at most this many distinct values (all >= 0) is shown as a label map.
+MAX_LABELS = 256
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "--input", required=True, help="volume file (.nii.gz, .nrrd, .mha, DICOM-SEG) or DICOM folder")
+    parser.add_argument("--label", action="store_true", help="treat the input as a label map")
+    parser.add_argument("--catalogue", help="name labels from a catalogue (totalseg_v2, totalseg_v1, ctsam3d_107, flare22, openkbp)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def _label_counts(arr: np.ndarray) -> dict[int, int] | None:
+    """``{label: voxels}`` for a non-negative integer array with few values, else None."""
+    if not np.issubdtype(arr.dtype, np.integer) or arr.size == 0:
+        return None
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= 1 << 20:
+        return None
+    counts = np.bincount(arr.ravel(), minlength=hi + 1)
+    present = np.flatnonzero(counts)
+    if len(present) > MAX_LABELS:
+        return None
+    return {int(i): int(counts[i]) for i in present}
+
+
+def describe(path: str, *, as_label: bool = False, catalogue: str | None = None) -> dict:
+    """Everything ``info`` prints, as a dict (sizes ``(i, j, k)``, mm, LPS)."""
+    from ..anatomy import get_catalogue
+    from ..geometry import orientation_code
+    from ..io import read_sidecar, read_volume
+    from ..io import dicom
+    from ..io.read import as_label_image
+
+    p = Path(path)
+    names: dict[int, str] = {}
+    kind = "image"
+    if p.is_file() and dicom.is_dicom_file(p) and dicom.read_tags(str(p))["0008|0060"].upper() == "SEG":
+        from ..io.dicom_seg import read_dicom_seg
+
+        img, names = read_dicom_seg(p)
+        kind, as_label = "DICOM-SEG", True
+    else:
+        img = read_volume(path)
+    if dicom.META_DICOM_DIR in img.GetMetaDataKeys():
+        kind = "DICOM series"
+    arr = sitk.GetArrayViewFromImage(img)
+    counts = _label_counts(arr)
+    if as_label and counts is None:
+        img = as_label_image(img, str(path))
+        arr = sitk.GetArrayViewFromImage(img)
+        counts = _label_counts(arr)
+    info = {
+        "file": str(path),
+        "kind": kind,
+        "size": list(img.GetSize()),
+        "spacing": [float(s) for s in img.GetSpacing()],
+        "orientation": orientation_code(img),
+        "direction": [float(v) for v in img.GetDirection()],
+        "origin": [float(v) for v in img.GetOrigin()],
+        "pixel_type": img.GetPixelIDTypeAsString(),
+        "range": [float(arr.min()), float(arr.max())],
+    }
+    if counts is not None and (as_label or len(counts) <= MAX_LABELS):
+        if not names:
+            names = read_sidecar(path) or {} if p.is_file() else {}
+        cat = get_catalogue(catalogue) if catalogue else None
+        info["labels"] = [
+            {
+                "id": i,
+                "voxels": n,
+                "name": names.get(i) or (cat.labels.get(i) if cat else None) or ("background" if i == 0 else None),
+            }
+            for i, n in counts.items()
+        ]
+    return info
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def _print_text(info: dict, out) -> None:
+    d = np.asarray(info["direction"]).reshape(3, 3)
+    rows = ["[" + " ".join(f"{x + 0.0: .4f}".rstrip("0").rstrip(".") for x in r) + "]" for r in d]
+    lines = [
+        ("file", info["file"]),
+        ("kind", ("label map" if info["kind"] == "image" else info["kind"] + " label map")
+         if "labels" in info else info["kind"]),
+        ("size", " x ".join(str(s) for s in info["size"]) + " voxels (i, j, k)"),
+        ("spacing", " x ".join(_fmt(s) for s in info["spacing"]) + " mm"),
+        ("orientation", info["orientation"]),
+        ("direction", " ".join(rows) + "  (columns: i, j, k axes in LPS)"),
+        ("origin", "(" + ", ".join(_fmt(v) for v in info["origin"]) + ") mm LPS"),
+        ("pixel type", info["pixel_type"]),
+        ("value range" if "labels" in info else "HU range", f"{_fmt(info['range'][0])} .. {_fmt(info['range'][1])}"),
+    ]
+    for k, v in lines:
+        print(f"{k + ':':13}{v}", file=out)
+    if "labels" in info:
+        present = [x for x in info["labels"] if x["id"] != 0]
+        print(f"{'labels:':13}{len(present)} present", file=out)
+        print(f"  {'id':>5}  {'voxels':>10}  name", file=out)
+        for x in info["labels"]:
+            print(f"  {x['id']:>5}  {x['voxels']:>10}  {x['name'] or '-'}", file=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not getattr(args, "verbose", False):
+        sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    info = describe(args.input, as_label=args.label, catalogue=args.catalogue)
+    if args.json:
+        json.dump(info, sys.stdout, indent=1)
+        print()
+    else:
+        _print_text(info, sys.stdout)
+    return 0
