@@ -1,0 +1,85 @@
+"""State of one segmented object: its clicks, patches, sparse probabilities and undo history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .prompts import Click
+from .sparse_volume import SparseVolume
+
+__all__ = ["ObjectState", "Snapshot"]
+
+Key = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything ``undo`` restores (chunk arrays are shared, never modified in place)."""
+
+    chunks: dict
+    clicks: tuple[Click, ...]
+    patches: tuple[Key, ...]
+    has_initial_mask: bool
+
+
+@dataclass
+class ObjectState:
+    """One object (label) of a session.
+
+    Attributes:
+        id: label value in :meth:`Session.label_map` (1, 2, ...).
+        name: the user's name for it.
+        store: its probabilities on the canonical lattice.
+        clicks: all prompts so far (user, box centres, cross-patch clicks), oldest first.
+        patches: lattice starts ``(z, y, x)`` of the patches segmented for it.
+        has_initial_mask: it was started from a mask (edit mode).
+        auto_named: created implicitly by the first prompt (``new_object`` may rename it).
+    """
+
+    id: int
+    name: str
+    store: SparseVolume = field(default_factory=SparseVolume)
+    clicks: list[Click] = field(default_factory=list)
+    patches: list[Key] = field(default_factory=list)
+    has_initial_mask: bool = False
+    auto_named: bool = False
+    history: list[Snapshot] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.clicks and not self.patches and not self.has_initial_mask and not self.store.chunks
+
+    @property
+    def has_foreground_prompt(self) -> bool:
+        """A positive user/box click or an initial mask exists (negative clicks are allowed)."""
+        return self.has_initial_mask or any(c.positive and c.source != "cpp" for c in self.clicks)
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.store.snapshot(), tuple(self.clicks), tuple(self.patches), self.has_initial_mask)
+
+    def restore(self, snap: Snapshot) -> None:
+        self.store.restore(snap.chunks)
+        self.clicks = list(snap.clicks)
+        self.patches = list(snap.patches)
+        self.has_initial_mask = snap.has_initial_mask
+
+    def push_history(self, limit: int | None) -> Snapshot:
+        snap = self.snapshot()
+        self.history.append(snap)
+        if limit is not None and len(self.history) > limit:
+            del self.history[0 : len(self.history) - limit]
+        return snap
+
+    def clicks_in(self, start: Key, size) -> tuple[list[Key], list[Key]]:
+        """Positive and negative clicks inside the patch at ``start``, as patch ``(z, y, x)``."""
+        pos: list[Key] = []
+        neg: list[Key] = []
+        s = np.asarray(start)
+        n = np.asarray(size)
+        for c in self.clicks:
+            rel = np.asarray(c.zyx) - s
+            if np.all(rel >= 0) and np.all(rel < n):
+                (pos if c.positive else neg).append(tuple(int(v) for v in rel))  # type: ignore[arg-type]
+        return pos, neg

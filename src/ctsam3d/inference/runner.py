@@ -1,0 +1,166 @@
+"""Running the model on lattice patches: crop, encode (cached), decode, cross-patch prompts.
+
+Everything here speaks lattice patch starts ``(z, y, x)`` and patch voxel indices
+``(z, y, x)``; the input image is only touched by :meth:`PatchRunner.crop`, which samples
+the patch directly from the input image (through a small sub-image around the patch, so a
+huge volume is never copied or resampled as a whole).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..geometry import crop_patch, normalize_hu, patch_region
+from .lattice import Lattice
+from .patch_cache import EncodedPatch, FeatureCache
+
+__all__ = ["PatchRunner", "Timer"]
+
+Key = tuple[int, int, int]
+Click = tuple[int, int, int]
+
+
+@dataclass
+class Timer:
+    """Accumulates milliseconds per stage (crop, encode, decode, cpp, ...)."""
+
+    ms: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, t0: float) -> None:
+        self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - t0) * 1000.0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PatchRunner:
+    """Model calls on patches of one input image.
+
+    Args:
+        model: a CT-SAM3D model (``encode``, ``render_prompt``, ``decode``, ``cpp``, ``config``).
+        image: the input CT (any orientation, HU).
+        lattice: the session's canonical lattice of ``image``.
+        cache: encoded-patch LRU cache.
+        hu_window: ``(low, high)`` HU of the model's intensity window.
+    """
+
+    def __init__(self, model, image: sitk.Image, lattice: Lattice, cache: FeatureCache, hu_window):
+        self.model = model
+        self.image = image
+        self.lattice = lattice
+        self.cache = cache
+        self.hu_window = tuple(float(v) for v in hu_window)
+        try:
+            self.device = next(model.parameters()).device
+        except (StopIteration, AttributeError):
+            self.device = torch.device("cpu")
+        self.counts = {"encoded": 0, "decoded": 0, "cpp": 0}
+
+    # ------------------------------------------------------------------ cropping
+    def crop(self, start: Key) -> np.ndarray:
+        """HU crop ``(D, H, W)`` float32 of the patch at lattice ``start`` (pad -1024 outside)."""
+        grid = self.lattice.grid(start)
+        region = patch_region(grid, self.image)
+        if min(s.stop - s.start for s in region) <= 0:
+            return crop_patch(self.image, grid)  # all padding; cheap, nothing overlaps
+        size = self.image.GetSize()
+        lo = [max(region[2 - a].start - 2, 0) for a in range(3)]  # (i, j, k)
+        hi = [min(region[2 - a].stop + 2, size[a]) for a in range(3)]
+        sub = self.image[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        return crop_patch(sub, grid)
+
+    # ------------------------------------------------------------------ encoder
+    @torch.inference_mode()
+    def encode(self, starts: list[Key], timer: Timer) -> list[EncodedPatch]:
+        """Encoded patches for ``starts`` (cache hits reused; misses encoded in one batch)."""
+        out: dict[Key, EncodedPatch] = {}
+        missing: list[Key] = []
+        for s in starts:
+            item = self.cache.get(s)
+            if item is None:
+                if s not in missing:
+                    missing.append(s)
+            else:
+                out[s] = item
+        if missing:
+            t0 = time.perf_counter()
+            crops = [normalize_hu(self.crop(s), self.hu_window) for s in missing]
+            batch = torch.from_numpy(np.stack(crops)[:, None]).to(self.device)
+            timer.add("crop", t0)
+            t0 = time.perf_counter()
+            feats = self.model.encode(batch)
+            _sync(self.device)
+            timer.add("encode", t0)
+            self.counts["encoded"] += len(missing)
+            for b, s in enumerate(missing):
+                item = EncodedPatch(batch[b : b + 1], [f[b : b + 1] for f in feats])
+                self.cache.put(s, item)
+                out[s] = item
+        return [out[s] for s in starts]
+
+    # ------------------------------------------------------------------ decoder
+    @torch.inference_mode()
+    def segment(
+        self,
+        starts: list[Key],
+        positives: list[list[Click]],
+        negatives: list[list[Click]],
+        previous: list[np.ndarray | None],
+        timer: Timer,
+    ) -> tuple[list[np.ndarray], list[float]]:
+        """Decode a batch of patches.
+
+        Args:
+            starts: lattice starts of the patches.
+            positives, negatives: per patch, clicks as patch voxel indices ``(z, y, x)``.
+            previous: per patch, the previous probability ``(D, H, W)`` or None (first click).
+
+        Returns:
+            (probabilities ``(D, H, W)`` float32 per patch, quality per patch).
+        """
+        encoded = self.encode(starts, timer)
+        t0 = time.perf_counter()
+        n_levels = len(encoded[0].features)
+        feats = [torch.cat([e.features[level] for e in encoded]) for level in range(n_levels)]
+        prev = None
+        if any(p is not None for p in previous):
+            shape = self.lattice.patch_size
+            prev_np = np.stack([np.zeros(shape, np.float32) if p is None else p for p in previous])
+            prev = torch.from_numpy(prev_np.astype(np.float32, copy=False)[:, None]).to(self.device)
+        pos = [[tuple(int(v) for v in c) for c in lst] for lst in positives]
+        neg = [[tuple(int(v) for v in c) for c in lst] for lst in negatives]
+        prompt = self.model.render_prompt(pos, neg, prev)
+        logits, quality = self.model.decode(feats, prompt.to(self.device))
+        probs = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+        _sync(self.device)
+        timer.add("decode", t0)
+        self.counts["decoded"] += len(starts)
+        q = quality.float().reshape(len(starts), -1)[:, 0].cpu().tolist()
+        return [probs[b] for b in range(len(starts))], q
+
+    # ------------------------------------------------------------------ cross-patch prompts
+    @torch.inference_mode()
+    def cpp(self, sources: list[Key], source_masks: list[np.ndarray], targets: list[Key], timer: Timer) -> list[np.ndarray]:
+        """CPP heatmaps ``(D, H, W)`` in each target patch from (source image, source mask).
+
+        ``source_masks`` are binary ``(D, H, W)`` masks of the source patches.
+        """
+        enc_src = self.encode(sources, timer)
+        enc_dst = self.encode(targets, timer)
+        t0 = time.perf_counter()
+        image_u = torch.cat([e.image for e in enc_src])
+        image_v = torch.cat([e.image for e in enc_dst])
+        mask_u = torch.from_numpy(np.stack(source_masks).astype(np.float32)[:, None]).to(self.device)
+        heat = self.model.cpp(image_u, mask_u, image_v)
+        out = heat.float()[:, 0].cpu().numpy()
+        _sync(self.device)
+        timer.add("cpp", t0)
+        self.counts["cpp"] += len(targets)
+        return [out[b] for b in range(len(targets))]

@@ -1,0 +1,486 @@
+"""Interactive session: clicks on a CT in, a 3D mask on the CT's own grid out.
+
+Usage::
+
+    import ctsam3d
+    model = ctsam3d.load_model()
+    s = ctsam3d.Session(model)                  # expansion=True, max_patches=16
+    s.set_image("ct.nii.gz")                    # or a SimpleITK image / DICOM folder
+    rec = s.add_click((120, 200, 45))           # ITK index (i, j, k) of the input, i fastest
+    s.add_click((-12.5, 30.0, 101.0), positive=False, space="world")   # LPS mm
+    mask = s.result()                           # SimpleITK uint8 0/1 on the input grid
+    s.undo(); s.reset(); s.new_object("liver"); s.label_map()
+
+How it works. The input image is never resampled as a whole: the session fixes a canonical
+lattice (identity direction, the model's spacing; see :mod:`.lattice`) and samples
+``patch_size`` patches of it directly from the input. The first click opens a patch centred
+on it; the patch is encoded once (features kept in a bounded LRU cache) and decoded. A later
+click well inside an existing patch (at least ``patch/8`` voxels from its faces) reruns only
+the decoder, with all clicks in that patch and the previous mask, and the new prediction
+replaces that patch's region. A positive click elsewhere opens a new patch centred on it,
+whose prediction merges with the rest by voxel-wise maximum. Cross-patch expansion (see
+:mod:`.expansion`) then grows the mask into neighbour patches. Results are kept as sparse
+canonical probability chunks and pasted onto the input grid only over their bounding box
+(:meth:`result`).
+
+Documented behaviours:
+
+* A negative click before any positive click (no positive click, box or initial mask for
+  the current object) raises :class:`~ctsam3d.errors.ClickError`.
+* A negative click outside every patch of the object opens a patch centred on it, decoded
+  with the object's previous mask, and replaces that patch's region.
+* Clicks outside the image, with NaN/inf, or not three numbers raise ``ClickError``; the
+  session is left unchanged.
+* ``undo`` restores the object's previous state exactly (probabilities, clicks, patches);
+  ``reset`` clears the current object only and can itself be undone.
+* A box (``add_box``) becomes a positive click at its centre; the predictions of that step
+  (expansion included) are restricted to the box.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import ClickError, GeometryError, InputError
+from ..geometry import crop_patch, index_to_lps, paste_patch
+from .expansion import ExpansionConfig, expand
+from .lattice import Lattice
+from .objects import ObjectState
+from .patch_cache import FeatureCache
+from .prediction import Prediction
+from .prompts import Click, make_click, parse_point
+from .runner import PatchRunner, Timer
+from .sparse_volume import diff_box
+
+__all__ = ["Session"]
+
+Key = tuple[int, int, int]
+
+
+def _model_geometry(model) -> tuple[float, tuple[int, int, int], tuple[float, float]]:
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        raise InputError("model: has no .config (expected a CT-SAM3D model from ctsam3d.load_model)")
+    ps = cfg.patch_size
+    ps = (int(ps),) * 3 if np.isscalar(ps) else tuple(int(p) for p in ps)
+    return float(cfg.spacing_mm), ps, tuple(float(v) for v in getattr(cfg, "hu_window", (-125.0, 225.0)))
+
+
+class Session:
+    """Interactive segmentation of one CT image (several objects, each with undo).
+
+    Args:
+        model: a CT-SAM3D model (``ctsam3d.load_model(...)``); its ``config`` gives spacing
+            (mm), patch size ``(D, H, W)`` and HU window.
+        expansion: True/False to switch cross-patch expansion, or an :class:`ExpansionConfig`.
+        max_patches: expansion budget: neighbour patches segmented per interaction.
+        max_volume_ml: expansion stops once the object's mask exceeds this volume (ml).
+        cache_size: encoded patches kept in the LRU cache.
+        undo_depth: interactions kept per object for ``undo`` (None: unlimited).
+
+    The session is thread-safe (one lock around every public method).
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        expansion: bool | ExpansionConfig = True,
+        max_patches: int | None = None,
+        max_volume_ml: float | None = None,
+        cache_size: int = 32,
+        undo_depth: int | None = 100,
+    ):
+        self.model = model
+        self.spacing, self.patch_size, self.hu_window = _model_geometry(model)
+        if isinstance(expansion, ExpansionConfig):
+            self.expansion = expansion
+        else:
+            self.expansion = ExpansionConfig(enabled=bool(expansion))
+        if max_patches is not None:
+            self.expansion.max_patches = int(max_patches)
+        if max_volume_ml is not None:
+            self.expansion.max_volume_ml = float(max_volume_ml)
+        self.expansion.__post_init__()
+        self.cache = FeatureCache(cache_size)
+        self.undo_depth = undo_depth
+        self.image: sitk.Image | None = None
+        self.lattice: Lattice | None = None
+        self._runner: PatchRunner | None = None
+        self._image_box = None
+        self._objects: dict[int, ObjectState] = {}
+        self._current: int | None = None
+        self._lock = threading.RLock()
+
+    # ================================================================== image
+    def set_image(self, image: sitk.Image | str | Path) -> None:
+        """Use ``image`` (a 3D SimpleITK image in HU, a file path, or a DICOM folder).
+
+        Clears all objects and the feature cache.
+
+        Raises:
+            InputError: not a 3D scalar image, or unreadable.
+        """
+        if isinstance(image, (str, Path)):
+            from ..io import read_volume
+
+            image = read_volume(image)
+        if not isinstance(image, sitk.Image):
+            raise InputError(f"image: expected a SimpleITK image or a path, got {type(image).__name__}")
+        if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+            raise InputError(
+                f"image: expected a 3D scalar CT, got {image.GetDimension()}D with "
+                f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel"
+            )
+        with self._lock:
+            self.image = image
+            self.lattice = Lattice.for_image(image, self.spacing, self.patch_size)
+            self._image_box = self.lattice.image_box_zyx(image)
+            self.cache.clear()
+            self._runner = PatchRunner(self.model, image, self.lattice, self.cache, self.hu_window)
+            self._objects = {}
+            self._current = None
+
+    def _require_image(self) -> None:
+        if self.image is None:
+            raise InputError("session: no image; call set_image(...) first")
+
+    # ================================================================== objects
+    @property
+    def objects(self) -> dict[int, str]:
+        """``{label id: name}`` of the session's objects."""
+        return {i: o.name for i, o in self._objects.items()}
+
+    @property
+    def current_object(self) -> int | None:
+        """Label id of the object that clicks go to (None before the first one)."""
+        return self._current
+
+    def new_object(self, name: str | None = None) -> int:
+        """Start a new object (label) and make it current; returns its label id (1, 2, ...).
+
+        An implicitly created, still empty object is renamed instead of leaving it behind.
+        """
+        with self._lock:
+            self._require_image()
+            reuse = self._reusable()
+            names = {o.name for i, o in self._objects.items() if not (reuse and i == self._current)}
+            if name is not None and name in names:
+                raise InputError(f"new_object: an object named {name!r} exists already")
+            if reuse:
+                obj = self._objects[self._current]
+                obj.name = name or obj.name
+                obj.auto_named = False
+                return obj.id
+            oid = max(self._objects, default=0) + 1
+            self._objects[oid] = ObjectState(oid, name or f"object_{oid}")
+            self._current = oid
+            return oid
+
+    def _reusable(self) -> bool:
+        cur = self._objects.get(self._current) if self._current is not None else None
+        return bool(cur is not None and cur.auto_named and cur.is_empty and not cur.history)
+
+    def select_object(self, key: int | str) -> int:
+        """Make the object with this label id or name current; returns its id."""
+        with self._lock:
+            for oid, obj in self._objects.items():
+                if key == oid or key == obj.name:
+                    self._current = oid
+                    return oid
+            raise InputError(f"select_object: no object {key!r} (have {self.objects})")
+
+    def _obj(self) -> ObjectState:
+        self._require_image()
+        if self._current is None:
+            oid = self.new_object(None)
+            self._objects[oid].auto_named = True
+        return self._objects[self._current]
+
+    # ================================================================== prompts
+    def add_click(self, point, positive: bool = True, space: str = "index") -> Prediction:
+        """Add a click to the current object and update its mask.
+
+        Args:
+            point: ITK index ``(i, j, k)`` of the input image (``space="index"``, i fastest, as
+                3D Slicer / MONAI Label send it), LPS mm (``"world"``) or RAS mm (``"ras"``).
+            positive: True for foreground, False for background.
+
+        Returns:
+            A :class:`Prediction` (changed bounding box on the input grid, timings, ...).
+
+        Raises:
+            ClickError: bad point (see :mod:`.prompts`) or a negative click before any positive.
+        """
+        with self._lock:
+            t_start = time.perf_counter()
+            self._require_image()
+            click = make_click(point, positive, self.image, self.lattice, space)
+            obj = self._obj()
+            if not click.positive and not obj.has_foreground_prompt:
+                raise ClickError(
+                    f"click {tuple(point)}: negative click before any positive click; start the "
+                    f"object with a positive click, a box or an initial mask"
+                )
+            return self._interact(obj, click, "click", t_start)
+
+    def add_box(self, corner_a, corner_b, space: str = "index") -> Prediction:
+        """Add a 3D box prompt (two opposite corners) to the current object.
+
+        Corners are ITK indices ``(i, j, k)`` (``space="index"``) or mm (``"world"`` LPS,
+        ``"ras"``). The box becomes a positive click at its centre; the predictions of this
+        step (expansion included) are restricted to the box.
+        """
+        with self._lock:
+            t_start = time.perf_counter()
+            self._require_image()
+            _, a = parse_point(corner_a, self.image, space, what="box corner")
+            _, b = parse_point(corner_b, self.image, space, what="box corner")
+            za, zb = self.lattice.world_to_zyx(a), self.lattice.world_to_zyx(b)
+            lo = np.floor(np.minimum(za, zb)).astype(int)
+            hi = np.ceil(np.maximum(za, zb)).astype(int) + 1
+            centre = (a + b) / 2.0
+            click = make_click(tuple(centre), True, self.image, self.lattice, "world", source="box")
+            obj = self._obj()
+
+            def clip(start, probs):
+                out = np.zeros_like(probs)
+                s = np.asarray(start)
+                r0 = np.clip(lo - s, 0, self.patch_size)
+                r1 = np.clip(hi - s, 0, self.patch_size)
+                if np.all(r1 > r0):
+                    sl = tuple(slice(int(x), int(y)) for x, y in zip(r0, r1))
+                    out[sl] = probs[sl]
+                return out
+
+            return self._interact(obj, click, "box", t_start, clip=clip)
+
+    def set_initial_mask(self, mask: sitk.Image | str | Path) -> Prediction:
+        """Start the current object from an existing mask (edit mode); clicks then refine it.
+
+        Args:
+            mask: a label image on the input image's grid (nonzero = object) or a path.
+
+        Raises:
+            GeometryError: the mask's grid differs from the image's.
+        """
+        with self._lock:
+            t_start = time.perf_counter()
+            self._require_image()
+            if isinstance(mask, (str, Path)):
+                from ..io import read_label
+
+                mask = read_label(mask, reference=self.image)
+            if not isinstance(mask, sitk.Image):
+                raise InputError(f"mask: expected a SimpleITK image or a path, got {type(mask).__name__}")
+            _check_same_grid(mask, self.image)
+            obj = self._obj()
+            before = obj.push_history(self.undo_depth)
+            obj.store.clear()
+            obj.clicks, obj.patches = [], []
+            obj.has_initial_mask = True
+            binary = sitk.Cast(mask != 0, sitk.sitkUInt8)
+            stats = sitk.LabelShapeStatisticsImageFilter()
+            stats.Execute(binary)
+            if stats.HasLabel(1):
+                x, y, z, sx, sy, sz = stats.GetBoundingBox(1)
+                corners = np.array(
+                    [[x + a * sx, y + b * sy, z + c * sz] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float
+                ) - 0.5
+                zyx = self.lattice.world_to_zyx(index_to_lps(self.image, corners))
+                lo = np.floor(zyx.min(axis=0)).astype(int)
+                hi = np.ceil(zyx.max(axis=0)).astype(int) + 1
+                self._write_mask_slabs(obj, binary, lo, hi)
+            return self._record(obj, "initial_mask", None, before, Timer(), t_start, {})
+
+    def _write_mask_slabs(self, obj: ObjectState, binary: sitk.Image, lo, hi) -> None:
+        step = 64
+        for z0 in range(int(lo[0]), int(hi[0]), step):
+            size = (min(step, int(hi[0]) - z0), int(hi[1] - lo[1]), int(hi[2] - lo[2]))
+            grid = self.lattice.grid((z0, int(lo[1]), int(lo[2])), size)
+            vals = crop_patch(binary, grid, is_label=True).astype(np.float32)
+            obj.store.write((z0, int(lo[1]), int(lo[2])), vals, mode="replace")
+
+    # ================================================================== core step
+    def _choose_patch(self, obj: ObjectState, click: Click) -> tuple[Key, bool]:
+        """(patch start, is_new) for a click, see the module docstring."""
+        best, best_margin = None, -1
+        c = np.asarray(click.zyx)
+        size = np.asarray(self.patch_size)
+        for start in obj.patches:
+            rel = c - np.asarray(start)
+            margin = int(np.min(np.minimum(rel, size - 1 - rel)))
+            if margin > best_margin:
+                best, best_margin = start, margin
+        min_margin = int(np.min(size)) // 8
+        if best is not None and (best_margin >= min_margin or (not click.positive and best_margin >= 0)):
+            return best, False
+        return self.lattice.patch_start_around(click.zyx), True
+
+    def _interact(self, obj: ObjectState, click: Click, action: str, t_start: float, clip=None) -> Prediction:
+        timer = Timer()
+        counts0 = dict(self._runner.counts)
+        before = obj.push_history(self.undo_depth)
+        try:
+            obj.clicks.append(click)
+            start, is_new = self._choose_patch(obj, click)
+            pos, neg = obj.clicks_in(start, self.patch_size)
+            prev = obj.store.read(start, self.patch_size)
+            probs, quality = self._runner.segment([start], [pos], [neg], [prev if prev.max() > 0 else None], timer)
+            p = probs[0] if clip is None else clip(start, probs[0])
+            mode = "max" if (is_new and click.positive) else "replace"
+            obj.store.write(start, p, mode=mode)
+            if start not in obj.patches:
+                obj.patches.append(start)
+            info = {"quality": quality[0]}
+            if self.expansion.enabled and self.expansion.max_patches > 0:
+                t0 = time.perf_counter()
+                from ..modeling.cpp_net import heatmap_peaks
+
+                res = expand(
+                    obj, [start], self._runner, self.lattice, self._image_box, self.expansion, timer,
+                    peaks_fn=heatmap_peaks, clip=clip,
+                )
+                timer.add("expansion", t0)
+                info.update(expansion_patches=res.decoded, cpp_evaluations=res.cpp, expansion_stop=res.stop)
+            else:
+                info["expansion_stop"] = "disabled"
+        except BaseException:
+            obj.restore(before)  # never leave a half-applied interaction behind
+            obj.history.pop()
+            raise
+        counts = {k: self._runner.counts[k] - counts0[k] for k in counts0}
+        info.update(patches_encoded=counts["encoded"], patches_decoded=counts["decoded"])
+        return self._record(obj, action, click, before, timer, t_start, info)
+
+    def _record(self, obj, action, click, before, timer, t_start, info) -> Prediction:
+        box = diff_box(before.chunks, obj.store.chunks, obj.store.chunk)
+        bbox = None if box is None else self.lattice.box_to_input_bbox(box[0], box[1], self.image)
+        timing = dict(timer.ms)
+        timing["total"] = (time.perf_counter() - t_start) * 1000.0
+        return Prediction(
+            action=action,
+            object_id=obj.id,
+            object_name=obj.name,
+            positive=None if click is None else click.positive,
+            index_ijk=None if click is None else click.index_ijk,
+            world_lps=None if click is None else click.world_lps,
+            changed_bbox=bbox,
+            n_patches=len(obj.patches),
+            volume_ml=obj.store.count() * self.spacing**3 / 1000.0,
+            timing_ms=timing,
+            **info,
+        )
+
+    # ================================================================== history
+    def undo(self) -> Prediction | None:
+        """Undo the current object's last interaction (exactly); None if there is nothing to undo."""
+        with self._lock:
+            self._require_image()
+            if self._current is None or not self._objects[self._current].history:
+                return None
+            t_start = time.perf_counter()
+            obj = self._objects[self._current]
+            now = obj.snapshot()
+            obj.restore(obj.history.pop())
+            return self._record(obj, "undo", None, now, Timer(), t_start, {})
+
+    def reset(self) -> Prediction | None:
+        """Clear the current object's prompts and mask (other objects are kept); undoable."""
+        with self._lock:
+            self._require_image()
+            if self._current is None:
+                return None
+            t_start = time.perf_counter()
+            obj = self._objects[self._current]
+            before = obj.push_history(self.undo_depth)
+            obj.store.clear()
+            obj.clicks, obj.patches, obj.has_initial_mask = [], [], False
+            return self._record(obj, "reset", None, before, Timer(), t_start, {})
+
+    # ================================================================== results
+    def clicks(self, object_id: int | None = None) -> list[Click]:
+        """Prompts of an object (default: current), oldest first; includes cross-patch clicks."""
+        obj = self._objects.get(self._current if object_id is None else object_id)
+        return [] if obj is None else list(obj.clicks)
+
+    def probabilities(self, object_id: int | None = None) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+        """``(region, probs)``: the object's probabilities resampled onto the input grid.
+
+        ``region`` are ``[z, y, x]`` slices of the input array; ``probs`` float32 of its shape.
+        Empty slices when the object has no mask.
+        """
+        with self._lock:
+            self._require_image()
+            oid = self._current if object_id is None else object_id
+            obj = self._objects.get(oid)
+            empty = ((slice(0, 0),) * 3, np.zeros((0, 0, 0), np.float32))
+            if obj is None:
+                return empty
+            bounds = obj.store.bounds()
+            if bounds is None:
+                return empty
+            lo, hi = bounds
+            values = obj.store.read(lo, hi - lo)
+            return paste_patch(values, self.lattice.grid(lo, tuple(int(v) for v in hi - lo)), self.image)
+
+    def result(self, object_id: int | None = None) -> sitk.Image:
+        """The object's mask (default: current) as a uint8 0/1 image on the input image's grid."""
+        with self._lock:
+            self._require_image()
+            region, probs = self.probabilities(object_id)
+            return self._paste_region(region, (probs > 0.5).astype(np.uint8), sitk.sitkUInt8)
+
+    def label_map(self) -> sitk.Image:
+        """All objects as one label image on the input grid (value = object id, 0 background).
+
+        Where objects overlap, the one with the higher probability wins. uint8 (uint16 beyond 255).
+        """
+        with self._lock:
+            self._require_image()
+            parts = [(oid, *self.probabilities(oid)) for oid in self._objects]
+            parts = [p for p in parts if p[2].size]
+            ptype = sitk.sitkUInt8 if max(self._objects, default=0) < 256 else sitk.sitkUInt16
+            if not parts:
+                return self._paste_region((slice(0, 0),) * 3, np.zeros((0, 0, 0), np.uint8), ptype)
+            lo = [min(p[1][a].start for p in parts) for a in range(3)]
+            hi = [max(p[1][a].stop for p in parts) for a in range(3)]
+            shape = tuple(h - l for l, h in zip(lo, hi))
+            best = np.full(shape, 0.5, np.float32)
+            labels = np.zeros(shape, np.uint16 if ptype == sitk.sitkUInt16 else np.uint8)
+            for oid, region, probs in parts:
+                sub = tuple(slice(r.start - l, r.stop - l) for r, l in zip(region, lo))
+                win = probs > best[sub]
+                best[sub][win] = probs[win]
+                labels[sub][win] = oid
+            return self._paste_region(tuple(slice(l, h) for l, h in zip(lo, hi)), labels, ptype)
+
+    def _paste_region(self, region, values: np.ndarray, ptype) -> sitk.Image:
+        """A zero image on the input grid with ``values`` at ``region`` (``[z, y, x]`` slices)."""
+        out = sitk.Image(self.image.GetSize(), ptype)
+        out.CopyInformation(self.image)
+        if values.size:
+            src = sitk.GetImageFromArray(values)
+            dest_index = [int(region[2].start), int(region[1].start), int(region[0].start)]
+            out = sitk.Paste(out, src, src.GetSize(), [0, 0, 0], dest_index)
+        return out
+
+
+def _check_same_grid(mask: sitk.Image, image: sitk.Image) -> None:
+    ok = (
+        mask.GetSize() == image.GetSize()
+        and np.allclose(mask.GetSpacing(), image.GetSpacing(), rtol=1e-4, atol=1e-4)
+        and np.allclose(mask.GetOrigin(), image.GetOrigin(), atol=1e-3)
+        and np.allclose(mask.GetDirection(), image.GetDirection(), atol=1e-4)
+    )
+    if not ok:
+        raise GeometryError(
+            f"initial mask: its grid (size {mask.GetSize()}, spacing {mask.GetSpacing()}, origin "
+            f"{mask.GetOrigin()}) differs from the image's (size {image.GetSize()}, spacing "
+            f"{image.GetSpacing()}, origin {image.GetOrigin()})"
+        )

@@ -1,0 +1,95 @@
+"""Cross-patch expansion: a structure longer than a patch is completed from one click."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from inference_fakes import BrightComponentModel, dice, make_volume, nearest_index
+
+from ctsam3d.inference.expansion import ExpansionConfig, reaches_new_image, touching_directions
+from ctsam3d.inference.session import Session
+
+# a 140 mm long bright tube along S; patches are 32 voxels x 1.5 mm = 48 mm
+TUBE = (("cylinder", (4.0, -3.0, -70.0, 70.0), 7.0),)
+CLICK = (4.0, -3.0, -50.0)
+
+
+@pytest.fixture(scope="module")
+def tube():
+    return make_volume("PLI", size=(40, 40, 80), spacing=(1.4, 1.2, 2.0), shapes=TUBE)
+
+
+def _run(ct, **kw):
+    model = BrightComponentModel()
+    s = Session(model, **kw)
+    s.set_image(ct)
+    return s, s.add_click(nearest_index(ct, CLICK))
+
+
+def test_expansion_completes_the_tube(tube):
+    ct, label = tube
+    s_off, rec_off = _run(ct, expansion=False)
+    s_on, rec_on = _run(ct)
+    d_off, d_on = dice(s_off.result(), label), dice(s_on.result(), label)
+    assert rec_off.expansion_stop == "disabled" and rec_off.n_patches == 1
+    assert d_off < 0.6
+    assert d_on > 0.9
+    assert rec_on.expansion_patches >= 2 and rec_on.expansion_stop == "done"
+    assert rec_on.patches_decoded == 1 + rec_on.expansion_patches
+    # the CPP clicks are kept with the object
+    assert any(c.source == "cpp" for c in s_on.clicks())
+
+
+def test_patch_budget_stops_expansion(tube):
+    ct, label = tube
+    s, rec = _run(ct, max_patches=1)
+    assert rec.expansion_patches == 1 and rec.expansion_stop == "max_patches"
+    assert rec.n_patches == 2
+
+
+def test_volume_budget_stops_expansion(tube):
+    ct, _ = tube
+    s, rec = _run(ct, max_volume_ml=1.0)
+    assert rec.expansion_stop == "max_volume"
+    assert rec.expansion_patches < 4
+
+
+def test_undo_after_expansion_restores_one_click_state(tube):
+    ct, _ = tube
+    s, _ = _run(ct)
+    s.undo()
+    assert s.result().GetSize() == ct.GetSize()
+    assert not s.probabilities()[1].size and s.clicks() == []
+
+
+def test_expansion_does_not_leave_the_image():
+    """A sphere touching the image border: no neighbour beyond the border is segmented."""
+    ct, label = make_volume("LPS", size=(30, 30, 30), spacing=(1.5, 1.5, 1.5),
+                            shapes=(("sphere", (0.0, 0.0, 0.0), 30.0),))
+    s = Session(BrightComponentModel(), max_patches=50)
+    s.set_image(ct)
+    rec = s.add_click((15, 15, 15))
+    assert rec.expansion_patches == 0 and rec.cpp_evaluations == 0
+    assert dice(s.result(), label) == 1.0
+
+
+def test_touching_directions_and_new_image():
+    m = np.zeros((8, 8, 8), bool)
+    assert touching_directions(m) == []
+    m[3:5, 3:5, 6:8] = True  # reaches the +x face only
+    assert touching_directions(m, margin=2, min_voxels=4) == [(0, 0, 1)]
+    m[6:8, 6:8, 6:8] = True  # and the (+z, +y, +x) corner
+    dirs = touching_directions(m, margin=2, min_voxels=4)
+    assert (1, 1, 1) in dirs and (0, 0, 1) in dirs and (0, 0, -1) not in dirs
+    lo, hi = np.array([0, 0, 0]), np.array([20, 20, 20])
+    assert reaches_new_image((0, 0, 0), (0, 0, 6), (8, 8, 8), lo, hi)
+    assert not reaches_new_image((0, 0, 12), (0, 0, 18), (8, 8, 8), lo, hi)  # only padding beyond x=20
+    assert not reaches_new_image((0, 0, 0), (0, 0, -6), (8, 8, 8), lo, hi)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        ExpansionConfig(max_patches=-1)
+    with pytest.raises(ValueError):
+        ExpansionConfig(max_volume_ml=0)
+    assert list(ExpansionConfig().stride_for((64, 64, 64))) == [48, 48, 48]
