@@ -1,0 +1,143 @@
+"""Save and load models: ``model.safetensors`` + ``config.json`` in one directory.
+
+``load_model(path_or_preset=None, device="cpu")``:
+
+* ``None`` -> the bundled starter model in ``ctsam3d/weights/ctsam3d-lite/`` (a clear
+  :class:`CheckpointError` when the package ships none);
+* a preset name (``ctsam3d-lite``, ``ctsam3d-paper``) -> a freshly initialised, **untrained**
+  model (a warning says so);
+* a directory, or a ``.safetensors`` file with ``config.json`` beside it -> our format;
+* a ``.pth`` / ``.pt`` file -> the released CT-SAM3D ``params.pth``, converted on the fly
+  (:mod:`ctsam3d.modeling.reference_import`; ``config.py`` beside it is read if present).
+
+Every key, shape and dtype is checked against the network the config describes; anything
+else (missing/extra key, wrong shape, another preset, corrupt file) raises CheckpointError.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from .._version import __version__
+from ..errors import CheckpointError
+from .config import ModelConfig
+from .ctsam3d import CTSAM3D, build_model
+from .presets import PRESETS, get_preset
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights" / "ctsam3d-lite"
+
+
+def save_model(model: CTSAM3D, directory: str | Path) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed).
+
+    The config's ``package_version`` is set to this package's version. Returns the directory.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.package_version = __version__
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "preset": model.config.preset})
+    (directory / CONFIG_FILE).write_text(model.config.to_json() + "\n")
+    return directory
+
+
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy ``state`` into ``model``; CheckpointError naming any missing/extra key or shape/dtype mismatch."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    if missing:
+        raise CheckpointError(f"{source}: missing {len(missing)} weight(s), e.g. {missing[:3]}")
+    if extra:
+        raise CheckpointError(f"{source}: {len(extra)} unexpected weight(s), e.g. {extra[:3]}")
+    for k, t in own.items():
+        v = state[k]
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(f"{source}: {k} is not a tensor")
+        if tuple(v.shape) != tuple(t.shape):
+            raise CheckpointError(f"{source}: {k} has shape {tuple(v.shape)}, the network expects {tuple(t.shape)}")
+        if v.dtype != t.dtype:
+            raise CheckpointError(f"{source}: {k} has dtype {v.dtype}, the network expects {t.dtype}")
+    model.load_state_dict(state, strict=True)
+
+
+def _finish(model: CTSAM3D, device: str | torch.device) -> CTSAM3D:
+    model = model.to(device).eval()
+    if torch.device(device).type == "cpu":
+        model.optimize_for_inference()
+    return model
+
+
+def load_directory(directory: str | Path, device: str | torch.device = "cpu", *, weights: Path | None = None) -> CTSAM3D:
+    """Load ``model.safetensors`` (or ``weights``) + ``config.json`` from ``directory``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    weights = weights or directory / WEIGHTS_FILE
+    config = ModelConfig.from_json(directory / CONFIG_FILE)
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: weights file not found")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from None
+    model = build_model(config)
+    load_state_strict(model, state, str(weights))
+    return _finish(model, device)
+
+
+def load_model(
+    path_or_preset: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    expect_preset: str | None = None,
+) -> CTSAM3D:
+    """Load a model (see the module docstring). ``expect_preset`` refuses any other preset.
+
+    Returns a :class:`CTSAM3D` in eval mode on ``device`` with ``.config`` set.
+    """
+    if path_or_preset is None:
+        if not (BUNDLED_DIR / WEIGHTS_FILE).is_file():
+            raise CheckpointError(
+                f"no bundled weights: {BUNDLED_DIR} has no {WEIGHTS_FILE}; pass a model directory, "
+                f"a params.pth, or a preset name ({', '.join(sorted(PRESETS))}) for an untrained model"
+            )
+        model = load_directory(BUNDLED_DIR, device)
+    elif isinstance(path_or_preset, str) and path_or_preset in PRESETS:
+        warnings.warn(
+            f"{path_or_preset}: freshly initialised, untrained weights (pass a checkpoint to get a useful model)",
+            stacklevel=2,
+        )
+        model = _finish(build_model(get_preset(path_or_preset)), device)
+    else:
+        path = Path(path_or_preset)
+        if path.is_dir():
+            model = load_directory(path, device)
+        elif path.is_file() and path.suffix == ".safetensors":
+            model = load_directory(path.parent, device, weights=path)
+        elif path.is_file() and path.suffix in (".pth", ".pt"):
+            from .reference_import import convert_reference
+
+            model = _finish(convert_reference(path), device)
+        elif not path.exists():
+            raise CheckpointError(
+                f"{path}: no such checkpoint (and not a preset name: {', '.join(sorted(PRESETS))})"
+            )
+        else:
+            raise CheckpointError(f"{path}: expected a model directory, a .safetensors or a .pth file")
+    if expect_preset is not None and model.config.preset != expect_preset:
+        raise CheckpointError(
+            f"{path_or_preset}: checkpoint is preset {model.config.preset!r}, expected {expect_preset!r}"
+        )
+    return model

@@ -1,0 +1,74 @@
+"""Drop-in conv layers with a fast CPU inference path (same parameters, same function).
+
+PyTorch picks its slow im2col 3D convolution for small inputs (batch·C·D·H ≤ 20480) and for
+all transposed convs, which dominates a per-click decode on a laptop CPU. In inference on
+CPU (no autograd, float32) these layers call oneDNN directly, which is exact up to float
+summation order; everywhere else (training, GPU) they are plain ``nn.Conv3d`` /
+``nn.ConvTranspose3d``. State-dict names and shapes are unchanged.
+
+Run inference with ``channels_last_3d`` tensors for the full benefit
+(:func:`ctsam3d.modeling.ctsam3d.CTSAM3D.optimize_for_inference`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_HAS_MKLDNN = hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available()
+
+
+def _fast_ok(x: torch.Tensor) -> bool:
+    return (
+        _HAS_MKLDNN
+        and torch.backends.mkldnn.enabled
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_grad_enabled()
+    )
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that uses oneDNN for every CPU float32 inference call."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _fast_ok(x) and self.padding_mode == "zeros" and isinstance(self.padding, tuple):
+            w = self.weight
+            if x.is_contiguous(memory_format=torch.channels_last_3d):
+                w = w.contiguous(memory_format=torch.channels_last_3d)
+            return torch.mkldnn_convolution(
+                x, w, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups
+            )
+        return super().forward(x)
+
+
+class ConvTranspose2x(nn.ConvTranspose3d):
+    """``ConvTranspose3d(kernel 2, stride 2)``; on CPU inference computed as one matmul
+    (the 2×2×2 output blocks do not overlap) followed by a block rearrangement."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(cin, cout, kernel_size=2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or torch.is_grad_enabled():
+            return super().forward(x)
+        b, cin, d, h, w = x.shape
+        cout = self.out_channels
+        xt = x.permute(0, 2, 3, 4, 1).reshape(-1, cin)  # free for channels_last_3d input
+        wt = self.weight.reshape(cin, cout * 8)  # (cin, cout, kz, ky, kx)
+        y = torch.mm(xt, wt).view(b, d, h, w, cout, 2, 2, 2)
+        y = y.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, 2 * d, 2 * h, 2 * w, cout)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.permute(0, 4, 1, 2, 3)  # (B, cout, 2D, 2H, 2W), channels_last_3d layout
+
+
+def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Affine-free instance norm of ``(B, C, D, H, W)`` that keeps x's memory format."""
+    if x.is_contiguous(memory_format=torch.channels_last_3d) and not torch.is_grad_enabled():
+        # two-pass mean/variance: as accurate as var_mean, ~5x faster on CPU for this layout
+        xc = x - x.mean(dim=(2, 3, 4), keepdim=True)
+        var = (xc * xc).mean(dim=(2, 3, 4), keepdim=True)
+        return xc * torch.rsqrt(var + eps)
+    return F.instance_norm(x, eps=eps)

@@ -1,0 +1,63 @@
+"""SPADE prompt blocks: spatially-adaptive modulation of decoder features by the prompt.
+
+``SpadeNorm``: ``InstanceNorm(x) · (1 + γ(P)) + β(P)`` where ``P`` is the ``(B, 3, d, h, w)``
+prompt already resized to x's scale and ``γ, β`` are convs on a shared ReLU conv of ``P``
+(Park et al., CVPR 2019; the reference's PSAP blocks).
+
+``SpadeBlock``: residual block ``x + conv(lrelu(norm(x, P)))`` with one (light) or two
+(reference) norm→LeakyReLU(0.2)→conv stages. Shapes are preserved: ``(B, C, d, h, w)``.
+Parameter names follow the released checkpoint (``conv_0``, ``norm_0.mlp_shared.0`` ...).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import Conv3d, instance_norm
+
+
+class SpadeNorm(nn.Module):
+    def __init__(
+        self, channels: int, prompt_channels: int = 3, hidden: int = 128, gamma_kernel: int = 3
+    ) -> None:
+        super().__init__()
+        self.mlp_shared = nn.Sequential(Conv3d(prompt_channels, hidden, 3, padding=1), nn.ReLU())
+        self.mlp_gamma = Conv3d(hidden, channels, gamma_kernel, padding=gamma_kernel // 2)
+        self.mlp_beta = Conv3d(hidden, channels, gamma_kernel, padding=gamma_kernel // 2)
+
+    def modulation(self, prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(γ, β), each ``(B, C, d, h, w)``, from the prompt at this scale."""
+        actv = self.mlp_shared(prompt)
+        return self.mlp_gamma(actv), self.mlp_beta(actv)
+
+    def forward(self, x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.modulation(prompt)
+        return instance_norm(x, eps=1e-5) * (1 + gamma) + beta
+
+
+class SpadeBlock(nn.Module):
+    def __init__(
+        self,
+        channels: int,
+        convs: int = 2,
+        prompt_channels: int = 3,
+        hidden: int = 128,
+        gamma_kernel: int = 3,
+    ) -> None:
+        super().__init__()
+        if convs not in (1, 2):
+            raise ValueError(f"convs_per_block must be 1 or 2, got {convs}")
+        self.convs = convs
+        self.conv_0 = Conv3d(channels, channels, 3, padding=1)
+        self.norm_0 = SpadeNorm(channels, prompt_channels, hidden, gamma_kernel)
+        if convs == 2:
+            self.conv_1 = Conv3d(channels, channels, 3, padding=1)
+            self.norm_1 = SpadeNorm(channels, prompt_channels, hidden, gamma_kernel)
+
+    def forward(self, x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, prompt), 0.2))
+        if self.convs == 2:
+            dx = self.conv_1(F.leaky_relu(self.norm_1(dx, prompt), 0.2))
+        return x + dx
