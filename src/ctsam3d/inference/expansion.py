@@ -170,7 +170,7 @@ def expand(obj, sources, runner, lattice, image_box, config: ExpansionConfig, ti
         # 1. neighbours the mask reaches, not yet covered by one of the object's patches
         candidates: list[tuple[tuple, tuple, np.ndarray]] = []
         for u in frontier:
-            mask_u = obj.store.read(u, size) > 0.5
+            mask_u = obj.store.read_mask(u, size)
             inside = np.zeros(size, bool)
             a0 = [max(lo[a] - u[a], 0) for a in range(3)]
             a1 = [min(hi[a] - u[a], size[a]) for a in range(3)]

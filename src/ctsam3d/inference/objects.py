@@ -18,7 +18,7 @@ Key = tuple[int, int, int]
 class Snapshot:
     """Everything ``undo`` restores (chunk arrays are shared, never modified in place)."""
 
-    chunks: dict
+    store: tuple
     clicks: tuple[Click, ...]
     patches: tuple[Key, ...]
     has_initial_mask: bool
@@ -60,7 +60,7 @@ class ObjectState:
         return Snapshot(self.store.snapshot(), tuple(self.clicks), tuple(self.patches), self.has_initial_mask)
 
     def restore(self, snap: Snapshot) -> None:
-        self.store.restore(snap.chunks)
+        self.store.restore(snap.store)
         self.clicks = list(snap.clicks)
         self.patches = list(snap.patches)
         self.has_initial_mask = snap.has_initial_mask

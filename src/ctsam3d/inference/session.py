@@ -359,7 +359,7 @@ class Session:
         return self._record(obj, action, click, before, timer, t_start, info)
 
     def _record(self, obj, action, click, before, timer, t_start, info) -> Prediction:
-        box = diff_box(before.chunks, obj.store.chunks, obj.store.chunk)
+        box = diff_box(before.store[0], obj.store.chunks, obj.store.chunk)
         bbox = None if box is None else self.lattice.box_to_input_bbox(box[0], box[1], self.image)
         timing = dict(timer.ms)
         timing["total"] = (time.perf_counter() - t_start) * 1000.0

@@ -1,8 +1,10 @@
 """A sparse probability volume on the canonical lattice, stored as immutable chunks.
 
 The session keeps each object's probabilities as a dictionary of ``C x C x C`` chunks of
-the canonical lattice (``(z, y, x)`` order, float16 probabilities in [0, 1]); voxels in no
-chunk are 0. Patches are written at any integer offset; a write builds *new* chunk arrays
+the canonical lattice (``(z, y, x)`` order); voxels in no chunk are 0. Probabilities are
+stored as uint8 levels ``q`` (probability ``(q + 0.5) / 256``), quantised so that ``q >= 128``
+exactly when the probability was ``> 0.5``: the mask is never changed by the storage.
+Patches are written at any integer offset; a write builds *new* chunk arrays
 instead of modifying old ones, so a snapshot is a shallow copy of the dictionary: this is
 what makes ``undo`` exact and cheap.
 
@@ -17,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["SparseVolume"]
+__all__ = ["SparseVolume", "diff_box", "quantize"]
 
 Box = tuple[np.ndarray, np.ndarray]  # half-open [lo, hi) in lattice (z, y, x)
 
@@ -27,24 +29,23 @@ class SparseVolume:
 
     Args:
         chunk: chunk edge in voxels.
-        dtype: storage dtype (float16 keeps 1e-3 resolution at half the memory).
     """
 
-    def __init__(self, chunk: int = 32, dtype=np.float16):
+    def __init__(self, chunk: int = 32):
         self.chunk = int(chunk)
-        self.dtype = np.dtype(dtype)
         self.chunks: dict[tuple[int, int, int], np.ndarray] = {}
+        self._counts: dict[tuple[int, int, int], int] = {}  # mask voxels per chunk
 
     # ------------------------------------------------------------------ snapshots
-    def snapshot(self) -> dict[tuple[int, int, int], np.ndarray]:
+    def snapshot(self) -> tuple[dict, dict]:
         """Shallow copy of the chunk table; chunks are never modified in place."""
-        return dict(self.chunks)
+        return dict(self.chunks), dict(self._counts)
 
-    def restore(self, snap: dict[tuple[int, int, int], np.ndarray]) -> None:
-        self.chunks = dict(snap)
+    def restore(self, snap: tuple[dict, dict]) -> None:
+        self.chunks, self._counts = dict(snap[0]), dict(snap[1])
 
     def clear(self) -> None:
-        self.chunks = {}
+        self.chunks, self._counts = {}, {}
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -74,17 +75,26 @@ class SparseVolume:
         return tuple(in_chunk), tuple(in_region)
 
     # ------------------------------------------------------------------ access
-    def read(self, start_zyx, size_zyx) -> np.ndarray:
-        """Values of the box ``[start, start + size)`` as a float32 ``(D, H, W)`` array."""
+    def read_levels(self, start_zyx, size_zyx) -> np.ndarray:
+        """Stored uint8 levels of the box ``[start, start + size)`` (0 where nothing is stored)."""
         start = [int(s) for s in start_zyx]
         size = [int(n) for n in size_zyx]
-        out = np.zeros(size, dtype=np.float32)
+        out = np.zeros(size, dtype=np.uint8)
         for key in self._keys_for(start, size):
             chunk = self.chunks.get(key)
             if chunk is not None:
                 sc, sr = self._overlap(key, start, size)
                 out[sr] = chunk[sc]
         return out
+
+    def read(self, start_zyx, size_zyx) -> np.ndarray:
+        """Probabilities of the box ``[start, start + size)``: float32 ``(D, H, W)``, 0 where empty."""
+        q = self.read_levels(start_zyx, size_zyx)
+        return np.where(q > 0, (q.astype(np.float32) + 0.5) / 256.0, np.float32(0.0))
+
+    def read_mask(self, start_zyx, size_zyx) -> np.ndarray:
+        """Boolean mask (probability > 0.5) of the box ``[start, start + size)``."""
+        return self.read_levels(start_zyx, size_zyx) >= 128
 
     def write(self, start_zyx, values: np.ndarray, mode: str = "replace") -> Box | None:
         """Write ``values`` (``(D, H, W)`` probabilities) at lattice ``start_zyx``.
@@ -101,29 +111,33 @@ class SparseVolume:
         start = [int(s) for s in start_zyx]
         values = np.asarray(values)
         size = list(values.shape)
-        new_vals = np.clip(values, 0.0, 1.0).astype(self.dtype)
+        new_vals = quantize(values)
         changed_lo = np.full(3, np.iinfo(np.int64).max)
         changed_hi = np.full(3, np.iinfo(np.int64).min)
         c = self.chunk
         for key in self._keys_for(start, size):
             sc, sr = self._overlap(key, start, size)
             old = self.chunks.get(key)
-            new = np.zeros((c, c, c), self.dtype) if old is None else old.copy()
-            before = new[sc] > 0.5
+            new = np.zeros((c, c, c), np.uint8) if old is None else old.copy()
+            view = new[sc]
+            before = view >= 128
             if mode == "max":
-                np.maximum(new[sc], new_vals[sr], out=new[sc])
+                np.maximum(view, new_vals[sr], out=view)
             else:
-                new[sc] = new_vals[sr]
-            diff = before != (new[sc] > 0.5)
+                view[...] = new_vals[sr]
+            diff = before != (view >= 128)
             if diff.any():
-                idx = np.argwhere(diff)
+                lo_, hi_ = _box_of(diff)
                 base = np.array([key[a] * c + sc[a].start for a in range(3)])
-                changed_lo = np.minimum(changed_lo, idx.min(axis=0) + base)
-                changed_hi = np.maximum(changed_hi, idx.max(axis=0) + base + 1)
-            if new.max() <= 0:
+                changed_lo = np.minimum(changed_lo, lo_ + base)
+                changed_hi = np.maximum(changed_hi, hi_ + base)
+                self._counts[key] = self._counts.get(key, 0) + int(diff.sum() - 2 * (diff & before).sum())
+            if not new.any():
                 self.chunks.pop(key, None)
+                self._counts.pop(key, None)
             else:
                 self.chunks[key] = new
+                self._counts.setdefault(key, 0)
         if changed_lo[0] > changed_hi[0]:
             return None
         return changed_lo, changed_hi
@@ -132,25 +146,44 @@ class SparseVolume:
         """Probability at integer lattice voxel ``zyx`` (0 where nothing is stored)."""
         return float(self.read(zyx, (1, 1, 1))[0, 0, 0])
 
-    def bounds(self, threshold: float | None = None) -> Box | None:
-        """Tight lattice box ``[lo, hi)`` of stored voxels (``> threshold`` when given), or None."""
+    def bounds(self, mask_only: bool = False) -> Box | None:
+        """Tight lattice box ``[lo, hi)`` of stored voxels (of mask voxels with ``mask_only``), or None."""
         lo = np.full(3, np.iinfo(np.int64).max)
         hi = np.full(3, np.iinfo(np.int64).min)
         for key, chunk in self.chunks.items():
-            m = chunk > (0 if threshold is None else threshold)
+            m = chunk >= 128 if mask_only else chunk > 0
             if not m.any():
                 continue
             base = np.asarray(key) * self.chunk
-            nz = [np.flatnonzero(m.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-            lo = np.minimum(lo, base + [n[0] for n in nz])
-            hi = np.maximum(hi, base + [n[-1] + 1 for n in nz])
+            b_lo, b_hi = _box_of(m)
+            lo = np.minimum(lo, base + b_lo)
+            hi = np.maximum(hi, base + b_hi)
         if lo[0] > hi[0]:
             return None
         return lo, hi
 
-    def count(self, threshold: float = 0.5) -> int:
-        """Number of voxels with probability ``> threshold``."""
-        return int(sum(int((c > threshold).sum()) for c in self.chunks.values()))
+    def count(self) -> int:
+        """Number of mask voxels (probability > 0.5)."""
+        return int(sum(self._counts.values()))
+
+
+def quantize(p: np.ndarray) -> np.ndarray:
+    """Probabilities -> uint8 levels with ``q >= 128`` exactly where ``p > 0.5`` (and 0 only at 0)."""
+    p = np.clip(np.asarray(p, dtype=np.float32), 0.0, 1.0)
+    q = np.minimum(np.floor(p * 256.0), 255.0)
+    fg = p > 0.5
+    q = np.where(fg, np.maximum(q, 128.0), np.minimum(q, 127.0))
+    q = np.where(p > 0, np.maximum(q, 1.0), 0.0)
+    return q.astype(np.uint8)
+
+
+def _box_of(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Half-open box ``[lo, hi)`` of the True voxels of a non-empty 3D boolean array."""
+    lo, hi = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    for a in range(3):
+        nz = np.flatnonzero(m.any(axis=tuple(b for b in range(3) if b != a)))
+        lo[a], hi[a] = nz[0], nz[-1] + 1
+    return lo, hi
 
 
 def diff_box(a: dict, b: dict, chunk: int) -> Box | None:
@@ -161,14 +194,14 @@ def diff_box(a: dict, b: dict, chunk: int) -> Box | None:
         ca, cb = a.get(key), b.get(key)
         if ca is cb:
             continue
-        ma = ca > 0.5 if ca is not None else np.zeros((chunk,) * 3, bool)
-        mb = cb > 0.5 if cb is not None else np.zeros((chunk,) * 3, bool)
+        ma = ca >= 128 if ca is not None else np.zeros((chunk,) * 3, bool)
+        mb = cb >= 128 if cb is not None else np.zeros((chunk,) * 3, bool)
         d = ma != mb
         if d.any():
-            idx = np.argwhere(d)
+            b_lo, b_hi = _box_of(d)
             base = np.asarray(key) * chunk
-            lo = np.minimum(lo, idx.min(axis=0) + base)
-            hi = np.maximum(hi, idx.max(axis=0) + base + 1)
+            lo = np.minimum(lo, b_lo + base)
+            hi = np.maximum(hi, b_hi + base)
     if lo[0] > hi[0]:
         return None
     return lo, hi

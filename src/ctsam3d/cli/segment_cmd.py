@@ -1,0 +1,139 @@
+"""``ctsam3d segment``: segment one structure from clicks and write the mask on the input grid.
+
+Example::
+
+    ctsam3d segment -i ct.nii.gz -o aorta.nii.gz --click 60,72,40 --click 61,70,90 --negative 70,80,40
+    ctsam3d segment -i ct_dicom/ -o liver.dcm --world --click=-12.5,30,101    # LPS mm; DICOM-SEG
+
+Clicks are ITK voxel indices ``i,j,k`` of the input file (i fastest; what 3D Slicer shows
+as IJK), or LPS millimetres with ``--world``. They are applied in command-line order (the
+first must be positive). Write a negative number as ``--click=-12.5,30,101`` so it is not
+taken for an option. The output format follows the file name: ``.nii.gz``/``.nii``,
+``.nrrd``, ``.mha``, or ``.dcm`` (DICOM-SEG; the input must then be a DICOM series).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from ..errors import ClickError, InputError
+
+log = logging.getLogger(__name__)
+
+NAME = "segment"
+HELP = "Segment a structure from clicks and write the mask"
+
+
+class _PromptAction(argparse.Action):
+    """Collects ``--click`` / ``--negative`` in command-line order as ``(text, positive)``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = list(getattr(namespace, self.dest, None) or [])
+        items.append((values, bool(self.const)))
+        setattr(namespace, self.dest, items)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "--input", required=True, help="CT image file (.nii.gz, .nrrd, .mha, ...) or DICOM folder")
+    parser.add_argument("-o", "--output", required=True, help="mask to write: .nii.gz, .nii, .nrrd, .mha or .dcm (DICOM-SEG)")
+    parser.add_argument(
+        "--click", dest="prompts", action=_PromptAction, const=True, metavar="I,J,K",
+        help="positive click: ITK voxel index i,j,k of the input (or LPS mm with --world); repeatable",
+    )
+    parser.add_argument(
+        "--negative", dest="prompts", action=_PromptAction, const=False, metavar="I,J,K",
+        help="negative (background) click; repeatable",
+    )
+    parser.add_argument("--world", action="store_true", help="clicks are LPS millimetres instead of voxel indices")
+    parser.add_argument("--model", default=None, help="model directory, .safetensors, released params.pth or preset name (default: bundled starter model)")
+    parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted); default cpu")
+    parser.add_argument("--no-expansion", action="store_true", help="no cross-patch expansion (only the clicked patches)")
+    parser.add_argument("--max-patches", type=int, default=None, metavar="N", help="expansion budget: neighbour patches per click (default 16)")
+    parser.add_argument("--name", default=None, help="structure name stored in DICOM-SEG output (default: mask)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def parse_point(text: str, option: str) -> tuple[float, float, float]:
+    """``"i,j,k"`` -> three floats; ClickError naming the option otherwise."""
+    parts = [p.strip() for p in str(text).replace(";", ",").split(",")]
+    if len(parts) != 3 or not all(parts):
+        raise ClickError(f"{option} {text!r}: expected three comma-separated numbers like 120,85,40")
+    try:
+        return tuple(float(p) for p in parts)  # type: ignore[return-value]
+    except ValueError:
+        raise ClickError(f"{option} {text!r}: expected three comma-separated numbers like 120,85,40") from None
+
+
+def resolve_device(spec: str) -> str:
+    """``cpu | cuda | cuda:N | mps | gpu | gpu:N`` -> torch device string, checked to exist.
+
+    Raises:
+        InputError: unknown name or a device this machine does not have.
+    """
+    import torch
+
+    d = (spec or "cpu").strip().lower()
+    if d.startswith("gpu"):
+        d = "cuda" + d[3:]
+    if d == "cpu":
+        return d
+    if d == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise InputError("-d mps: Apple MPS is not available on this machine")
+        return d
+    if d == "cuda" or d.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise InputError(f"-d {spec}: CUDA is not available on this machine (use -d cpu)")
+        if d.startswith("cuda:"):
+            try:
+                n = int(d[5:])
+            except ValueError:
+                raise InputError(f"-d {spec}: expected cuda:N with a GPU number N") from None
+            if not 0 <= n < torch.cuda.device_count():
+                raise InputError(f"-d {spec}: no such GPU (this machine has {torch.cuda.device_count()})")
+        return d
+    raise InputError(f"-d {spec}: unknown device; use cpu, cuda, cuda:N, mps, gpu or gpu:N")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..io import read_volume, write_mask
+    from ..io.write import check_output
+
+    prompts = list(args.prompts or [])
+    if not prompts:
+        raise ClickError("no clicks: give at least one --click i,j,k")
+    points = [(parse_point(t, "--click" if pos else "--negative"), pos) for t, pos in prompts]
+    if not points[0][1]:
+        raise ClickError("the first click must be positive (--click), not --negative")
+    if args.max_patches is not None and args.max_patches < 0:
+        raise InputError(f"--max-patches {args.max_patches}: must be >= 0")
+    check_output(args.output, overwrite=args.overwrite)  # fail before any work
+    device = resolve_device(args.device)
+
+    import warnings
+
+    from ..inference.session import Session
+    from ..modeling import load_model
+
+    image = read_volume(args.input)
+    with warnings.catch_warnings():
+        if args.quiet:
+            warnings.simplefilter("ignore")
+        model = load_model(args.model, device=device)
+    session = Session(model, expansion=not args.no_expansion, max_patches=args.max_patches)
+    session.set_image(image)
+    space = "world" if args.world else "index"
+    for n, (point, positive) in enumerate(points, 1):
+        rec = session.add_click(point, positive=positive, space=space)
+        log.info(
+            "click %d (%s %s): %.0f ms, %d patch(es) decoded (%d by expansion), mask %.1f ml",
+            n, "+" if positive else "-", ",".join(f"{v:g}" for v in point), rec.timing_ms["total"],
+            rec.patches_decoded, rec.expansion_patches, rec.volume_ml,
+        )
+    t0 = time.perf_counter()
+    mask = session.result()
+    path = write_mask(mask, args.output, source=args.input, overwrite=args.overwrite, names={1: args.name or "mask"})
+    log.info("wrote %s (%.0f ms)", path, (time.perf_counter() - t0) * 1000)
+    return 0
