@@ -1,0 +1,85 @@
+"""``ctsam3d serve``: the web tool and the MONAI Label-compatible server (see docs/server.md).
+
+Binds 127.0.0.1 by default. Binding any other address needs a token: the one given with
+``--token`` or a random one generated and printed at start; every API call must then carry it
+(``Authorization: Bearer <token>`` or ``?token=<token>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from ..errors import InputError
+
+NAME = "serve"
+HELP = "Web tool and MONAI Label-compatible server"
+log = logging.getLogger(__name__)
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "ctsam3d" / "server"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="folder of CT volumes / DICOM series offered in the page and MONAI Label's datastore (read-only)")
+    parser.add_argument("--model", default=None,
+                        help="model directory, .safetensors, released params.pth, or preset name (default: bundled starter)")
+    parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted)")
+    parser.add_argument("--token", default=None,
+                        help="API token; required on a non-loopback --host (generated and printed when not given)")
+    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                        help=f"where sessions (uploads, clicks, masks) are kept (default {default_state_dir()})")
+    parser.add_argument("--max-upload-mb", type=float, default=1024.0, help="largest upload accepted, MiB (default 1024)")
+    parser.add_argument("--no-expansion", action="store_true", help="switch off cross-patch expansion")
+    parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                        help="allow cross-origin calls from ORIGIN (repeatable; default: none)")
+    parser.add_argument("--max-concurrent", type=int, default=1, help="clicks computed at the same time (default 1)")
+
+
+def normalize_device(device: str) -> str:
+    """``gpu`` / ``gpu:N`` -> ``cuda`` / ``cuda:N``; other names unchanged."""
+    d = device.strip().lower()
+    return "cuda" + d[3:] if d.startswith("gpu") else d
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..server import ServerConfig, create_app, is_loopback
+
+    if args.data is not None and not args.data.is_dir():
+        raise InputError(f"--data {args.data}: not a folder")
+    if args.max_upload_mb <= 0:
+        raise InputError("--max-upload-mb: must be positive")
+    token = args.token
+    if token is not None and len(token) < 8:
+        raise InputError("--token: use at least 8 characters")
+    if token is None and not is_loopback(args.host):
+        token = secrets.token_urlsafe(24)
+        print(f"ctsam3d serve: binding {args.host} needs a token; generated one: {token}", flush=True)
+    config = ServerConfig(
+        state_dir=args.state_dir or default_state_dir(),
+        data_dir=args.data,
+        model=args.model,
+        device=normalize_device(args.device),
+        token=token,
+        max_upload_mb=args.max_upload_mb,
+        expansion=not args.no_expansion,
+        cors_origins=list(args.cors_origin),
+        max_concurrent_inference=args.max_concurrent,
+    )
+    app = create_app(config)
+    app.state.ctx.models.get()  # load the model now: a bad checkpoint fails here, not at the first click
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{args.port}/"
+    print(f"ctsam3d serve: open {url}{'?token=' + token if token else ''}  (state in {config.state_dir})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    return 0

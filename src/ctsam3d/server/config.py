@@ -1,0 +1,67 @@
+"""Settings of the web tool / MONAI Label-compatible server (one typed dataclass)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ServerConfig:
+    """Everything :func:`ctsam3d.server.create_app` needs.
+
+    Attributes:
+        state_dir: where sessions (uploaded images, clicks, masks) and saved labels live; the
+            server owns every name inside it.
+        data_dir: read-only folder of CT volumes offered in the datastore listing; only files
+            under it (after resolving symlinks) can be opened by id. ``None``: no listing.
+        model: checkpoint folder or preset name for :func:`ctsam3d.load_model`
+            (``None`` = the bundled starter model).
+        device: torch device string (``cpu``, ``cuda``, ``cuda:N``, ``mps``).
+        token: API token; ``None`` = no token (only allowed on a loopback bind, checked by the CLI).
+        max_upload_mb: largest request body accepted (uploads), in MiB.
+        expansion: cross-patch expansion in the interactive sessions.
+        cors_origins: origins allowed by CORS; empty = CORS closed (same-origin only).
+        max_concurrent_inference: clicks computed at the same time across all users
+            (others wait their turn); 1 suits a CPU.
+        max_open_sessions: sessions kept in memory; older ones are reloaded from disk on use.
+        max_objects: objects per session (label values 1..max_objects, uint8 label map).
+        model_name: name of the model in MONAI Label's ``/info/`` and ``/infer/{model}``.
+    """
+
+    state_dir: Path
+    data_dir: Path | None = None
+    model: str | None = None
+    device: str = "cpu"
+    token: str | None = None
+    max_upload_mb: float = 1024.0
+    expansion: bool = True
+    cors_origins: list[str] = field(default_factory=list)
+    max_concurrent_inference: int = 1
+    max_open_sessions: int = 16
+    max_objects: int = 255
+    model_name: str = "ctsam3d"
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir)
+        if self.data_dir is not None:
+            self.data_dir = Path(self.data_dir)
+        if not 1 <= self.max_objects <= 255:
+            raise ValueError("max_objects must be in 1..255 (uint8 label map)")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)

@@ -1,0 +1,191 @@
+"""The server's narrow view of the rest of ctsam3d (model, interactive session, I/O, catalogue).
+
+Everything the server needs from the lower layers goes through this module, so routes and
+state can be read (and tested) against one small surface:
+
+* :class:`ModelHolder` loads the model once (lazily) and gates concurrent inference.
+* :class:`Engine` wraps one :class:`ctsam3d.Session` on one image and hands back masks as
+  :class:`.masks.SparseMask` (bounding-box crops of ``[z, y, x]`` arrays on the input grid).
+* :func:`ras_to_voxel` / :func:`check_voxel` turn a click into an ITK voxel index ``(i, j, k)``
+  of the input image (the form 3D Slicer / MONAI Label send), or raise :class:`ClickError`.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import ClickError
+from ..geometry import ras_to_lps
+from .masks import SparseMask
+
+
+def read_image(path: str | Path) -> sitk.Image:
+    """Read and validate a CT volume (file or DICOM folder) with :func:`ctsam3d.io.read_volume`."""
+    from ..io import read_volume
+
+    return read_volume(path)
+
+
+def read_label(path: str | Path, reference: sitk.Image) -> sitk.Image:
+    """Read an integer label map and check it lies on ``reference``'s grid (:func:`ctsam3d.io.read_label`)."""
+    from ..io import read_label as _read_label
+
+    return _read_label(path, reference=reference)
+
+
+def mask_file_bytes(mask: sitk.Image, suffix: str, source: sitk.Image | str | None, name: str) -> bytes:
+    """A 0/1 mask on the source grid as file bytes, written by :func:`ctsam3d.io.write_mask`.
+
+    Args:
+        mask: uint8 0/1 image on the source grid.
+        suffix: ``.nii.gz`` (NIfTI) or ``.dcm`` (DICOM-SEG; ``source`` must be the DICOM folder).
+        source: the image (or DICOM folder path) the mask belongs to.
+        name: structure name recorded in the file where the format has a place for it.
+    """
+    from ..io import write_mask
+
+    with tempfile.TemporaryDirectory(prefix="ctsam3d-") as tmp:
+        path = write_mask(mask, Path(tmp) / f"mask{suffix}", source=source, overwrite=True, names={1: name})
+        return Path(path).read_bytes()
+
+
+def structure_names() -> list[str]:
+    """Structure names offered to users (the model's anatomy catalogue), in catalogue order."""
+    from ..anatomy import get_catalogue
+
+    return list(get_catalogue("ctsam3d").names)
+
+
+def ras_to_voxel(image: sitk.Image, ras_mm) -> tuple[int, int, int]:
+    """World RAS mm (NiiVue's ``mm``) -> nearest ITK voxel index ``(i, j, k)`` of ``image``.
+
+    RAS is flipped to LPS, then the image's own geometry maps it to a continuous index
+    (``TransformPhysicalPointToContinuousIndex``), rounded to the voxel that contains it.
+
+    Raises:
+        ClickError: not three finite numbers, or outside the image.
+    """
+    ras = _three_numbers(ras_mm, "click (RAS mm)")
+    lps = ras_to_lps(np.asarray(ras)).tolist()
+    cont = image.TransformPhysicalPointToContinuousIndex(lps)
+    ijk = tuple(int(math.floor(c + 0.5)) for c in cont)
+    size = image.GetSize()
+    if any(not 0 <= v < n for v, n in zip(ijk, size)):
+        raise ClickError(
+            f"click at RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm is outside the image "
+            f"(voxel {ijk}, image size {tuple(size)})"
+        )
+    return ijk
+
+
+def check_voxel(image: sitk.Image, ijk) -> tuple[int, int, int]:
+    """Validate an ITK voxel index ``(i, j, k)`` (integers, inside ``image``); raise :class:`ClickError`."""
+    values = _three_numbers(ijk, "click (i, j, k)")
+    if any(v != int(v) for v in values):
+        raise ClickError(f"click (i, j, k) {list(values)}: voxel indices must be integers")
+    out = tuple(int(v) for v in values)
+    size = image.GetSize()
+    if any(not 0 <= v < n for v, n in zip(out, size)):
+        raise ClickError(f"click voxel {out} is outside the image (size {tuple(size)})")
+    return out
+
+
+def _three_numbers(value, what: str) -> tuple[float, float, float]:
+    try:
+        vals = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ClickError(f"{what}: expected three numbers, got {str(value)[:80]}") from None
+    if len(vals) != 3:
+        raise ClickError(f"{what}: expected three numbers, got {len(vals)}")
+    if not all(math.isfinite(v) for v in vals):
+        raise ClickError(f"{what}: not finite: {list(vals)}")
+    return vals
+
+
+class ModelHolder:
+    """Loads the model on first use and limits how many clicks run at the same time.
+
+    Args:
+        model: checkpoint folder or preset name for :func:`ctsam3d.load_model` (None = starter),
+            or an already loaded model object.
+        device: torch device string.
+        expansion: cross-patch expansion on/off in every session.
+        max_concurrent: clicks computed at once across all users.
+    """
+
+    def __init__(self, model, device: str = "cpu", expansion: bool = True, max_concurrent: int = 1) -> None:
+        self.spec = model if model is None or isinstance(model, str) else None
+        self.device = device
+        self.expansion = expansion
+        self.gate = threading.BoundedSemaphore(max(1, max_concurrent))
+        self._model = None if self.spec is not None or model is None else model
+        self._lock = threading.Lock()
+
+    def get(self):
+        """The model (loaded now if needed; :class:`CheckpointError` when it cannot be)."""
+        with self._lock:
+            if self._model is None:
+                import ctsam3d
+
+                self._model = ctsam3d.load_model(self.spec, device=self.device)
+            return self._model
+
+    def engine(self, image: sitk.Image) -> "Engine":
+        return Engine(self.get(), image, self.expansion, self.gate)
+
+
+class Engine:
+    """One :class:`ctsam3d.Session` on one image, holding several objects.
+
+    Objects are named by the server's object ids; :meth:`select` makes one current (creating
+    it in the session the first time). Masks come back as :class:`.masks.SparseMask` on the
+    input grid. Every call that runs the model holds ``gate`` (shared by all sessions).
+    """
+
+    def __init__(self, model, image: sitk.Image, expansion: bool, gate: threading.BoundedSemaphore) -> None:
+        from ..inference.session import Session
+
+        self.gate = gate
+        self.session = Session(model, expansion=expansion)
+        self.session.set_image(image)
+        self._ids: dict[int, int] = {}  # server object id -> session object id
+
+    def select(self, oid: int) -> bool:
+        """Make object ``oid`` current; True when the session did not know it yet (no clicks)."""
+        if oid in self._ids:
+            self.session.select_object(self._ids[oid])
+            return False
+        self._ids[oid] = self.session.new_object(f"object-{oid}")
+        return True
+
+    def add_click(self, ijk: tuple[int, int, int], positive: bool) -> None:
+        """Add one click to the current object (ITK voxel index ``(i, j, k)`` of the input image)."""
+        with self.gate:
+            self.session.add_click(tuple(int(v) for v in ijk), positive=positive)
+
+    def undo(self) -> None:
+        with self.gate:
+            self.session.undo()
+
+    def reset(self) -> None:
+        """Clear the current object."""
+        self.session.reset()
+
+    def mask(self) -> SparseMask | None:
+        """The current object's mask (probability > 0.5) on the input grid, or None when empty."""
+        region, probs = self.session.probabilities()
+        if probs.size == 0:
+            return None
+        crop = SparseMask.from_full(probs > 0.5)
+        if crop is None:
+            return None
+        offset = tuple(int(r.start) for r in region)
+        lo = tuple(o + v for o, v in zip(offset, crop.box[0]))
+        hi = tuple(o + v for o, v in zip(offset, crop.box[1]))
+        return SparseMask((lo, hi), crop.crop)

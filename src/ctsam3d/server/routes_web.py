@@ -1,0 +1,193 @@
+"""Routes of the web page (``/api/...``).
+
+Clicks arrive as NiiVue world millimetres in **RAS** (``{"ras": [x, y, z]}``) and are turned
+into a voxel of the input image on the server (:func:`.engine.ras_to_voxel`); a voxel index
+``{"ijk": [i, j, k]}`` of the input image is accepted too. After each edit the page fetches
+the changed box of the label map (``labels.raw?box=``), raw uint8 in the file's voxel order.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import SimpleITK as sitk
+from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+
+from .._version import __version__
+from ..errors import InputError
+from .engine import check_voxel, ras_to_voxel, structure_names, mask_file_bytes
+
+router = APIRouter(prefix="/api")
+
+
+class OpenRequest(BaseModel):
+    image: str = Field(description="datastore id (path relative to --data) of the image to open")
+
+
+class ObjectCreate(BaseModel):
+    name: str
+    color: list[int] | None = None
+
+
+class ObjectUpdate(BaseModel):
+    name: str | None = None
+    color: list[int] | None = None
+    visible: bool | None = None
+
+
+class ClickRequest(BaseModel):
+    ras: list[float] | None = Field(None, description="NiiVue world position, RAS mm")
+    ijk: list[float] | None = Field(None, description="ITK voxel index (i, j, k) of the input image")
+    positive: bool = True
+
+
+def _ctx(request: Request):
+    return request.app.state.ctx
+
+
+def _ws(request: Request, session_id: str):
+    return _ctx(request).store.get(session_id)
+
+
+@router.get("/config")
+def get_config(request: Request):
+    ctx = _ctx(request)
+    return {
+        "version": __version__,
+        "model": ctx.config.model_name,
+        "structures": structure_names(),
+        "token_required": ctx.config.token is not None,
+        "max_upload_mb": ctx.config.max_upload_mb,
+    }
+
+
+@router.get("/datastore")
+def list_images(request: Request):
+    return {"items": [it.to_json() for it in _ctx(request).datastore.items()]}
+
+
+@router.post("/sessions")
+def open_image(request: Request, body: OpenRequest):
+    return _ctx(request).store.create_from_datastore(body.image).info()
+
+
+@router.post("/sessions/upload")
+def upload_image(request: Request, files: list[UploadFile] = File(...)):
+    ws = _ctx(request).store.create_from_upload([(f.filename or "", f.file) for f in files])
+    return ws.info()
+
+
+@router.get("/sessions/{session_id}")
+def session_info(request: Request, session_id: str):
+    return _ws(request, session_id).info()
+
+
+@router.delete("/sessions/{session_id}")
+def delete_session(request: Request, session_id: str):
+    _ctx(request).store.delete(session_id)
+    return {"deleted": session_id}
+
+
+@router.get("/sessions/{session_id}/image.nii.gz")
+def session_image(request: Request, session_id: str):
+    """The CT as NIfTI written from the session's own image (same geometry as the server's)."""
+    return FileResponse(_ws(request, session_id).view_path, media_type="application/gzip", filename="image.nii.gz")
+
+
+@router.get("/sessions/{session_id}/labels.nii.gz")
+def session_labels(request: Request, session_id: str):
+    """All objects as a uint8 label map (value = object id) on the input grid."""
+    ws = _ws(request, session_id)
+    return _image_bytes(ws.label_image(), "labels.nii.gz")
+
+
+@router.get("/sessions/{session_id}/labels.raw")
+def session_labels_box(request: Request, session_id: str, box: str = Query(..., description="z0,y0,x0,z1,y1,x1")):
+    """Raw uint8 label values of one box ``[z0:z1, y0:y1, x0:x1]``, C order (file voxel order)."""
+    ws = _ws(request, session_id)
+    try:
+        values = [int(v) for v in box.split(",")]
+    except ValueError:
+        raise InputError(f"box {box[:60]!r}: expected six integers z0,y0,x0,z1,y1,x1") from None
+    if len(values) != 6:
+        raise InputError(f"box {box[:60]!r}: expected six integers z0,y0,x0,z1,y1,x1")
+    lo, hi = tuple(values[:3]), tuple(values[3:])
+    if any(not 0 <= a < b <= n for a, b, n in zip(lo, hi, ws.shape)):
+        raise InputError(f"box {values}: not a non-empty box inside the image (z, y, x size {list(ws.shape)})")
+    return Response(ws.labels_bytes((lo, hi)), media_type="application/octet-stream")
+
+
+@router.post("/sessions/{session_id}/objects")
+def create_object(request: Request, session_id: str, body: ObjectCreate):
+    return _ws(request, session_id).add_object(body.name, body.color).to_json()
+
+
+@router.patch("/sessions/{session_id}/objects/{oid}")
+def update_object(request: Request, session_id: str, oid: int, body: ObjectUpdate):
+    ws = _ws(request, session_id)
+    return ws.update_object(oid, name=body.name, color=body.color, visible=body.visible).to_json()
+
+
+@router.delete("/sessions/{session_id}/objects/{oid}")
+def delete_object(request: Request, session_id: str, oid: int):
+    return _ws(request, session_id).delete_object(oid).to_json()
+
+
+@router.post("/sessions/{session_id}/objects/{oid}/clicks")
+def add_click(request: Request, session_id: str, oid: int, body: ClickRequest):
+    """One click: ``ras`` (NiiVue world RAS mm) or ``ijk`` (voxel of the input image)."""
+    ws = _ws(request, session_id)
+    if (body.ras is None) == (body.ijk is None):
+        raise InputError("click: give exactly one of 'ras' (world RAS mm) or 'ijk' (voxel index)")
+    ijk = ras_to_voxel(ws.image, body.ras) if body.ras is not None else check_voxel(ws.image, body.ijk)
+    out = ws.click(oid, ijk, body.positive).to_json()
+    out["voxel"] = list(ijk)
+    return out
+
+
+@router.post("/sessions/{session_id}/objects/{oid}/undo")
+def undo(request: Request, session_id: str, oid: int):
+    return _ws(request, session_id).undo(oid).to_json()
+
+
+@router.post("/sessions/{session_id}/objects/{oid}/clear")
+def clear(request: Request, session_id: str, oid: int):
+    return _ws(request, session_id).clear(oid).to_json()
+
+
+@router.get("/sessions/{session_id}/objects/{oid}/mask.nii.gz")
+def export_nifti(request: Request, session_id: str, oid: int):
+    ws = _ws(request, session_id)
+    obj = ws.get_object(oid)
+    data = mask_file_bytes(ws.object_mask_image(oid), ".nii.gz", ws.image, obj.name)
+    return attachment(data, f"{_safe_filename(obj.name)}.nii.gz", "application/gzip")
+
+
+@router.get("/sessions/{session_id}/objects/{oid}/mask.dcm")
+def export_dicom_seg(request: Request, session_id: str, oid: int):
+    ctx = _ctx(request)
+    ws = ctx.store.get(session_id)
+    obj = ws.get_object(oid)
+    if not ws.meta["source"].get("is_dicom"):
+        raise InputError("DICOM-SEG export needs a DICOM source image; this session's image is not DICOM")
+    source = str(ctx.store.source_path(ws))
+    data = mask_file_bytes(ws.object_mask_image(oid), ".dcm", source, obj.name)
+    return attachment(data, f"{_safe_filename(obj.name)}_seg.dcm", "application/dicom")
+
+
+def _safe_filename(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:64] or "mask"
+
+
+def attachment(data: bytes, filename: str, media_type: str) -> Response:
+    return Response(data, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _image_bytes(image: sitk.Image, filename: str) -> Response:
+    with tempfile.TemporaryDirectory(prefix="ctsam3d-") as tmp:
+        path = Path(tmp) / filename
+        sitk.WriteImage(image, str(path), True, 1)
+        return attachment(path.read_bytes(), filename, "application/gzip")

@@ -1,0 +1,408 @@
+"""One user's working state on one image: objects, their clicks and masks, the label map.
+
+A workspace lives in its own folder (``<state>/sessions/<id>/``) and is rebuilt from it after
+a page reload or a server restart:
+
+* ``meta.json``: where the image came from, the objects (name, colour, visibility) and their
+  clicks as ITK voxel indices ``(i, j, k)`` of the input image, in order;
+* ``masks/<oid>.npz``: each object's mask (bounding-box crop, see :mod:`.masks`);
+* ``view.nii.gz``: the CT written by SimpleITK from the very image the session uses, so the
+  viewer and the server share one geometry.
+
+The interactive model session (:class:`.engine.Engine`) is a cache: each object in it is brought
+up to date by replaying that object's clicks (or undoing) when needed, e.g. after a restart.
+Masks and the label map are numpy ``[z, y, x]`` on the input grid; label value = object id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+from ..geometry import orientation_code
+from .engine import Engine, ModelHolder
+from .masks import Box, SparseMask, box_slices, box_union
+from .security import NotFound
+
+PALETTE = [
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40),
+]
+
+
+@dataclass
+class Click:
+    """A click as the ITK voxel index ``(i, j, k)`` of the input image, positive or negative."""
+
+    ijk: tuple[int, int, int]
+    positive: bool
+
+
+@dataclass
+class SegObject:
+    """One structure being segmented; ``oid`` is its value in the label map (1..255)."""
+
+    oid: int
+    name: str
+    color: tuple[int, int, int]
+    visible: bool = True
+    clicks: list[Click] = field(default_factory=list)
+    mask: SparseMask | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.oid,
+            "name": self.name,
+            "color": list(self.color),
+            "visible": self.visible,
+            "clicks": [{"ijk": list(c.ijk), "positive": c.positive} for c in self.clicks],
+            "voxels": self.mask.voxels if self.mask else 0,
+        }
+
+
+@dataclass
+class Change:
+    """What one edit did: the label-map box that may have changed (``None``: nothing), sizes, time."""
+
+    box: Box | None
+    object: SegObject
+    latency_ms: float
+
+    def to_json(self) -> dict:
+        return {
+            "box": None if self.box is None else [list(self.box[0]), list(self.box[1])],
+            "object": self.object.to_json(),
+            "server_ms": round(self.latency_ms, 1),
+        }
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Workspace:
+    """State of one session (see module docstring). All public methods are thread-safe."""
+
+    def __init__(self, directory: Path, image: sitk.Image, meta: dict, models: ModelHolder, max_objects: int = 255):
+        self.directory = directory
+        self.image = image
+        self.meta = meta
+        self.models = models
+        self.max_objects = max_objects
+        self.shape = tuple(reversed(image.GetSize()))  # (z, y, x)
+        self.labels = np.zeros(self.shape, dtype=np.uint8)
+        self.objects: dict[int, SegObject] = {}
+        self.lock = threading.RLock()
+        self.engine: Engine | None = None
+        self.applied: dict[int, int] = {}  # object id -> clicks of it the engine has seen
+        (directory / "masks").mkdir(exist_ok=True)
+        for o in meta.get("objects", []):
+            obj = SegObject(o["id"], o["name"], tuple(o["color"]), o.get("visible", True),
+                            [Click(tuple(c["ijk"]), bool(c["positive"])) for c in o.get("clicks", [])])
+            self.objects[obj.oid] = obj
+        stale = []
+        for obj in self.objects.values():
+            path = self._mask_path(obj.oid)
+            if path.exists():
+                mask, n = SparseMask.load(path)
+                obj.mask = mask if n == len(obj.clicks) else None
+                if n != len(obj.clicks):
+                    stale.append(obj)
+            elif obj.clicks:
+                stale.append(obj)
+        self._recompose(((0, 0, 0), self.shape))
+        for obj in stale:  # a crash between writing clicks and mask: recompute from the clicks
+            self._replay_into(obj)
+
+    # --- creation / description -----------------------------------------------------------------
+    @classmethod
+    def create(cls, directory: Path, session_id: str, image: sitk.Image, source: dict, models: ModelHolder,
+               max_objects: int = 255) -> "Workspace":
+        """New workspace in the existing, empty ``directory``; writes ``meta.json`` and ``view.nii.gz``."""
+        meta = {"session_id": session_id, "created": time.time(), "source": source, "objects": [], "next_id": 1}
+        sitk.WriteImage(image, str(directory / "view.nii.gz"), True, 1)
+        ws = cls(directory, image, meta, models, max_objects)
+        ws._save_meta()
+        return ws
+
+    @property
+    def session_id(self) -> str:
+        return self.meta["session_id"]
+
+    @property
+    def view_path(self) -> Path:
+        return self.directory / "view.nii.gz"
+
+    def info(self) -> dict:
+        img = self.image
+        with self.lock:
+            return {
+                "session_id": self.session_id,
+                "created": self.meta["created"],
+                "source": {k: v for k, v in self.meta["source"].items() if k != "path"},
+                "image": {
+                    "size": list(img.GetSize()),
+                    "spacing": [round(s, 6) for s in img.GetSpacing()],
+                    "origin": [round(o, 4) for o in img.GetOrigin()],
+                    "direction": [round(d, 6) for d in img.GetDirection()],
+                    "orientation": orientation_code(img),
+                },
+                "is_dicom": bool(self.meta["source"].get("is_dicom")),
+                "objects": [o.to_json() for o in self.objects.values()],
+            }
+
+    # --- objects --------------------------------------------------------------------------------
+    def add_object(self, name: str, color=None) -> SegObject:
+        with self.lock:
+            name = _clean_name(name)
+            oid = self.meta["next_id"]
+            if oid > self.max_objects:
+                used = set(self.objects)
+                free = [i for i in range(1, self.max_objects + 1) if i not in used]
+                if not free:
+                    raise InputError(f"object {name!r}: a session holds at most {self.max_objects} objects")
+                oid = free[0]
+            else:
+                self.meta["next_id"] = oid + 1
+            color = _clean_color(color) if color is not None else PALETTE[(oid - 1) % len(PALETTE)]
+            obj = SegObject(oid, name, color)
+            self.objects[oid] = obj
+            self._save_meta()
+            return obj
+
+    def update_object(self, oid: int, *, name=None, color=None, visible=None) -> SegObject:
+        with self.lock:
+            obj = self.get_object(oid)
+            if name is not None:
+                obj.name = _clean_name(name)
+            if color is not None:
+                obj.color = _clean_color(color)
+            if visible is not None:
+                obj.visible = bool(visible)
+            self._save_meta()
+            return obj
+
+    def get_object(self, oid: int) -> SegObject:
+        obj = self.objects.get(oid)
+        if obj is None:
+            raise NotFound(f"object {oid} not found in session {self.session_id}")
+        return obj
+
+    def object_named(self, name: str) -> SegObject:
+        """The object called ``name`` (created when missing) — MONAI Label's ``label`` parameter."""
+        with self.lock:
+            for obj in self.objects.values():
+                if obj.name == name:
+                    return obj
+            return self.add_object(name)
+
+    def delete_object(self, oid: int) -> Change:
+        with self.lock:
+            obj = self.get_object(oid)
+            if self.engine is not None and oid in self.applied:
+                self.engine.select(oid)
+                self.engine.reset()
+                del self.applied[oid]
+            del self.objects[oid]
+            box = obj.mask.box if obj.mask else None
+            if box:
+                self._recompose(box)
+            self._mask_path(oid).unlink(missing_ok=True)
+            self._save_meta()
+            return Change(box, obj, 0.0)
+
+    # --- edits ----------------------------------------------------------------------------------
+    def click(self, oid: int, ijk: tuple[int, int, int], positive: bool) -> Change:
+        """Add a click (ITK voxel index of the input image, already validated) to object ``oid``."""
+        t0 = time.perf_counter()
+        with self.lock:
+            obj = self.get_object(oid)
+            with self._transaction(obj):
+                self._apply_clicks(obj, [Click(tuple(ijk), bool(positive))])
+                return self._commit(obj, t0)
+
+    def set_clicks(self, oid: int, clicks: list[Click]) -> Change:
+        """Make ``clicks`` the object's click list (MONAI Label resends all points on every call).
+
+        When the stored clicks of each polarity are a prefix of the new ones, only the new clicks
+        run; otherwise the object restarts from the new list.
+        """
+        t0 = time.perf_counter()
+        with self.lock:
+            obj = self.get_object(oid)
+            new_pos = [c for c in clicks if c.positive]
+            new_neg = [c for c in clicks if not c.positive]
+            old_pos = [c for c in obj.clicks if c.positive]
+            old_neg = [c for c in obj.clicks if not c.positive]
+            with self._transaction(obj):
+                if new_pos[: len(old_pos)] == old_pos and new_neg[: len(old_neg)] == old_neg:
+                    extra = new_pos[len(old_pos):] + new_neg[len(old_neg):]
+                    if not extra:
+                        return Change(None, obj, (time.perf_counter() - t0) * 1e3)
+                    self._apply_clicks(obj, extra)
+                else:
+                    self._clear_locked(obj)
+                    self._apply_clicks(obj, new_pos + new_neg)
+                return self._commit(obj, t0)
+
+    def undo(self, oid: int) -> Change:
+        t0 = time.perf_counter()
+        with self.lock:
+            obj = self.get_object(oid)
+            if not obj.clicks:
+                raise InputError(f"object {obj.name!r}: nothing to undo")
+            n = len(obj.clicks) - 1
+            with self._transaction(obj):
+                if n == 0:
+                    self._clear_locked(obj)
+                else:
+                    self._sync_engine(obj, n)
+                    del obj.clicks[n:]
+                return self._commit(obj, t0)
+
+    def clear(self, oid: int) -> Change:
+        t0 = time.perf_counter()
+        with self.lock:
+            obj = self.get_object(oid)
+            self._clear_locked(obj)
+            return self._commit(obj, t0)
+
+    # --- outputs --------------------------------------------------------------------------------
+    def object_mask_image(self, oid: int) -> sitk.Image:
+        """The object's mask as a SimpleITK uint8 0/1 image on the input grid."""
+        with self.lock:
+            obj = self.get_object(oid)
+            full = obj.mask.to_full(self.shape) if obj.mask else np.zeros(self.shape, np.uint8)
+        return self._as_image(full)
+
+    def label_image(self) -> sitk.Image:
+        """All objects as one uint8 label map on the input grid (value = object id)."""
+        with self.lock:
+            return self._as_image(self.labels.copy())
+
+    def labels_bytes(self, box: Box) -> bytes:
+        """Raw uint8 label values of ``labels[box]`` in C order (i fastest), for the viewer."""
+        with self.lock:
+            return np.ascontiguousarray(self.labels[box_slices(box)]).tobytes()
+
+    def release(self) -> None:
+        """Free the model session (state stays on disk and in the object masks)."""
+        with self.lock:
+            self.engine = None
+            self.applied = {}
+
+    # --- internals ------------------------------------------------------------------------------
+    def _as_image(self, array: np.ndarray) -> sitk.Image:
+        out = sitk.GetImageFromArray(array)
+        out.CopyInformation(self.image)
+        return out
+
+    def _mask_path(self, oid: int) -> Path:
+        return self.directory / "masks" / f"{int(oid)}.npz"
+
+    def _save_meta(self) -> None:
+        self.meta["objects"] = [
+            {k: v for k, v in o.to_json().items() if k != "voxels"} for o in self.objects.values()
+        ]
+        _atomic_write_text(self.directory / "meta.json", json.dumps(self.meta))
+
+    def _recompose(self, region: Box) -> None:
+        """Rebuild ``labels[region]`` from the object masks (later objects on top)."""
+        view = self.labels[box_slices(region)]
+        view[...] = 0
+        for obj in self.objects.values():
+            if obj.mask is not None:
+                obj.mask.paint(self.labels, region, obj.oid)
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            self.engine = self.models.engine(self.image)
+            self.applied = {}
+        return self.engine
+
+    @contextmanager
+    def _transaction(self, obj: SegObject):
+        """On any error: the object's clicks are restored and the engine is dropped (its state is
+        unknown; it is rebuilt from the clicks on the next edit). Mask and disk change only in
+        :meth:`_commit`, the last step."""
+        before = list(obj.clicks)
+        try:
+            yield
+        except BaseException:
+            obj.clicks[:] = before
+            self.release()
+            raise
+
+    def _sync_engine(self, obj: SegObject, n: int) -> Engine:
+        """Bring the engine to "object ``obj`` with its first ``n`` clicks applied"."""
+        engine = self._engine()
+        if engine.select(obj.oid):
+            self.applied[obj.oid] = 0
+        while self.applied[obj.oid] > n:
+            engine.undo()
+            self.applied[obj.oid] -= 1
+        for c in obj.clicks[self.applied[obj.oid]:n]:
+            engine.add_click(c.ijk, c.positive)
+            self.applied[obj.oid] += 1
+        return engine
+
+    def _apply_clicks(self, obj: SegObject, clicks: list[Click]) -> None:
+        engine = self._sync_engine(obj, len(obj.clicks))
+        for c in clicks:
+            engine.add_click(c.ijk, c.positive)
+            obj.clicks.append(c)
+            self.applied[obj.oid] += 1
+
+    def _clear_locked(self, obj: SegObject) -> None:
+        obj.clicks.clear()
+        if self.engine is not None and obj.oid in self.applied:
+            self.engine.select(obj.oid)
+            self.engine.reset()
+            self.applied[obj.oid] = 0
+
+    def _commit(self, obj: SegObject, t0: float) -> Change:
+        """Take the object's mask from the engine (or empty), update label map and disk."""
+        new = self._sync_engine(obj, len(obj.clicks)).mask() if obj.clicks else None
+        region = box_union(obj.mask.box if obj.mask else None, new.box if new else None)
+        obj.mask = new
+        if region is not None:
+            self._recompose(region)
+        if new is None:
+            self._mask_path(obj.oid).unlink(missing_ok=True)
+        else:
+            new.save(self._mask_path(obj.oid), len(obj.clicks))
+        self._save_meta()
+        return Change(region, obj, (time.perf_counter() - t0) * 1e3)
+
+    def _replay_into(self, obj: SegObject) -> None:
+        self._commit(obj, time.perf_counter())
+
+
+def _clean_name(name) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InputError("object name: must be a non-empty string")
+    name = " ".join(name.split())
+    if len(name) > 128:
+        raise InputError(f"object name {name[:40]!r}...: longer than 128 characters")
+    return name
+
+
+def _clean_color(color) -> tuple[int, int, int]:
+    try:
+        rgb = tuple(int(c) for c in color)
+    except (TypeError, ValueError):
+        raise InputError(f"colour {str(color)[:40]}: expected [r, g, b] in 0..255") from None
+    if len(rgb) != 3 or any(not 0 <= c <= 255 for c in rgb):
+        raise InputError(f"colour {list(rgb)}: expected [r, g, b] in 0..255")
+    return rgb  # type: ignore[return-value]
