@@ -1,0 +1,244 @@
+"""Patch sampler: (case, structure) draws -> augmented model patches and CPP pairs.
+
+Every patch is resampled from a cached case (:mod:`ctsam3d.data.cache`, identity
+direction, native spacing) with **one affine** that combines the patch placement (centre
+on a voxel of the structure plus jitter), the model's isotropic spacing and the spatial
+augmentation (:mod:`ctsam3d.data.augment`), using ``torch.nn.functional.affine_grid`` /
+``grid_sample`` — trilinear for CT (padding -1024 HU), nearest for labels (padding 0).
+Only the box of the volume the patch touches is converted to float, so CPU sampling stays
+cheap; the same code runs on CUDA tensors (``device="cuda"``) for GPU-side sampling.
+
+Draws are balanced: a structure name is drawn uniformly among the names present in the
+data, then a case that contains it, so small structures are seen as often as large ones.
+Only structures *present* in a case are drawn (a structure absent from a case's label map
+is unknown there, never a negative).
+
+CPP pairs (``cpp=True``): a neighbour patch V is the patch U shifted by 32–64 patch
+voxels (in U's rotated frame) towards one of the 26 neighbours; it is kept when it
+contains at least ``cpp_min_voxels`` of the structure (a few directions are tried, the
+later ones aimed at a structure voxel outside U). The target is a Gaussian heatmap at the
+deepest voxel of ``structure ∩ V``.
+
+All outputs are tensors ``(B, 1, D, H, W)`` indexed ``[z, y, x]`` on the patch grid.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .affine import patch_corners_index, patch_to_world, theta_for_grid, world_to_index
+from .augment import AugmentConfig, apply_intensity, draw_spatial
+from .cache import AIR_HU, CachedCase
+from .heatmap import deepest_points, gaussian_heatmap
+
+__all__ = ["PatchSampler", "SamplerConfig", "NEIGHBOURS"]
+
+NEIGHBOURS = np.array([d for d in itertools.product((-1, 0, 1), repeat=3) if any(d)], float)  # (26, 3) x,y,z
+
+
+@dataclass
+class SamplerConfig:
+    """Sampling settings.
+
+    jitter: max offset of the patch centre from the drawn structure voxel, as a fraction
+        of the patch side (per axis; 0.25 keeps the voxel well inside the patch).
+    cpp: also build CPP pairs.
+    cpp_shift: (min, max) shift of V in patch voxels.
+    cpp_min_voxels: structure voxels V must contain.
+    cpp_tries: directions tried before giving up on a pair (the item is then marked invalid).
+    cpp_sigma: heatmap sigma in voxels.
+    min_voxels: structure voxels U must contain (else the draw is repeated, up to 8 times).
+    """
+
+    jitter: float = 0.25
+    cpp: bool = True
+    cpp_shift: tuple[int, int] = (32, 64)
+    cpp_min_voxels: int = 8
+    cpp_tries: int = 4
+    cpp_sigma: float = 3.0
+    min_voxels: int = 1
+
+
+class _Volume:
+    """A cached case's arrays as tensors on the sampling device."""
+
+    def __init__(self, case: CachedCase, device: torch.device) -> None:
+        self.case = case
+        self.ct = torch.from_numpy(np.ascontiguousarray(case.ct)).to(device)
+        self.label = torch.from_numpy(np.ascontiguousarray(case.label)).to(device)
+        self.w2i = world_to_index(case.origin_lps, case.spacing_zyx)
+        self.index_to_world = np.linalg.inv(self.w2i)
+
+
+class PatchSampler:
+    """Draw batches of training patches from cached cases.
+
+    Args:
+        cases: cached cases (:func:`ctsam3d.data.load_cache`).
+        patch_size: ``(D, H, W)`` voxels of the model patch (``ModelConfig.patch_size``).
+        spacing_mm: isotropic patch spacing (``ModelConfig.spacing_mm``).
+        hu_window: ``(low, high)`` HU mapped to [0, 1] (``ModelConfig.hu_window``).
+        augment: augmentation settings, None = none (validation).
+        config: :class:`SamplerConfig`.
+        device: where volumes live and patches are produced.
+    """
+
+    def __init__(
+        self,
+        cases: list[CachedCase],
+        patch_size,
+        spacing_mm: float,
+        hu_window=(-125.0, 225.0),
+        augment: AugmentConfig | None = None,
+        config: SamplerConfig | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.patch_size = tuple(int(v) for v in (patch_size if np.ndim(patch_size) else (patch_size,) * 3))
+        self.spacing = float(spacing_mm)
+        self.window = (float(hu_window[0]), float(hu_window[1]))
+        self.augment = augment
+        self.config = config or SamplerConfig()
+        self.device = torch.device(device)
+        self.volumes = [_Volume(c, self.device) for c in cases]
+        by_name: dict[str, list[int]] = {}
+        for i, c in enumerate(cases):
+            for name, s in c.structures.items():
+                if s.voxels > 0 and name in c.known and s.label_id in c.points:
+                    by_name.setdefault(name, []).append(i)
+        if not by_name:
+            from ..errors import InputError
+
+            raise InputError("training data: no case has a labelled structure to sample")
+        self.names = sorted(by_name)
+        self.by_name = by_name
+
+    # ---- draws ----------------------------------------------------------------------
+    def draw(self, rng: np.random.Generator) -> tuple[int, str]:
+        """A balanced (case index, structure name) draw."""
+        name = self.names[int(rng.integers(len(self.names)))]
+        cands = self.by_name[name]
+        return cands[int(rng.integers(len(cands)))], name
+
+    def _center(self, vol: _Volume, label_id: int, rng: np.random.Generator) -> np.ndarray:
+        pts = vol.case.points[label_id]
+        zyx = pts[int(rng.integers(len(pts)))]
+        p = vol.index_to_world @ np.array([zyx[2], zyx[1], zyx[0], 1.0])
+        half = self.spacing * np.array(self.patch_size[::-1], float) / 2
+        return p[:3] + rng.uniform(-1, 1, 3) * self.config.jitter * 2 * half
+
+    # ---- resampling -----------------------------------------------------------------
+    def _sample(self, vol: _Volume, p2w: np.ndarray, what: str) -> torch.Tensor:
+        """Resample ``vol.ct`` (HU, float) or ``vol.label`` (float ids) onto the patch grid."""
+        p2i = vol.w2i @ p2w
+        shape = vol.ct.shape
+        corners = patch_corners_index(p2i, self.patch_size)
+        lo = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)[::-1]  # z, y, x
+        hi = np.minimum(np.ceil(corners.max(0)).astype(int)[::-1] + 2, np.array(shape))
+        out_shape = (1, 1) + self.patch_size
+        if np.any(hi - lo < 1):  # the patch misses the volume entirely
+            fill = float(AIR_HU) if what == "ct" else 0.0
+            return torch.full(out_shape, fill, device=self.device)
+        src = vol.ct if what == "ct" else vol.label
+        sub = src[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].float()
+        if what == "ct":
+            sub = sub - AIR_HU  # zero padding of grid_sample == air
+        pad = [(0, max(0, 2 - s)) for s in sub.shape]  # align_corners needs >= 2 voxels per axis
+        if any(p[1] for p in pad):
+            sub = F.pad(sub, (0, pad[2][1], 0, pad[1][1], 0, pad[0][1]))
+        shift = np.eye(4)
+        shift[:3, 3] = -lo[::-1]
+        theta = theta_for_grid(shift @ p2i, self.patch_size, sub.shape)
+        grid = F.affine_grid(
+            torch.as_tensor(theta, dtype=torch.float32, device=self.device)[None], list(out_shape), align_corners=True
+        )
+        mode = "bilinear" if what == "ct" else "nearest"
+        out = F.grid_sample(sub[None, None], grid, mode=mode, padding_mode="zeros", align_corners=True)
+        return out + AIR_HU if what == "ct" else out
+
+    def _to_unit(self, hu: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.window
+        return ((hu - lo) / (hi - lo)).clamp_(0.0, 1.0)
+
+    # ---- public ---------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator, batch_size: int, draws: list[tuple[int, str]] | None = None) -> dict:
+        """One batch.
+
+        Args:
+            rng: source of all randomness (seed it per step for exact resumption).
+            batch_size: B.
+            draws: optional fixed ``(case index, structure name)`` per item (validation).
+
+        Returns:
+            dict with ``image`` (B,1,D,H,W) float32 in [0, 1], ``target`` (B,1,D,H,W) float32
+            {0, 1}; when CPP is on also ``image_v``, ``target_v``, ``heatmap_v``
+            (B,1,D,H,W) and ``cpp_valid`` bool (B,); plus ``case_ids`` and ``structures``
+            (lists of str).
+        """
+        cfg = self.config
+        imgs, tgts, imv, tgv, hm_pts, valid, cids, names = [], [], [], [], [], [], [], []
+        for b in range(batch_size):
+            for attempt in range(8):
+                ci, name = draws[b] if draws is not None else self.draw(rng)
+                vol = self.volumes[ci]
+                sid = vol.case.structures[name].label_id
+                aug = draw_spatial(self.augment, rng)
+                center = self._center(vol, sid, rng) + aug.translation
+                p2w = patch_to_world(center, self.spacing, self.patch_size, aug.rotation, aug.scale)
+                lab = self._sample(vol, p2w, "label")
+                tgt = (lab == sid).float()
+                if tgt.sum() >= cfg.min_voxels or attempt == 7:
+                    break
+            hu = apply_intensity(self._sample(vol, p2w, "ct"), self.augment, rng)
+            imgs.append(self._to_unit(hu))
+            tgts.append(tgt)
+            cids.append(vol.case.case_id)
+            names.append(name)
+            if cfg.cpp:
+                v_img, v_tgt, ok = self._neighbour(vol, sid, p2w, rng)
+                imv.append(v_img)
+                tgv.append(v_tgt)
+                valid.append(ok)
+        out = {"image": torch.cat(imgs), "target": torch.cat(tgts), "case_ids": cids, "structures": names}
+        if cfg.cpp:
+            tv = torch.cat(tgv)
+            ok = torch.tensor(valid, device=self.device)
+            pts, _ = deepest_points(tv)
+            out.update(
+                image_v=torch.cat(imv),
+                target_v=tv,
+                heatmap_v=gaussian_heatmap(pts, self.patch_size, cfg.cpp_sigma, ok),
+                cpp_valid=ok,
+            )
+        return out
+
+    def _neighbour(self, vol: _Volume, sid: int, p2w: np.ndarray, rng: np.random.Generator):
+        cfg = self.config
+        n = np.array(self.patch_size[::-1], float)
+        lab = None
+        for t in range(cfg.cpp_tries):
+            if t == 0:
+                d = NEIGHBOURS[int(rng.integers(26))]
+            else:  # aim at a structure voxel, seen from U's centre in U's patch frame
+                pts = vol.case.points[sid]
+                zyx = pts[int(rng.integers(len(pts)))]
+                w = vol.index_to_world @ np.array([zyx[2], zyx[1], zyx[0], 1.0])
+                rel = (np.linalg.inv(p2w) @ w)[:3] - (n - 1) / 2
+                d = np.where(np.abs(rel) > n / 4, np.sign(rel), 0.0)
+                if not d.any():
+                    d = NEIGHBOURS[int(rng.integers(26))]
+            k = int(rng.integers(cfg.cpp_shift[0], cfg.cpp_shift[1] + 1))
+            shift = np.eye(4)
+            shift[:3, 3] = d * k
+            p2w_v = p2w @ shift
+            lab = self._sample(vol, p2w_v, "label")
+            tgt = (lab == sid).float()
+            if tgt.sum() >= cfg.cpp_min_voxels:
+                hu = apply_intensity(self._sample(vol, p2w_v, "ct"), self.augment, rng)
+                return self._to_unit(hu), tgt, True
+        z = torch.zeros((1, 1) + self.patch_size, device=self.device)
+        return z, z.clone(), False

@@ -1,0 +1,298 @@
+"""The training loop: ``train(TrainConfig)``, single process or DDP under torchrun.
+
+Per step: fetch the step's batch (DataLoader workers, or resampled on the device), run
+:class:`~ctsam3d.training.step.InteractiveStep` under bf16 autocast on CUDA, back-propagate,
+clip gradients, AdamW step, LR schedule step. The main rank logs to CSV/TensorBoard, shows
+a tqdm bar (loss, ETA), validates every ``val.every`` steps, writes an atomic checkpoint
+every ``checkpoint_every`` steps and exports the model (``save_model``: safetensors + JSON
+config with a training-data summary) to ``<output_dir>/model`` at the end — also when the
+``max_minutes`` budget stops the run early.
+
+Output folder: ``checkpoint.pt``, ``train.csv``, ``val.csv``, ``tensorboard/``,
+``config.json`` (the resolved TrainConfig), ``model/`` (exported network).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+
+from ..data.batches import StepBatches, step_rng
+from ..data.cache import load_cache
+from ..data.sampler import PatchSampler
+from ..errors import InputError
+from . import distributed as D
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig, config_to_dict
+from .metrics import MetricsLog
+from .schedule import lr_factor
+from .step import InteractiveStep
+from .validate import ValidationSet
+
+__all__ = ["train", "build_model_config"]
+
+log = logging.getLogger(__name__)
+
+LOSS_KEYS = ("total", "mask", "focal", "dice", "cpp", "quality", "train_dice")
+
+
+def _merge(base: dict, over: dict, where: str = "model_overrides") -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if k not in out:
+            raise InputError(f"config: {where}.{k} is not a ModelConfig key")
+        out[k] = _merge(out[k], v, f"{where}.{k}") if isinstance(v, dict) and isinstance(out[k], dict) else v
+    return out
+
+
+def build_model_config(cfg: TrainConfig):
+    """The preset's ModelConfig with ``cfg.model_overrides`` merged in (validated)."""
+    from ..modeling.config import ModelConfig
+    from ..modeling.presets import get_preset
+
+    base = get_preset(cfg.preset)
+    if not cfg.model_overrides:
+        return base
+    mc = ModelConfig.from_dict(_merge(base.to_dict(), cfg.model_overrides), source="model_overrides")
+    mc.validate()
+    return mc
+
+
+def _load_init_weights(model, path: str) -> None:
+    from .. import modeling
+
+    loader = getattr(modeling, "load_model", None)
+    if loader is None:
+        raise InputError("init_weights: ctsam3d.modeling.load_model is not available")
+    src = loader(path, device="cpu")
+    missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
+    if missing or unexpected:
+        raise InputError(f"init_weights {path}: network differs (missing {len(missing)}, unexpected {len(unexpected)} tensors)")
+
+
+def _cache_summary(cache_dir: str) -> dict:
+    p = Path(cache_dir) / "cache.json"
+    if not p.is_file():
+        return {"cache": str(cache_dir)}
+    s = json.loads(p.read_text())
+    return {"cache": str(cache_dir), "cases": len(s.get("cases", [])), "structure_cases": s.get("structure_cases", {})}
+
+
+def _export(model, mcfg, cfg: TrainConfig, out_dir: Path, step: int, val: dict | None, sampler: PatchSampler) -> Path | None:
+    from .. import modeling
+
+    saver = getattr(modeling, "save_model", None)
+    mcfg.structures = list(sampler.names)
+    mcfg.training = {
+        "steps": step,
+        "preset": cfg.preset,
+        "train_data": _cache_summary(cfg.data.train_cache),
+        "val_data": _cache_summary(cfg.data.val_cache) if cfg.data.val_cache else None,
+        "validation": {k: v for k, v in (val or {}).items() if "/" not in k},
+        "recipe": {k: v for k, v in config_to_dict(cfg).items() if k not in ("output_dir",)},
+    }
+    model.config = mcfg
+    target = out_dir / "model"
+    if saver is None:
+        log.warning("ctsam3d.modeling.save_model is not available: model not exported (checkpoint kept)")
+        return None
+    saver(model, target)
+    return target
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def train(cfg: TrainConfig, *, on_step: Callable[[int, dict], None] | None = None) -> dict:
+    """Run (or resume) a training run.
+
+    Args:
+        cfg: the run's configuration.
+        on_step: optional callback ``(step, losses)`` after every optimiser step (1-based
+            step; losses as floats), on every rank — used by tests to interrupt a run.
+
+    Returns:
+        ``{"step", "losses": [per-step total loss of this process], "val", "model_dir",
+        "stopped_early"}``.
+    """
+    cfg.check()
+    info = D.setup(cfg.device)
+    try:
+        return _train(cfg, info, on_step)
+    finally:
+        D.cleanup(info)
+
+
+def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
+    from ..modeling.ctsam3d import build_model
+
+    t_start = time.time()
+    out_dir = Path(cfg.output_dir)
+    dev = info.device
+    use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and dev.type == "cuda")
+    backend = cfg.clicks.backend if cfg.clicks.backend != "auto" else ("torch" if dev.type == "cuda" else "numpy")
+
+    mcfg = build_model_config(cfg)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = build_model(mcfg).to(dev)
+    if cfg.init_weights:
+        _load_init_weights(model, cfg.init_weights)
+    stepper = InteractiveStep(model, cfg.loss).to(dev)
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.optim.lr,
+        betas=tuple(cfg.optim.betas),
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.total_steps, cfg.optim))
+
+    start = 0
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if cfg.resume and ckpt_path.is_file():
+        st = load_checkpoint(ckpt_path, map_location=dev)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        set_rng_state(st["rng"])
+        start = int(st["step"])
+        if info.is_main:
+            log.info("resumed %s at step %d", ckpt_path, start)
+    net = DDP(stepper, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=cfg.find_unused_parameters) if info.enabled else stepper
+
+    # ---- data ------------------------------------------------------------------------
+    cases = load_cache(cfg.data.train_cache, case_ids=cfg.data.train_cases)
+    sampling_dev = dev if cfg.sampling == "device" else torch.device("cpu")
+    sampler = PatchSampler(cases, mcfg.patch_size, mcfg.spacing_mm, mcfg.hu_window, cfg.augment, cfg.sampler, sampling_dev)
+    ds = StepBatches(sampler, cfg.batch_size, cfg.seed, info.rank, cfg.total_steps)
+    if cfg.sampling == "device" or cfg.workers == 0:
+        batches = (ds[s] for s in range(start, cfg.total_steps))
+    else:
+        loader = DataLoader(
+            ds,
+            batch_size=None,
+            sampler=range(start, cfg.total_steps),
+            num_workers=cfg.workers,
+            pin_memory=dev.type == "cuda",
+            prefetch_factor=cfg.prefetch,
+            persistent_workers=False,
+        )
+        batches = iter(loader)
+    val_set = None
+    if cfg.data.val_cache and info.is_main and cfg.val.every > 0:
+        vcases = load_cache(cfg.data.val_cache, case_ids=cfg.data.val_cases)
+        val_set = ValidationSet(vcases, mcfg.patch_size, mcfg.spacing_mm, mcfg.hu_window, cfg.val.patches, cfg.val.seed)
+
+    metrics = MetricsLog(out_dir, start, cfg.tensorboard) if info.is_main else None
+    if info.is_main:
+        (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=1))
+    bar = None
+    if info.is_main and cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+    def checkpoint(step: int) -> None:
+        if info.is_main:
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": rng_state(),
+                    "model_config": mcfg.to_dict(),
+                    "train_config": config_to_dict(cfg),
+                },
+            )
+        D.barrier(info)
+
+    def validate(step: int) -> dict | None:
+        res = None
+        if val_set is not None:
+            res = val_set.evaluate(model, cfg.val.clicks, cfg.val.batch_size, dev, use_amp)
+            metrics.write("val", step, res)
+            msg = " ".join(f"dice@{k}={res[f'dice@{k}']:.3f}" for k in cfg.val.clicks)
+            (bar.write if bar else log.info)(f"step {step}: validation {msg}")
+        D.barrier(info)
+        return res
+
+    net.train()
+    losses_seen: list[float] = []
+    acc: dict[str, float] = {}
+    n_acc = 0
+    wait_acc = time_acc = 0.0
+    last_val = None
+    stopped = False
+    step = start
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    while step < cfg.total_steps:
+        t0 = time.perf_counter()
+        batch = _to(next(batches), dev)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t_data = time.perf_counter() - t0
+        rng = step_rng(cfg.seed, info.rank, step, 1)
+        n_iters = int(rng.integers(1, cfg.clicks.iterations + 1)) if cfg.clicks.random_iterations else cfg.clicks.iterations
+        out = net(batch, n_iters, rng, p_random_first=cfg.clicks.p_random_first, backend=backend, autocast=use_amp)
+        opt.zero_grad(set_to_none=True)
+        out["total"].backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        lr = opt.param_groups[0]["lr"]
+        opt.step()
+        sched.step()
+        step += 1
+        vals = {k: float(out[k].detach()) for k in LOSS_KEYS}
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        dt = time.perf_counter() - t0
+        wait_acc += t_data
+        time_acc += dt
+        losses_seen.append(vals["total"])
+        for k, v in vals.items():
+            acc[k] = acc.get(k, 0.0) + v
+        n_acc += 1
+        if on_step is not None:
+            on_step(step, vals)
+        if not math.isfinite(vals["total"]):
+            raise FloatingPointError(f"step {step}: loss is {vals['total']} (diverged); lower optim.lr")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{vals['total']:.3f}", dice=f"{vals['train_dice']:.2f}", lr=f"{lr:.2e}", refresh=False)
+        if metrics is not None and (step % cfg.log_every == 0 or step == cfg.total_steps):
+            row = {k: v / n_acc for k, v in acc.items()}
+            row.update(lr=lr, data_wait=wait_acc / max(time_acc, 1e-9), patches_per_s=n_acc * cfg.batch_size * info.world_size / max(time_acc, 1e-9))
+            metrics.write("train", step, row)
+            acc, n_acc, wait_acc, time_acc = {}, 0, 0.0, 0.0
+        out_of_time = D.any_flag(time.time() - t_start > budget_s, info)
+        if cfg.val.every > 0 and (step % cfg.val.every == 0 or step == cfg.total_steps or out_of_time):
+            last_val = validate(step) or last_val
+        if step % cfg.checkpoint_every == 0 or step == cfg.total_steps or out_of_time:
+            checkpoint(step)
+        if out_of_time and step < cfg.total_steps:
+            stopped = True
+            if info.is_main:
+                log.warning("time budget of %.1f min reached at step %d: stopping", cfg.max_minutes, step)
+            break
+    if bar is not None:
+        bar.close()
+    model_dir = None
+    if info.is_main:
+        model_dir = _export(model, mcfg, cfg, out_dir, step, last_val, sampler)
+        metrics.close()
+    D.barrier(info)
+    return {"step": step, "losses": losses_seen, "val": last_val, "model_dir": model_dir, "stopped_early": stopped}
