@@ -55,7 +55,7 @@ def describe(path: str, *, as_label: bool = False, catalogue: str | None = None)
     p = Path(path)
     names: dict[int, str] = {}
     kind = "image"
-    if p.is_file() and dicom.is_dicom_file(p) and dicom.read_tags(str(p))["0008|0060"].upper() == "SEG":
+    if p.is_file() and dicom.is_dicom_file(p) and dicom.modality_of(p) == "SEG":
         from ..io.dicom_seg import read_dicom_seg
 
         img, names = read_dicom_seg(p)

@@ -59,6 +59,14 @@ def read_tags(path: str, tags: tuple[str, ...] = ("0008|0060", "0008|103e", "002
     return {t: (r.GetMetaData(t).strip() if t in keys else "") for t in tags}
 
 
+def modality_of(path: Path) -> str:
+    """Upper-case Modality (0008,0060) of a DICOM file; ``""`` if unreadable or absent."""
+    try:
+        return read_tags(str(path), ("0008|0060",))["0008|0060"].upper()
+    except RuntimeError:
+        return ""
+
+
 def is_dicom_file(path: Path) -> bool:
     """True if ``path`` looks like a DICOM file (``DICM`` preamble, or a .dcm that GDCM reads)."""
     try:

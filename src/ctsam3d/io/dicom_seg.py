@@ -97,6 +97,7 @@ def write_dicom_seg(
     names: dict[int, str],
     source_files: list[str] | tuple[str, ...],
     path: Path,
+    spacing_ijk: tuple[float, float, float] | None = None,
 ) -> None:
     """Write a BINARY DICOM-SEG of a label map on the grid of a DICOM series.
 
@@ -105,6 +106,8 @@ def write_dicom_seg(
         names: structure name per label id (ids without a name get ``label_<id>``).
         source_files: the series' files, in the order of the label map's k axis.
         path: output file (written directly; callers handle atomic renaming).
+        spacing_ijk: the series' voxel spacing (mm) as measured from slice positions; it
+            replaces the sources' Spacing Between Slices where that disagrees (stale values).
     """
     import highdicom as hd
     import pydicom
@@ -148,6 +151,15 @@ def write_dicom_seg(
     pixels = lut[labels_zyx].astype(np.uint16)
     # One binary plane per segment: (frames, rows, cols, segments).
     planes = np.stack([pixels == n for n in range(1, len(ids) + 1)], axis=-1).astype(np.uint8)
+    if spacing_ijk is not None:
+        # highdicom copies the sources' pixel measures; a stale Spacing Between Slices (some
+        # writers put 1) would make readers stack the SEG's frames at the wrong distance.
+        measured = float(spacing_ijk[2])
+        for ds in sources:
+            if "SpacingBetweenSlices" in ds and abs(float(ds.SpacingBetweenSlices) - measured) > 1e-3 * measured:
+                log.debug("%s: Spacing Between Slices %s replaced by the measured %.6g mm",
+                          getattr(ds, "filename", "source"), ds.SpacingBetweenSlices, measured)
+                ds.SpacingBetweenSlices = f"{measured:.6g}"
     seg = hd.seg.Segmentation(
         source_images=sources,
         pixel_array=planes,

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 from ..errors import GeometryError, InputError
 from . import dicom
-from .validate import Header, check_finite, check_header, check_nifti_complete
+from .validate import Header, check_finite, check_header, check_nifti_file
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,10 @@ def read_volume(path: str | Path, *, what: str = "image", max_voxels: int | None
         series = dicom.choose_series(p, name)
         folder = p
     elif dicom.is_dicom_file(p):
-        series = dicom.series_of_file(p)
+        try:
+            series = dicom.series_of_file(p)
+        except RuntimeError as exc:
+            raise InputError(f"{name}: cannot read DICOM file ({_itk_reason(exc)})") from None
         if series.modality in dicom.NON_IMAGE_MODALITIES:
             raise InputError(f"{name}: is a DICOM {series.modality} object, not an image volume")
         folder = p.parent
@@ -127,7 +130,7 @@ def read_volume(path: str | Path, *, what: str = "image", max_voxels: int | None
         raise InputError(f"{name}: cannot read {what} ({_itk_reason(exc)})") from None
     check_header(h, name, limit=max_voxels)
     if series is None:
-        check_nifti_complete(p, name)
+        check_nifti_file(p, name)
     try:
         img = dicom.read_series(series, folder) if series is not None else r.Execute()
     except RuntimeError as exc:
@@ -227,7 +230,7 @@ def read_label(path: str | Path, *, reference: sitk.Image | None = None, max_vox
     """
     name = str(path)
     p = Path(path)
-    if p.is_file() and dicom.is_dicom_file(p) and dicom.read_tags(str(p))["0008|0060"].upper() == "SEG":
+    if p.is_file() and dicom.is_dicom_file(p) and dicom.modality_of(p) == "SEG":
         from .dicom_seg import read_dicom_seg
 
         img, _names = read_dicom_seg(p, reference=reference)

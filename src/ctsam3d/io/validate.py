@@ -121,53 +121,101 @@ def check_finite(array: np.ndarray, name: str, *, chunk: int = 16) -> None:
 
 
 # --------------------------------------------------------------------------- NIfTI integrity
-def _nifti_expected_bytes(head: bytes) -> int | None:
-    """Bytes a NIfTI-1/2 file needs (vox_offset + voxel data), from its header; None if unknown."""
+# NIfTI datatype codes of floating-point voxels -> numpy dtype character.
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+@dataclass(frozen=True)
+class _NiftiLayout:
+    need: int  # bytes the file must hold: vox_offset + voxel data
+    vox_offset: int
+    float_dtype: np.dtype | None  # voxel dtype when floating point, else None
+
+
+def _nifti_layout(head: bytes) -> _NiftiLayout | None:
+    """Layout of a NIfTI-1/2 file from its header; None if the header is not NIfTI."""
     for endian in ("<", ">"):
         if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", head[40:56])
-            bitpix = struct.unpack(endian + "h", head[72:74])[0]
-            vox_offset = struct.unpack(endian + "f", head[108:112])[0]
-            ndim = max(0, min(int(dims[0]), 7))
-            shape = [max(int(d), 1) for d in dims[1 : 1 + ndim]]
-            return int(vox_offset) + int(np.prod(shape, dtype=np.int64)) * max(bitpix, 8) // 8
-        if len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540:
+            datatype, bitpix = struct.unpack(endian + "2h", head[70:74])
+            vox_offset = int(struct.unpack(endian + "f", head[108:112])[0])
+        elif len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540:
+            datatype, bitpix = struct.unpack(endian + "2h", head[12:16])
             dims = struct.unpack(endian + "8q", head[16:80])
-            bitpix = struct.unpack(endian + "h", head[14:16])[0]
-            vox_offset = struct.unpack(endian + "q", head[168:176])[0]
-            ndim = max(0, min(int(dims[0]), 7))
-            shape = [max(int(d), 1) for d in dims[1 : 1 + ndim]]
-            return int(vox_offset) + int(np.prod(shape, dtype=np.int64)) * max(bitpix, 8) // 8
+            vox_offset = int(struct.unpack(endian + "q", head[168:176])[0])
+        else:
+            continue
+        ndim = max(0, min(int(dims[0]), 7))
+        shape = [max(int(d), 1) for d in dims[1 : 1 + ndim]]
+        need = vox_offset + int(np.prod(shape, dtype=np.int64)) * max(int(bitpix), 8) // 8
+        ftype = _NIFTI_FLOATS.get(int(datatype))
+        return _NiftiLayout(need, vox_offset, np.dtype(endian + ftype) if ftype else None)
     return None
 
 
-def check_nifti_complete(path: Path, name: str) -> None:
-    """Refuse a truncated ``.nii`` / ``.nii.gz`` (ITK silently fills the missing part with zeros).
+class _FiniteCounter:
+    """Counts non-finite values in a byte stream of one float dtype, fed in arbitrary blocks."""
 
-    ``.nii.gz`` files are decompressed as a stream (constant memory) to check the gzip
-    trailer and count the bytes.
+    def __init__(self, dtype: np.dtype, skip: int):
+        self.dtype, self.skip, self.rest, self.bad = dtype, skip, b"", 0
+
+    def feed(self, block: bytes) -> None:
+        if self.skip:
+            cut = min(self.skip, len(block))
+            block, self.skip = block[cut:], self.skip - cut
+        data = self.rest + block
+        n = len(data) // self.dtype.itemsize * self.dtype.itemsize
+        if n:
+            self.bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(data[:n], dtype=self.dtype))))
+        self.rest = data[n:]
+
+
+def check_nifti_file(path: Path, name: str) -> None:
+    """Refuse a truncated ``.nii`` / ``.nii.gz``, or one with NaN / infinite float voxels.
+
+    ITK's NIfTI reader silently fills a truncated file with zeros and turns NaN into 0, so
+    both are checked on the file itself: ``.nii.gz`` is decompressed as a stream (constant
+    memory), ``.nii`` is memory-mapped.
     """
     p = str(path).lower()
     if p.endswith(".nii"):
         with open(path, "rb") as f:
             head = f.read(540)
-        need = _nifti_expected_bytes(head)
+        layout = _nifti_layout(head)
         have = os.path.getsize(path)
-        if need is not None and have < need:
-            raise InputError(f"{name}: file is truncated ({have:,} of {need:,} bytes)")
+        if layout is None:
+            return
+        if have < layout.need:
+            raise InputError(f"{name}: file is truncated ({have:,} of {layout.need:,} bytes)")
+        if layout.float_dtype is not None:
+            count = (layout.need - layout.vox_offset) // layout.float_dtype.itemsize
+            values = np.memmap(path, dtype=layout.float_dtype, mode="r", offset=layout.vox_offset, shape=(count,))
+            bad = sum(int(np.count_nonzero(~np.isfinite(values[i : i + (1 << 22)]))) for i in range(0, count, 1 << 22))
+            del values
+            if bad:
+                raise InputError(f"{name}: contains {bad:,} NaN or infinite voxels")
     elif p.endswith(".nii.gz"):
-        total, head = 0, b""
+        total, head, layout, counter = 0, b"", None, None
         try:
             with gzip.open(path, "rb") as f:
                 while True:
                     block = f.read(1 << 22)
                     if not block:
                         break
-                    if len(head) < 540:
+                    if layout is None:
                         head += block[: 540 - len(head)]
+                        if len(head) >= 540 or len(block) < (1 << 22):
+                            layout = _nifti_layout(head)
+                            if layout is not None and layout.float_dtype is not None:
+                                counter = _FiniteCounter(layout.float_dtype, layout.vox_offset - total)
+                    if counter is not None:
+                        counter.feed(block)
                     total += len(block)
         except (EOFError, OSError, zlib.error) as exc:
             raise InputError(f"{name}: compressed file is truncated or corrupt ({exc})") from None
-        need = _nifti_expected_bytes(head)
-        if need is not None and total < need:
-            raise InputError(f"{name}: file is truncated ({total:,} of {need:,} bytes after decompression)")
+        if layout is None:
+            layout = _nifti_layout(head)
+        if layout is not None and total < layout.need:
+            raise InputError(f"{name}: file is truncated ({total:,} of {layout.need:,} bytes after decompression)")
+        if counter is not None and counter.bad:
+            raise InputError(f"{name}: contains {counter.bad:,} NaN or infinite voxels")

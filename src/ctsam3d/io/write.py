@@ -146,7 +146,7 @@ def _write(mask: sitk.Image, p: Path, source, names: dict[int, str]) -> None:
         with atomic_path(p) as tmp:
             from .dicom_seg import write_dicom_seg
 
-            write_dicom_seg(sitk.GetArrayViewFromImage(mask), names, files, tmp)
+            write_dicom_seg(sitk.GetArrayViewFromImage(mask), names, files, tmp, spacing_ijk=mask.GetSpacing())
     else:
         with atomic_path(p) as tmp:
             sitk.WriteImage(mask, str(tmp), useCompression=suf != ".nii")
