@@ -1,7 +1,7 @@
 """Structure catalogues (label id <-> name) shipped as package JSON data.
 
 Catalogues: ``totalseg_v2`` (117), ``totalseg_v1`` (104), ``ctsam3d_107`` (v1 + skeletal_muscle,
-subcutaneous_fat, visceral_fat), ``flare22`` (13), ``openkbp`` (7). Names are TotalSegmentator
+subcutaneous_fat, visceral_fat), ``flare22`` (13), ``openkbp`` (7), ``totalseg_tissue_types`` (3). Names are TotalSegmentator
 style snake_case with laterality as suffix (``kidney_left``), numbers last (``rib_left_1``).
 """
 
@@ -23,6 +23,7 @@ CATALOGUE_FILES = {
     "ctsam3d_107": "ctsam3d_107.json",
     "flare22": "flare22.json",
     "openkbp": "openkbp.json",
+    "totalseg_tissue_types": "totalseg_tissue_types.json",
 }
 
 #: Other spellings accepted by :func:`get_catalogue` (lower case).
@@ -36,11 +37,12 @@ CATALOGUE_ALIASES = {
     "totalsegmentator_v1": "totalseg_v1",
     "v1": "totalseg_v1",
     "ctsam3d": "ctsam3d_107",
-    "ct-sam3d": "ctsam3d_107",
+    "ct_sam3d": "ctsam3d_107",
     "totalseg++": "ctsam3d_107",
     "flare": "flare22",
     "flare2022": "flare22",
     "kbp": "openkbp",
+    "tissue_types": "totalseg_tissue_types",
 }
 
 
