@@ -132,9 +132,14 @@ def series_of_file(path: Path) -> SeriesInfo:
     """The series (in the file's folder) that a single DICOM file belongs to."""
     tags = read_tags(str(path))
     uid = tags["0020|000e"]
+    me = path.resolve()
     files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path.parent), uid)) if uid else ()
-    if str(path) not in files and str(path.resolve()) not in {str(Path(f).resolve()) for f in files}:
-        files = (str(path),)
+    if me not in {Path(f).resolve() for f in files}:
+        # no (or an unmatched) Series Instance UID, e.g. anonymised files: find the file's group
+        files = next(
+            (s.files for s in list_series(path.parent) if me in {Path(f).resolve() for f in s.files}),
+            (str(path),),
+        )
     return SeriesInfo(uid, files, tags["0008|0060"].upper(), tags["0008|103e"])
 
 
