@@ -58,6 +58,22 @@ def test_single_dicom_file_reads_its_whole_series(tmp_path):
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(img), arr)
 
 
+def test_missing_slice_is_reported(tmp_path, caplog):
+    files = write_dicom_series(tmp_path, np.zeros((6, 8, 9), np.int16))
+    files[3].unlink()
+    with caplog.at_level(logging.WARNING, logger="ctsam3d"):
+        img = read_volume(tmp_path)
+    assert img.GetSize()[2] == 5
+    assert "uneven" in caplog.text
+
+
+def test_even_series_gives_no_warning(tmp_path, caplog):
+    write_dicom_series(tmp_path, np.zeros((6, 8, 9), np.int16))
+    with caplog.at_level(logging.WARNING, logger="ctsam3d"):
+        read_volume(tmp_path)
+    assert "uneven" not in caplog.text
+
+
 def test_folder_with_only_a_seg_is_not_an_image(tmp_path):
     arr = np.zeros((3, 8, 9), np.int16)
     write_dicom_series(tmp_path / "ct", arr)

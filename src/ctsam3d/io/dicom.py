@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
@@ -159,7 +160,31 @@ def read_series(series: SeriesInfo, folder: Path) -> sitk.Image:
     """Read the series' voxels (files already sorted by position) and tag the image's source."""
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(series.files))
+    reader.MetaDataDictionaryArrayUpdateOn()
     img = reader.Execute()
+    _warn_uneven_slices(reader, img, str(folder))
     img.SetMetaData(META_DICOM_DIR, str(folder))
     img.SetMetaData(META_SERIES_UID, series.uid)
     return img
+
+
+def _warn_uneven_slices(reader: sitk.ImageSeriesReader, img: sitk.Image, name: str) -> None:
+    """Warn when slice positions are not evenly spaced (missing slices): ITK then assumes the
+    mean spacing, so distances along the slice axis would be wrong."""
+    n = img.GetSize()[2]
+    if n < 3:
+        return
+    try:
+        pos = np.array(
+            [[float(v) for v in reader.GetMetaData(k, "0020|0032").split("\\")] for k in range(n)]
+        )
+    except (RuntimeError, ValueError):
+        return
+    normal = np.asarray(img.GetDirection(), dtype=np.float64).reshape(3, 3)[:, 2]
+    steps = np.diff(pos @ normal)
+    median = float(np.median(np.abs(steps)))
+    if median > 0 and float(np.max(np.abs(np.abs(steps) - median))) > 0.1 * median:
+        log.warning(
+            "%s: slice spacing is uneven (%.3g to %.3g mm; missing slices?); the volume assumes %.3g mm",
+            name, float(np.min(np.abs(steps))), float(np.max(np.abs(steps))), img.GetSpacing()[2],
+        )
