@@ -48,6 +48,7 @@ import SimpleITK as sitk
 
 from ..errors import ClickError, GeometryError, InputError
 from ..geometry import crop_patch, index_to_lps, paste_patch
+from .assemble import assemble
 from .expansion import ExpansionConfig, expand
 from .lattice import Lattice
 from .objects import ObjectState
@@ -409,32 +410,38 @@ class Session:
         obj = self._objects.get(self._current if object_id is None else object_id)
         return [] if obj is None else list(obj.clicks)
 
+    def _block(self, oid: int):
+        obj = self._objects.get(oid)
+        bounds = None if obj is None else obj.store.bounds()
+        if bounds is None:
+            return None
+        lo, hi = bounds
+        return (oid, obj.store.read(lo, hi - lo), self.lattice.grid(lo, tuple(int(v) for v in hi - lo)))
+
     def probabilities(self, object_id: int | None = None) -> tuple[tuple[slice, slice, slice], np.ndarray]:
         """``(region, probs)``: the object's probabilities resampled onto the input grid.
 
-        ``region`` are ``[z, y, x]`` slices of the input array; ``probs`` float32 of its shape.
+        ``region`` are ``[z, y, x]`` slices of the input array; ``probs`` float32 of its shape
+        (memory: 4 bytes per voxel of the object's bounding box; :meth:`result` works in slabs).
         Empty slices when the object has no mask.
         """
         with self._lock:
             self._require_image()
-            oid = self._current if object_id is None else object_id
-            obj = self._objects.get(oid)
-            empty = ((slice(0, 0),) * 3, np.zeros((0, 0, 0), np.float32))
-            if obj is None:
-                return empty
-            bounds = obj.store.bounds()
-            if bounds is None:
-                return empty
-            lo, hi = bounds
-            values = obj.store.read(lo, hi - lo)
-            return paste_patch(values, self.lattice.grid(lo, tuple(int(v) for v in hi - lo)), self.image)
+            block = self._block(self._current if object_id is None else object_id)
+            if block is None:
+                return (slice(0, 0),) * 3, np.zeros((0, 0, 0), np.float32)
+            return paste_patch(block[1], block[2], self.image)
 
     def result(self, object_id: int | None = None) -> sitk.Image:
-        """The object's mask (default: current) as a uint8 0/1 image on the input image's grid."""
+        """The object's mask (default: current) as a uint8 0/1 image on the input image's grid.
+
+        Probabilities are resampled linearly from the canonical lattice and thresholded at 0.5,
+        only over the bounding box the object touches.
+        """
         with self._lock:
             self._require_image()
-            region, probs = self.probabilities(object_id)
-            return self._paste_region(region, (probs > 0.5).astype(np.uint8), sitk.sitkUInt8)
+            block = self._block(self._current if object_id is None else object_id)
+            return assemble(self.image, [] if block is None else [(1, block[1], block[2])])
 
     def label_map(self) -> sitk.Image:
         """All objects as one label image on the input grid (value = object id, 0 background).
@@ -443,32 +450,12 @@ class Session:
         """
         with self._lock:
             self._require_image()
-            parts = [(oid, *self.probabilities(oid)) for oid in self._objects]
-            parts = [p for p in parts if p[2].size]
-            ptype = sitk.sitkUInt8 if max(self._objects, default=0) < 256 else sitk.sitkUInt16
-            if not parts:
-                return self._paste_region((slice(0, 0),) * 3, np.zeros((0, 0, 0), np.uint8), ptype)
-            lo = [min(p[1][a].start for p in parts) for a in range(3)]
-            hi = [max(p[1][a].stop for p in parts) for a in range(3)]
-            shape = tuple(h - l for l, h in zip(lo, hi))
-            best = np.full(shape, 0.5, np.float32)
-            labels = np.zeros(shape, np.uint16 if ptype == sitk.sitkUInt16 else np.uint8)
-            for oid, region, probs in parts:
-                sub = tuple(slice(r.start - l, r.stop - l) for r, l in zip(region, lo))
-                win = probs > best[sub]
-                best[sub][win] = probs[win]
-                labels[sub][win] = oid
-            return self._paste_region(tuple(slice(l, h) for l, h in zip(lo, hi)), labels, ptype)
-
-    def _paste_region(self, region, values: np.ndarray, ptype) -> sitk.Image:
-        """A zero image on the input grid with ``values`` at ``region`` (``[z, y, x]`` slices)."""
-        out = sitk.Image(self.image.GetSize(), ptype)
-        out.CopyInformation(self.image)
-        if values.size:
-            src = sitk.GetImageFromArray(values)
-            dest_index = [int(region[2].start), int(region[1].start), int(region[0].start)]
-            out = sitk.Paste(out, src, src.GetSize(), [0, 0, 0], dest_index)
-        return out
+            blocks = [b for b in (self._block(oid) for oid in self._objects) if b is not None]
+            if not blocks and max(self._objects, default=0) > 255:
+                out = sitk.Image(self.image.GetSize(), sitk.sitkUInt16)
+                out.CopyInformation(self.image)
+                return out
+            return assemble(self.image, blocks)
 
 
 def _check_same_grid(mask: sitk.Image, image: sitk.Image) -> None:
