@@ -82,26 +82,17 @@ class CaseSpec:
 
 
 def catalogue_names(catalogue: str) -> dict[int, str]:
-    """Label id -> structure name of a catalogue of :mod:`ctsam3d.anatomy`.
+    """Label id -> structure name of a catalogue of :mod:`ctsam3d.anatomy` (e.g. ``"openkbp"``).
 
-    Falls back to the built-in OpenKBP table when the anatomy package does not provide
-    the catalogue.
+    Raises:
+        InputError: unknown catalogue.
     """
     try:
-        from ..anatomy import get_catalogue  # type: ignore[attr-defined]
-
-        cat = get_catalogue(catalogue)
-        ids = getattr(cat, "ids", None) or getattr(cat, "labels", None) or cat
-        if isinstance(ids, dict) and ids:
-            out: dict[int, str] = {}
-            for k, v in ids.items():
-                if isinstance(k, int) or str(k).isdigit():
-                    out[int(k)] = str(getattr(v, "name", v))
-                else:  # {name: id}
-                    out[int(v)] = str(k)
-            return out
-    except (ImportError, AttributeError, KeyError, TypeError, ValueError):
-        pass
+        from ..anatomy import get_catalogue
+    except ImportError:  # pragma: no cover - anatomy is part of the package
+        get_catalogue = None
+    if get_catalogue is not None:
+        return dict(get_catalogue(catalogue).labels)
     if catalogue.lower() == "openkbp":
         return dict(_OPENKBP_FALLBACK)
     raise InputError(f"catalogue {catalogue!r}: unknown structure catalogue")

@@ -13,8 +13,8 @@ data, then a case that contains it, so small structures are seen as often as lar
 Only structures *present* in a case are drawn (a structure absent from a case's label map
 is unknown there, never a negative).
 
-CPP pairs (``cpp=True``): a neighbour patch V is the patch U shifted by 32–64 patch
-voxels (in U's rotated frame) towards one of the 26 neighbours; it is kept when it
+CPP pairs (``cpp=True``): a neighbour patch V is the patch U shifted by 0.5–1 patch side
+(32–64 voxels for 64³; in U's rotated frame) towards one of the 26 neighbours; it is kept when it
 contains at least ``cpp_min_voxels`` of the structure (a few directions are tried, the
 later ones aimed at a structure voxel outside U). The target is a Gaussian heatmap at the
 deepest voxel of ``structure ∩ V``.
@@ -48,7 +48,8 @@ class SamplerConfig:
     jitter: max offset of the patch centre from the drawn structure voxel, as a fraction
         of the patch side (per axis; 0.25 keeps the voxel well inside the patch).
     cpp: also build CPP pairs.
-    cpp_shift: (min, max) shift of V in patch voxels.
+    cpp_shift: (min, max) shift of V as a fraction of the patch side (0.5–1 = 32–64 voxels
+        for a 64³ patch), drawn per pair.
     cpp_min_voxels: structure voxels V must contain.
     cpp_tries: directions tried before giving up on a pair (the item is then marked invalid).
     cpp_sigma: heatmap sigma in voxels.
@@ -57,7 +58,7 @@ class SamplerConfig:
 
     jitter: float = 0.25
     cpp: bool = True
-    cpp_shift: tuple[int, int] = (32, 64)
+    cpp_shift: tuple[float, float] = (0.5, 1.0)
     cpp_min_voxels: int = 8
     cpp_tries: int = 4
     cpp_sigma: float = 3.0
@@ -165,6 +166,23 @@ class PatchSampler:
         return ((hu - lo) / (hi - lo)).clamp_(0.0, 1.0)
 
     # ---- public ---------------------------------------------------------------------
+    def patch(self, case_index: int, center_lps, what: str = "ct", rotation=None, scale: float = 1.0) -> torch.Tensor:
+        """One patch of a case around ``center_lps`` (LPS mm), no augmentation.
+
+        Args:
+            case_index: index into the sampler's cases.
+            center_lps: patch centre ``(x, y, z)`` in LPS mm.
+            what: ``"ct"`` (HU, trilinear, pad -1024) or ``"label"`` (ids, nearest, pad 0).
+            rotation, scale: optional 3×3 rotation (LPS) and zoom of the patch grid.
+
+        Returns:
+            float32 ``(1, 1, D, H, W)`` on the sampler's device, indexed ``[z, y, x]``.
+        """
+        if what not in ("ct", "label"):
+            raise ValueError(f"what must be 'ct' or 'label', got {what!r}")
+        p2w = patch_to_world(center_lps, self.spacing, self.patch_size, rotation, scale)
+        return self._sample(self.volumes[case_index], p2w, what)
+
     def sample(self, rng: np.random.Generator, batch_size: int, draws: list[tuple[int, str]] | None = None) -> dict:
         """One batch.
 
@@ -231,9 +249,9 @@ class PatchSampler:
                 d = np.where(np.abs(rel) > n / 4, np.sign(rel), 0.0)
                 if not d.any():
                     d = NEIGHBOURS[int(rng.integers(26))]
-            k = int(rng.integers(cfg.cpp_shift[0], cfg.cpp_shift[1] + 1))
+            side = n * rng.uniform(cfg.cpp_shift[0], cfg.cpp_shift[1])  # (x, y, z) patch voxels
             shift = np.eye(4)
-            shift[:3, 3] = d * k
+            shift[:3, 3] = d * np.round(side)
             p2w_v = p2w @ shift
             lab = self._sample(vol, p2w_v, "label")
             tgt = (lab == sid).float()

@@ -198,6 +198,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise InputError(f"config: {where} must be a list, got {value!r}")
         return [_convert(args[0] if args else Any, v, where) for v in value]
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(f"config: {where} must be a number, got {value!r}")
         return float(value)

@@ -124,7 +124,7 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, dict], None] | None = Non
 
     Returns:
         ``{"step", "losses": [per-step total loss of this process], "val", "model_dir",
-        "stopped_early"}``.
+        "stopped_early", "model"}`` (``model``: the trained network, unwrapped).
     """
     cfg.check()
     info = D.setup(cfg.device)
@@ -170,7 +170,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
         start = int(st["step"])
         if info.is_main:
             log.info("resumed %s at step %d", ckpt_path, start)
-    net = DDP(stepper, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=cfg.find_unused_parameters) if info.enabled else stepper
+    net = DDP(stepper, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=cfg.find_unused_parameters or not cfg.sampler.cpp) if info.enabled else stepper
 
     # ---- data ------------------------------------------------------------------------
     cases = load_cache(cfg.data.train_cache, case_ids=cfg.data.train_cases)
@@ -295,4 +295,11 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
         model_dir = _export(model, mcfg, cfg, out_dir, step, last_val, sampler)
         metrics.close()
     D.barrier(info)
-    return {"step": step, "losses": losses_seen, "val": last_val, "model_dir": model_dir, "stopped_early": stopped}
+    return {
+        "step": step,
+        "losses": losses_seen,
+        "val": last_val,
+        "model_dir": model_dir,
+        "stopped_early": stopped,
+        "model": model,
+    }

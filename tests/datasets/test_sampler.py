@@ -1,0 +1,103 @@
+"""Patch sampler: exact geometry, structure inside the patch, CPP pairs, augmentation ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from dataset_helpers import IDENTITY, write_pairs
+
+from ctsam3d.data import AugmentConfig, PatchSampler, SamplerConfig, load_cache, open_dataset, preprocess
+from ctsam3d.data.augment import draw_spatial
+from ctsam3d.geometry import PatchGrid, crop_patch
+
+
+@pytest.fixture(scope="module")
+def pli_cache(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pli")
+    write_pairs(d / "pairs", 3)
+    preprocess(open_dataset(d / "pairs"), d / "cache", progress=False)
+    return d
+
+
+def test_aligned_patch_is_an_exact_crop(tmp_path):
+    write_pairs(tmp_path / "pairs", 1, spacing_xyz=(2.0, 2.0, 2.0), direction=IDENTITY)
+    preprocess(open_dataset(tmp_path / "pairs"), tmp_path / "cache", progress=False)
+    case = load_cache(tmp_path / "cache")[0]
+    s = PatchSampler([case], (6, 8, 10), 2.0, augment=None)
+    start_zyx = np.array([2, 3, 1])
+    # the centre of patch voxel (n-1)/2 sits between voxels for even sizes
+    center_idx_xyz = start_zyx[::-1] + (np.array([10, 8, 6]) - 1) / 2
+    center = np.array(case.origin_lps) + center_idx_xyz * 2.0
+    ct = s.patch(0, center, "ct")[0, 0].numpy()
+    lab = s.patch(0, center, "label")[0, 0].numpy()
+    z, y, x = start_zyx
+    np.testing.assert_allclose(ct, case.ct[z : z + 6, y : y + 8, x : x + 10], atol=1e-3)
+    np.testing.assert_array_equal(lab, case.label[z : z + 6, y : y + 8, x : x + 10])
+
+
+def test_patch_matches_simpleitk_resampling_of_the_original(pli_cache):
+    """Cache (reoriented, cropped) + affine sampling == SimpleITK resampling of the PLI file."""
+    case = load_cache(pli_cache / "cache", case_ids=["pt_1"])[0]
+    s = PatchSampler([case], (12, 12, 12), 1.7, augment=None)
+    img = sitk.ReadImage(str(pli_cache / "pairs" / "pt_1_ct.nii.gz"))
+    lab = sitk.ReadImage(str(pli_cache / "pairs" / "pt_1_oars.nii.gz"))
+    center = np.array(img.TransformContinuousIndexToPhysicalPoint((13.3, 11.1, 9.7)))
+    grid = PatchGrid(tuple(center - 1.7 * 5.5), 1.7, (12, 12, 12))
+    ref_ct = crop_patch(img, grid)
+    ref_lab = crop_patch(lab, grid, is_label=True)
+    ct = s.patch(0, center, "ct")[0, 0].numpy()
+    lb = s.patch(0, center, "label")[0, 0].numpy()
+    inner = (slice(2, -2),) * 3
+    np.testing.assert_allclose(ct[inner], ref_ct[inner], atol=0.05)
+    assert (lb == ref_lab).mean() > 0.99
+
+
+def test_sampled_patches_contain_their_structure(pli_cache):
+    cases = load_cache(pli_cache / "cache")
+    s = PatchSampler(cases, (16, 16, 16), 4.0, augment=AugmentConfig(), config=SamplerConfig(cpp=True))
+    b = s.sample(np.random.default_rng(3), 12)
+    assert b["image"].shape == (12, 1, 16, 16, 16) and b["target"].shape == (12, 1, 16, 16, 16)
+    assert float(b["image"].min()) >= 0.0 and float(b["image"].max()) <= 1.0
+    assert (b["target"].flatten(1).sum(1) > 0).all()
+    assert set(b["structures"]) <= {"brainstem", "spinal_cord"}
+    # CPP: valid neighbours contain the structure and the heatmap peaks inside it
+    ok = b["cpp_valid"]
+    assert ok.any()
+    for i in torch.nonzero(ok)[:, 0].tolist():
+        tv, hm = b["target_v"][i, 0], b["heatmap_v"][i, 0]
+        assert tv.sum() >= s.config.cpp_min_voxels
+        peak = np.unravel_index(int(hm.argmax()), hm.shape)
+        assert tv[peak] == 1 and float(hm.max()) == pytest.approx(1.0)
+    for i in torch.nonzero(~ok)[:, 0].tolist():
+        assert float(b["heatmap_v"][i].abs().max()) == 0.0
+
+
+def test_same_rng_same_batch(pli_cache):
+    cases = load_cache(pli_cache / "cache")
+    s = PatchSampler(cases, (16, 16, 16), 4.0, augment=AugmentConfig())
+    a, b = s.sample(np.random.default_rng(7), 3), s.sample(np.random.default_rng(7), 3)
+    for k in ("image", "target", "heatmap_v"):
+        assert torch.equal(a[k], b[k])
+
+
+def test_balanced_draws_skip_unknown_structures(pli_cache):
+    cases = load_cache(pli_cache / "cache")
+    cases[1].known = ["brainstem"]  # spinal_cord unknown in case 1
+    s = PatchSampler(cases, (16, 16, 16), 4.0)
+    rng = np.random.default_rng(0)
+    draws = [s.draw(rng) for _ in range(400)]
+    assert (1, "spinal_cord") not in draws
+    names = [n for _, n in draws]
+    assert 0.4 < names.count("brainstem") / len(names) < 0.6
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_spatial_augmentation_ranges_and_no_flips(seed):
+    cfg = AugmentConfig(p_spatial=1.0)
+    a = draw_spatial(cfg, np.random.default_rng(seed))
+    assert np.linalg.det(a.rotation) == pytest.approx(1.0)  # a rotation, never a mirror
+    angle = np.degrees(np.arccos(np.clip((np.trace(a.rotation) - 1) / 2, -1, 1)))
+    assert angle <= 10.0 + 1e-6
+    assert 0.9 <= a.scale <= 1.1 and np.all(np.abs(a.translation) <= 20.0)
