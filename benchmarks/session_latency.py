@@ -94,7 +94,7 @@ def bench_clicks(model, ct, centre_ijk, repeats: int, further: int, rng) -> dict
     return {"first_click_ms": _pct(firsts), "further_click_ms": _pct(furthers)}
 
 
-def bench_aorta(model, repeats: int) -> dict | None:
+def bench_aorta(model, repeats: int, folder: Path) -> dict | None:
     """Whole aorta from one click, with and without expansion."""
     import SimpleITK as sitk
 
@@ -102,11 +102,11 @@ def bench_aorta(model, repeats: int) -> dict | None:
     from ctsam3d.inference.session import Session
     from ctsam3d.io import read_label, read_volume
 
-    if not (SHARED / "ct_cropped.nii.gz").is_file():
-        print(f"skipping the aorta: {SHARED} not present", file=sys.stderr)
+    if not (folder / "ct_cropped.nii.gz").is_file():
+        print(f"skipping the aorta: {folder} not present", file=sys.stderr)
         return None
-    ct = read_volume(SHARED / "ct_cropped.nii.gz")
-    label = sitk.GetArrayFromImage(read_label(SHARED / "aorta.nii.gz", reference=ct)) > 0
+    ct = read_volume(folder / "ct_cropped.nii.gz")
+    label = sitk.GetArrayFromImage(read_label(folder / "aorta.nii.gz", reference=ct)) > 0
     zyx = first_click(label, spacing_zyx=ct.GetSpacing()[::-1])
     ijk = tuple(int(v) for v in zyx[::-1])
     out = {"click_ijk": ijk, "aorta_length_mm": float(np.ptp(np.nonzero(label)[0]) * ct.GetSpacing()[2])}
@@ -185,6 +185,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="sessions per latency figure (default 5)")
     p.add_argument("--further", type=int, default=6, help="further clicks per session (default 6)")
     p.add_argument("--aorta-repeats", type=int, default=3)
+    p.add_argument("--aorta-dir", type=Path, default=SHARED, help="folder with ct_cropped.nii.gz and aorta.nii.gz")
     p.add_argument("--rss-shape", default="512,512,1000", help="synthetic CT size i,j,k for the memory figure")
     p.add_argument("--skip-rss", action="store_true")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "session_latency.json")
@@ -202,7 +203,8 @@ def main(argv=None) -> int:
     model, model_name = _load(args.model, args.device)
     trained = bool(getattr(model.config, "training", None))
     rng = np.random.default_rng(0)
-    ct_path = SHARED / "ct_cropped.nii.gz" if (SHARED / "ct_cropped.nii.gz").is_file() else example_case().ct
+    aorta_ct = args.aorta_dir / "ct_cropped.nii.gz"
+    ct_path = aorta_ct if aorta_ct.is_file() else example_case().ct
     ct = read_volume(ct_path)
     centre = (np.asarray(ct.GetSize()) - 1) / 2.0
     result = {
@@ -216,7 +218,7 @@ def main(argv=None) -> int:
         "latency_image": str(ct_path.name),
     }
     result.update(bench_clicks(model, ct, centre, args.repeats, args.further, rng))
-    result["aorta"] = bench_aorta(model, args.aorta_repeats)
+    result["aorta"] = bench_aorta(model, args.aorta_repeats, args.aorta_dir)
     result["memory"] = None if args.skip_rss else bench_rss(args)
 
     f = lambda d: f"{d['p50']:8.0f} {d['p95']:8.0f}"  # noqa: E731
