@@ -82,6 +82,8 @@ class Datastore:
                 if name.startswith("."):
                     continue
                 path = Path(root) / name
+                if path.is_symlink() and not path.resolve().is_relative_to(self.data_dir):
+                    continue  # never offer what points out of the data folder
                 lower = name.lower()
                 rel = (rel_root / name).as_posix()
                 if lower.endswith(VOLUME_SUFFIXES):

@@ -92,9 +92,14 @@ def auth_token_valid():
     return {}  # reached only with a valid token (the token middleware checks it)
 
 
-@router.api_route("/train/", methods=["GET", "POST", "DELETE"])
-@router.api_route("/train/{rest:path}", methods=["GET", "POST", "DELETE"])
-def train(rest: str = ""):
+@router.get("/train/")
+def train_status(check_if_running: bool = False):
+    raise HTTPException(404, "training is not offered by this server")
+
+
+@router.api_route("/train/", methods=["POST", "DELETE"], include_in_schema=False)
+@router.api_route("/train/{model}", methods=["GET", "POST", "DELETE"], include_in_schema=False)
+def train(model: str = ""):
     raise HTTPException(404, "training is not offered by this server")
 
 

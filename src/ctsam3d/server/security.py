@@ -5,7 +5,7 @@
   itself and its static files (no data in them) and MONAI Label's ``/auth/`` discovery
   routes are open; everything else answers 401 (missing) or 403 (wrong).
 * Size limit: a request body larger than ``max_bytes`` is refused with 413 before it is
-  parsed (by ``Content-Length``, and by counting bytes for chunked bodies).
+  read (by ``Content-Length``; chunked bodies without it get 411).
 * Names: ids that reach the filesystem are checked against a strict pattern; paths under
   ``--data`` are resolved (symlinks followed) and must stay inside it.
 """
@@ -83,12 +83,13 @@ class TokenMiddleware:
         return await self.app(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
-    """ASGI middleware: answer 413 to request bodies over ``max_bytes`` without storing them."""
+    """ASGI middleware: answer 413 to request bodies over ``max_bytes`` before they are read.
+
+    The size is known from ``Content-Length`` (the ASGI server holds the client to it); a
+    chunked body without ``Content-Length`` gets 411, since its size is unknown in advance
+    (browsers, ``requests``, ``httpx`` and MONAI Label's client all send the length).
+    """
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app = app
@@ -97,38 +98,21 @@ class BodyLimitMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        message = f"request body over the server's upload limit of {self.max_bytes / 2**20:g} MiB (--max-upload-mb)"
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_bytes
-                except ValueError:
-                    return await _send_json(send, 400, "invalid Content-Length header")
-                if too_big:
-                    return await _send_json(send, 413, message)
-        seen = 0
-        started = False
-
-        async def counting_receive():
-            nonlocal seen
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLarge()
-            return msg
-
-        async def tracking_send(msg):
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
+        headers = dict(scope.get("headers", []))
+        length = headers.get(b"content-length")
+        if length is None:
+            if b"transfer-encoding" in headers:
+                return await _send_json(send, 411, "send the request with a Content-Length header (chunked bodies are not accepted)")
+            return await self.app(scope, receive, send)
         try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _send_json(send, 413, message)
+            too_big = int(length) > self.max_bytes
+        except ValueError:
+            return await _send_json(send, 400, "invalid Content-Length header")
+        if too_big:
+            return await _send_json(
+                send, 413, f"request body over the server's upload limit of {self.max_bytes / 2**20:g} MiB (--max-upload-mb)"
+            )
+        return await self.app(scope, receive, send)
 
 
 def check_session_id(value: str) -> str:

@@ -50,8 +50,8 @@ class WorkspaceStore:
         """New workspace on uploaded file(s): stored under server-owned names, validated by reading."""
         session_id = secrets.token_urlsafe(18)
         directory = self.root / session_id
-        image_path = store_upload(files, directory / "upload", self.upload_limit)
         try:
+            image_path = store_upload(files, directory / "upload", self.upload_limit)
             image = read_image(image_path)
             display = (files[0][0] or "upload").replace("\\", "/").rsplit("/", 1)[-1][:120]
             source = {"kind": "upload", "name": display, "path": image_path.relative_to(directory).as_posix(),

@@ -73,7 +73,7 @@ $("token-btn").onclick = () => {
 // ---------------------------------------------------------------- viewer
 const nv = new Niivue({
   backColor: [0.08, 0.09, 0.1, 1], crosshairColor: [1, 0.85, 0, 0.6], show3Dcrosshair: true,
-  crosshairWidth: 1, isColorbar: false, dragAndDropEnabled: false, multiplanarShowRender: SHOW_RENDER.ALWAYS,
+  crosshairWidth: 1, crosshairGap: 12, isColorbar: false, dragAndDropEnabled: false, multiplanarShowRender: SHOW_RENDER.ALWAYS,
   isRadiologicalConvention: true, // patient's right on screen left, as in 3D Slicer and PACS viewers
 });
 window.ctsam3d.nv = nv;
