@@ -28,7 +28,8 @@ Documented behaviours:
 * A negative click before any positive click (no positive click, box or initial mask for
   the current object) raises :class:`~ctsam3d.errors.ClickError`.
 * A negative click outside every patch of the object opens a patch centred on it, decoded
-  with the object's previous mask, and replaces that patch's region.
+  with the object's previous mask, and replaces that patch's region. A click changes only
+  the patch it is decoded in (plus what expansion adds): mask parts in other patches stay.
 * Clicks outside the image, with NaN/inf, or not three numbers raise ``ClickError``; the
   session is left unchanged.
 * ``undo`` restores the object's previous state exactly (probabilities, clicks, patches);
