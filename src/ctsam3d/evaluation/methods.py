@@ -1,0 +1,79 @@
+"""The interface every evaluated method implements, and the adapter for the model.
+
+A method sees what a user's tool sees: the CT as a SimpleITK image (any orientation)
+and clicks as ITK indices ``(i, j, k)`` of that image (i fastest, the file's x axis),
+exactly as 3D Slicer / MONAI Label send them. It answers with a uint8 0/1 numpy mask
+``(z, y, x)`` (= ``sitk.GetArrayFromImage`` order) on the same grid.
+
+Lifecycle per case: ``start(image)`` once, then for each structure ``reset()`` followed by
+clicks 1..K (each click adds to the previous ones).
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+import SimpleITK as sitk
+
+__all__ = ["InteractiveMethod", "SessionMethod"]
+
+
+class InteractiveMethod(abc.ABC):
+    """A click-driven 3D segmentation method.
+
+    Attributes:
+        name: short name used in reports and plots.
+    """
+
+    name: str = "method"
+
+    @abc.abstractmethod
+    def start(self, image: sitk.Image) -> None:
+        """Take a new image (HU CT, any orientation); forget all clicks."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget the clicks of the current structure; keep the image (and any cache)."""
+
+    @abc.abstractmethod
+    def click(self, index_ijk: tuple[int, int, int], positive: bool) -> np.ndarray:
+        """Add one click at ITK index ``(i, j, k)`` and return the whole current mask,
+        uint8 0/1 ``(z, y, x)`` on the image grid."""
+
+    def close(self) -> None:
+        """Release resources (optional)."""
+
+
+class SessionMethod(InteractiveMethod):
+    """The CT-SAM3D model through :class:`ctsam3d.Session` (the same code users run).
+
+    Args:
+        model: a loaded model (``ctsam3d.load_model(...)``).
+        expansion: cross-patch expansion on (the default product behaviour) or off.
+        name: report name; default ``"model"`` / ``"model-noexp"``.
+        session_kwargs: passed to ``Session`` (e.g. an expansion budget).
+    """
+
+    def __init__(self, model, *, expansion: bool = True, name: str | None = None, **session_kwargs):
+        from ..inference.session import Session  # lazy: torch only when a model is evaluated
+
+        self._session = Session(model, expansion=expansion, **session_kwargs)
+        self.expansion = expansion
+        self.name = name or ("model" if expansion else "model-noexp")
+        self._shape: tuple[int, int, int] | None = None
+
+    def start(self, image: sitk.Image) -> None:
+        self._session.set_image(image)
+        size = image.GetSize()
+        self._shape = (size[2], size[1], size[0])
+
+    def reset(self) -> None:
+        self._session.reset()
+
+    def click(self, index_ijk, positive: bool) -> np.ndarray:
+        self._session.add_click(tuple(int(v) for v in index_ijk), positive=bool(positive))
+        mask = sitk.GetArrayFromImage(self._session.result())
+        if mask.shape != self._shape:
+            raise RuntimeError(f"{self.name}: Session.result() has shape {mask.shape}, image is {self._shape}")
+        return (mask != 0).astype(np.uint8)

@@ -1,0 +1,217 @@
+"""``evaluate``: run the simulated-click protocol over a dataset for several methods.
+
+Loop: for each case (image read once) → each method ``start``-ed on it → for each
+structure present → each method ``reset`` and run for K clicks (same first click; next
+clicks per :class:`~ctsam3d.evaluation.protocol.ProtocolConfig.click_source`).
+A case that cannot be read, a structure name the dataset does not know, or a method that
+raises are recorded in ``failures``; every other case is still evaluated.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import SimpleITK as sitk
+
+from ..errors import CtSam3dError, InputError
+from .datasets import Case, normalize_name, open_cases
+from .methods import InteractiveMethod
+from .protocol import ProtocolConfig, describe_protocol, run_structure
+from .report import summarize, write_report
+
+__all__ = ["evaluate"]
+
+log = logging.getLogger(__name__)
+
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def _cuda_peak_reset() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _cuda_peak_mb() -> float | None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return None
+
+
+def _select_structures(cases: list[Case], structures: Sequence[str] | None, failures: list[dict]) -> list[str] | None:
+    if not structures:
+        return None
+    known = {n for c in cases for n in c.names}
+    wanted = []
+    for s in structures:
+        n = normalize_name(s)
+        if n in known:
+            wanted.append(n)
+        else:
+            sample = ", ".join(sorted(known)[:12]) + (" ..." if len(known) > 12 else "")
+            failures.append({"structure": s, "error": f"structure {s!r} not found in this dataset's labels "
+                                                      f"(known: {sample or 'none'})"})
+    return wanted
+
+
+def evaluate(
+    data_dir: str | Path,
+    format: str = "pairs",  # noqa: A002 - the CLI's name
+    methods: Sequence[InteractiveMethod] = (),
+    clicks: int = 10,
+    structures: Sequence[str] | None = None,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    *,
+    max_cases: int | None = None,
+    nsd_tolerance_mm: float = 2.0,
+    first: str = "center",
+    click_source: str = "own",
+    progress: bool = True,
+    title: str | None = None,
+    catalogue: str = "openkbp",
+    cases: list[Case] | None = None,
+) -> dict:
+    """Evaluate ``methods`` on a dataset with simulated clicks; write the report if ``out_dir``.
+
+    Args:
+        data_dir: dataset folder (or a pairs manifest file), see :mod:`ctsam3d.evaluation.datasets`.
+        format: ``pairs`` | ``totalseg`` | ``nnunet`` | ``cvpr-npz``.
+        methods: :class:`InteractiveMethod` objects (distinct ``name`` each).
+        clicks: K, clicks per structure.
+        structures: names to evaluate (default: every structure of each case).
+        out_dir: where report.json, report.csv and the PNGs go (None: nothing written).
+        seed: seeds the random first click (``first="random"``) and torch.
+        max_cases: evaluate only the first N cases (sorted by name).
+        nsd_tolerance_mm: NSD tolerance in mm.
+        first: ``"center"`` (distance-transform maximum) or ``"random"``.
+        click_source: ``"own"`` or ``"first-method"`` (replay method 1's clicks to all).
+        progress: show a tqdm bar on stderr.
+        title: title of the report and plots.
+        catalogue: anatomy catalogue naming ``pairs`` label ids.
+        cases: already listed cases (skips listing ``data_dir`` again).
+
+    Returns:
+        The report dict (see :mod:`ctsam3d.evaluation.report`).
+
+    Raises:
+        InputError: bad arguments or a data folder with no readable case list.
+    """
+    if not methods:
+        raise InputError("--method: no method to evaluate")
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise InputError(f"--method: method names must differ, got {names}")
+    if clicks < 1:
+        raise InputError(f"--clicks: must be at least 1, got {clicks}")
+    if first not in ("center", "random"):
+        raise InputError(f"first click mode must be 'center' or 'random', got {first!r}")
+    if click_source not in ("own", "first-method"):
+        raise InputError(f"click source must be 'own' or 'first-method', got {click_source!r}")
+    config = ProtocolConfig(clicks=int(clicks), nsd_tolerance_mm=float(nsd_tolerance_mm), first=first,
+                            seed=int(seed), click_source=click_source)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+    t_start = time.perf_counter()
+    cases = list(cases) if cases is not None else open_cases(data_dir, format, catalogue=catalogue)
+    if max_cases:
+        cases = cases[: int(max_cases)]
+    failures: list[dict] = []
+    skipped: list[dict] = []
+    records: list[dict] = []
+    wanted = _select_structures(cases, structures, failures)
+    start_times: dict[str, list[float]] = {m.name: [] for m in methods}
+    gpu_peak: dict[str, float] = {}
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(cases, desc="evaluate", unit="case", disable=not progress, file=sys.stderr)
+    for case in bar:
+        bar.set_postfix_str(case.case_id)
+        try:
+            image = case.load_image()
+            if image.GetDimension() != 3:
+                raise InputError(f"{case.source}: expected a 3D image, got {image.GetDimension()}D")
+            targets = []
+            for st in (wanted if wanted is not None else case.names):
+                if st not in case.names:
+                    skipped.append({"case": case.case_id, "structure": st, "reason": "not labelled in this case"})
+                    continue
+                m = case.load_mask(st, image)
+                if m is None:
+                    skipped.append({"case": case.case_id, "structure": st, "reason": "absent (no voxel)"})
+                else:
+                    targets.append((st, m))
+        except (CtSam3dError, RuntimeError, OSError, ValueError) as exc:
+            failures.append({"case": case.case_id, "error": str(exc).strip().splitlines()[0]})
+            log.warning("%s: skipped: %s", case.case_id, exc)
+            continue
+        sx, sy, sz = image.GetSpacing()
+        spacing = (sz, sy, sx)
+        active = []
+        for method in methods:
+            try:
+                t0 = time.perf_counter()
+                method.start(image)
+                start_times[method.name].append(time.perf_counter() - t0)
+                active.append(method)
+            except Exception as exc:  # noqa: BLE001 - one method failing must not stop the rest
+                failures.append({"case": case.case_id, "method": method.name, "error": f"start: {exc}"})
+        for st, target in targets:
+            replay = None
+            for method in active:
+                try:
+                    method.reset()
+                    _cuda_peak_reset()
+                    res = run_structure(method, target, spacing, config, case=case.case_id, structure=st,
+                                        replay=replay)
+                    peak = _cuda_peak_mb()
+                    if peak is not None:
+                        gpu_peak[method.name] = max(gpu_peak.get(method.name, 0.0), peak)
+                except Exception as exc:  # noqa: BLE001
+                    failures.append({"case": case.case_id, "structure": st, "method": method.name,
+                                     "error": f"{type(exc).__name__}: {exc}"})
+                    log.warning("%s/%s/%s failed: %s", case.case_id, st, method.name, exc)
+                    continue
+                if click_source == "first-method" and replay is None:
+                    replay = res.clicks
+                records.append(res.to_dict())
+        del image, targets
+    for method in methods:
+        method.close()
+
+    extra = {}
+    for m in methods:
+        e: dict = {}
+        if start_times[m.name]:
+            e["start_s"] = round(sum(start_times[m.name]) / len(start_times[m.name]), 4)
+        if m.name in gpu_peak:
+            e["peak_gpu_memory_mb"] = gpu_peak[m.name]
+        extra[m.name] = e
+    report = {
+        "title": title or f"{Path(data_dir).name} ({format})",
+        "data": str(data_dir),
+        "format": format,
+        "protocol": describe_protocol(config),
+        **summarize(records, names, config.clicks, extra),
+        "cases": len(cases),
+        "per_case": records,
+        "failures": failures,
+        "skipped": skipped,
+        "peak_rss_mb": _peak_rss_mb(),
+        "elapsed_s": round(time.perf_counter() - t_start, 1),
+    }
+    if out_dir is not None:
+        write_report(report, Path(out_dir))
+    return report
