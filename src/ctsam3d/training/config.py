@@ -127,6 +127,10 @@ class TrainConfig:
         (volumes kept on the training device, patches resampled there; no workers).
     workers: DataLoader worker processes per rank (0 = in the training process).
     max_minutes: stop cleanly (checkpoint + export) after this wall time; None = no limit.
+    fit_to_budget: with ``max_minutes``, time ~20 early steps and shorten the LR schedule
+        (``total_steps``) so that it ends within the budget (stored in the checkpoint, so a
+        resumed run keeps the same schedule).
+    threads: torch CPU threads of each training process (None = torch's default).
     model_overrides: nested dict merged into the preset's ModelConfig (e.g. tiny widths).
     init_weights: a saved model folder/file to fine-tune from (None = from scratch).
     """
@@ -147,6 +151,8 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     max_minutes: float | None = None
+    fit_to_budget: bool = False
+    threads: int | None = None
     resume: bool = True
     tensorboard: bool = True
     progress: bool = True

@@ -73,6 +73,15 @@ def any_flag(flag: bool, info: DistInfo) -> bool:
     return bool(t.item() > 0)
 
 
+def min_int(value: int, info: DistInfo) -> int:
+    """The minimum of ``value`` over all ranks."""
+    if not info.enabled:
+        return int(value)
+    t = torch.tensor([int(value)], dtype=torch.long, device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier(device_ids=[info.device.index]) if info.device.type == "cuda" else dist.barrier()

@@ -43,6 +43,10 @@ __all__ = ["train", "build_model_config"]
 
 log = logging.getLogger(__name__)
 
+# fit_to_budget: skip the first steps (start-up, cudnn autotune), time the next ones, and
+# leave a margin for validation and checkpoints
+CALIB_SKIP, CALIB_STEPS, BUDGET_SAFETY = 5, 20, 0.9
+
 LOSS_KEYS = ("total", "mask", "focal", "dice", "cpp", "quality", "train_dice")
 
 
@@ -140,6 +144,10 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
     t_start = time.time()
     out_dir = Path(cfg.output_dir)
     dev = info.device
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick its kernels
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and dev.type == "cuda")
     backend = cfg.clicks.backend if cfg.clicks.backend != "auto" else ("torch" if dev.type == "cuda" else "numpy")
 
@@ -157,9 +165,12 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
         lr=cfg.optim.lr,
         betas=tuple(cfg.optim.betas),
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.total_steps, cfg.optim))
+    # total[0]: the schedule's length; fit_to_budget may shorten it once, early in the run
+    total = [cfg.total_steps]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total[0], cfg.optim))
 
     start = 0
+    calibrated = False
     ckpt_path = out_dir / CHECKPOINT_NAME
     if cfg.resume and ckpt_path.is_file():
         st = load_checkpoint(ckpt_path, map_location=dev)
@@ -168,6 +179,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
         sched.load_state_dict(st["scheduler"])
         set_rng_state(st["rng"])
         start = int(st["step"])
+        total[0] = int(st.get("total_steps", cfg.total_steps))
+        calibrated = bool(st.get("calibrated", False))
         if info.is_main:
             log.info("resumed %s at step %d", ckpt_path, start)
     net = DDP(stepper, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=cfg.find_unused_parameters or not cfg.sampler.cpp) if info.enabled else stepper
@@ -202,7 +215,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
     if info.is_main and cfg.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total[0], initial=start, desc="train", unit="step", dynamic_ncols=True)
 
     def checkpoint(step: int) -> None:
         if info.is_main:
@@ -213,6 +226,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
+                    "total_steps": total[0],
+                    "calibrated": calibrated,
                     "rng": rng_state(),
                     "model_config": mcfg.to_dict(),
                     "train_config": config_to_dict(cfg),
@@ -239,7 +254,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
     stopped = False
     step = start
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-    while step < cfg.total_steps:
+    calib_from = calib_t0 = None
+    while step < total[0]:
         t0 = time.perf_counter()
         batch = _to(next(batches), dev)
         if dev.type == "cuda":
@@ -273,17 +289,31 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{vals['total']:.3f}", dice=f"{vals['train_dice']:.2f}", lr=f"{lr:.2e}", refresh=False)
-        if metrics is not None and (step % cfg.log_every == 0 or step == cfg.total_steps):
+        if metrics is not None and (step % cfg.log_every == 0 or step == total[0]):
             row = {k: v / n_acc for k, v in acc.items()}
             row.update(lr=lr, data_wait=wait_acc / max(time_acc, 1e-9), patches_per_s=n_acc * cfg.batch_size * info.world_size / max(time_acc, 1e-9))
             metrics.write("train", step, row)
             acc, n_acc, wait_acc, time_acc = {}, 0, 0.0, 0.0
         out_of_time = D.any_flag(time.time() - t_start > budget_s, info)
-        if cfg.val.every > 0 and (step % cfg.val.every == 0 or step == cfg.total_steps or out_of_time):
+        if cfg.fit_to_budget and not calibrated and math.isfinite(budget_s):
+            if calib_from is None and step - start >= CALIB_SKIP:
+                calib_from, calib_t0 = step, time.time()
+            elif calib_from is not None and step - calib_from >= CALIB_STEPS:
+                rate = (step - calib_from) / (time.time() - calib_t0)
+                left = budget_s - (time.time() - t_start)
+                new_total = min(cfg.total_steps, step + int(rate * left * BUDGET_SAFETY))
+                total[0] = int(D.min_int(new_total, info))
+                calibrated = True
+                if bar is not None:
+                    bar.total = total[0]
+                    bar.refresh()
+                if info.is_main:
+                    log.info("fit_to_budget: %.2f steps/s -> schedule of %d steps", rate, total[0])
+        if cfg.val.every > 0 and (step % cfg.val.every == 0 or step == total[0] or out_of_time):
             last_val = validate(step) or last_val
-        if step % cfg.checkpoint_every == 0 or step == cfg.total_steps or out_of_time:
+        if step % cfg.checkpoint_every == 0 or step == total[0] or out_of_time:
             checkpoint(step)
-        if out_of_time and step < cfg.total_steps:
+        if out_of_time and step < total[0]:
             stopped = True
             if info.is_main:
                 log.warning("time budget of %.1f min reached at step %d: stopping", cfg.max_minutes, step)
