@@ -198,7 +198,7 @@ def expand(obj, sources, runner, lattice, image_box, config: ExpansionConfig, ti
             chunk = candidates[b : b + config.batch_size]
             heat = runner.cpp([c[0] for c in chunk], [c[2] for c in chunk], [c[1] for c in chunk], timer)
             result.cpp += len(chunk)
-            for (u, v, _), h in zip(chunk, heat):
+            for (_u, v, _), h in zip(chunk, heat):
                 tried.add(v)
                 peaks = [tuple(int(x) for x in p) for p in peaks_fn(h, config.peak_threshold, config.max_peaks)]
                 if peaks:

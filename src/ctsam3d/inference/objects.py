@@ -72,6 +72,18 @@ class ObjectState:
             del self.history[0 : len(self.history) - limit]
         return snap
 
+    def best_patch_for(self, zyx, size) -> tuple[Key | None, int]:
+        """The object's patch holding lattice voxel ``zyx`` deepest, and that depth in voxels
+        (distance to the nearest face; negative when the voxel lies outside every patch)."""
+        best, best_margin = None, -1
+        c, n = np.asarray(zyx), np.asarray(size)
+        for start in self.patches:
+            rel = c - np.asarray(start)
+            margin = int(np.min(np.minimum(rel, n - 1 - rel)))
+            if margin > best_margin:
+                best, best_margin = start, margin
+        return best, best_margin
+
     def clicks_in(self, start: Key, size) -> tuple[list[Key], list[Key]]:
         """Positive and negative clicks inside the patch at ``start``, as patch ``(z, y, x)``."""
         pos: list[Key] = []

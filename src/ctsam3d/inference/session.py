@@ -47,9 +47,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import ClickError, GeometryError, InputError
-from ..geometry import crop_patch, index_to_lps, paste_patch
+from ..errors import ClickError, InputError
+from ..geometry import paste_patch
 from .assemble import assemble
+from .edits import box_clip, check_same_grid, mask_to_store
 from .expansion import ExpansionConfig, expand
 from .lattice import Lattice
 from .objects import ObjectState
@@ -250,16 +251,7 @@ class Session:
             click = make_click(tuple(centre), True, self.image, self.lattice, "world", source="box")
             obj = self._obj()
 
-            def clip(start, probs):
-                out = np.zeros_like(probs)
-                s = np.asarray(start)
-                r0 = np.clip(lo - s, 0, self.patch_size)
-                r1 = np.clip(hi - s, 0, self.patch_size)
-                if np.all(r1 > r0):
-                    sl = tuple(slice(int(x), int(y)) for x, y in zip(r0, r1))
-                    out[sl] = probs[sl]
-                return out
-
+            clip = box_clip(lo, hi, self.patch_size)
             return self._interact(obj, click, "box", t_start, clip=clip)
 
     def set_initial_mask(self, mask: sitk.Image | str | Path) -> Prediction:
@@ -280,47 +272,21 @@ class Session:
                 mask = read_label(mask, reference=self.image)
             if not isinstance(mask, sitk.Image):
                 raise InputError(f"mask: expected a SimpleITK image or a path, got {type(mask).__name__}")
-            _check_same_grid(mask, self.image)
+            check_same_grid(mask, self.image)
             obj = self._obj()
             before = obj.push_history(self.undo_depth)
             obj.store.clear()
             obj.clicks, obj.patches = [], []
             obj.has_initial_mask = True
-            binary = sitk.Cast(mask != 0, sitk.sitkUInt8)
-            stats = sitk.LabelShapeStatisticsImageFilter()
-            stats.Execute(binary)
-            if stats.HasLabel(1):
-                x, y, z, sx, sy, sz = stats.GetBoundingBox(1)
-                corners = np.array(
-                    [[x + a * sx, y + b * sy, z + c * sz] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float
-                ) - 0.5
-                zyx = self.lattice.world_to_zyx(index_to_lps(self.image, corners))
-                lo = np.floor(zyx.min(axis=0)).astype(int)
-                hi = np.ceil(zyx.max(axis=0)).astype(int) + 1
-                self._write_mask_slabs(obj, binary, lo, hi)
+            mask_to_store(mask, self.image, self.lattice, obj.store)
             return self._record(obj, "initial_mask", None, before, Timer(), t_start, {})
-
-    def _write_mask_slabs(self, obj: ObjectState, binary: sitk.Image, lo, hi) -> None:
-        step = 64
-        for z0 in range(int(lo[0]), int(hi[0]), step):
-            size = (min(step, int(hi[0]) - z0), int(hi[1] - lo[1]), int(hi[2] - lo[2]))
-            grid = self.lattice.grid((z0, int(lo[1]), int(lo[2])), size)
-            vals = crop_patch(binary, grid, is_label=True).astype(np.float32)
-            obj.store.write((z0, int(lo[1]), int(lo[2])), vals, mode="replace")
 
     # ================================================================== core step
     def _choose_patch(self, obj: ObjectState, click: Click) -> tuple[Key, bool]:
-        """(patch start, is_new) for a click, see the module docstring."""
-        best, best_margin = None, -1
-        c = np.asarray(click.zyx)
-        size = np.asarray(self.patch_size)
-        for start in obj.patches:
-            rel = c - np.asarray(start)
-            margin = int(np.min(np.minimum(rel, size - 1 - rel)))
-            if margin > best_margin:
-                best, best_margin = start, margin
-        min_margin = int(np.min(size)) // 8
-        if best is not None and (best_margin >= min_margin or (not click.positive and best_margin >= 0)):
+        """(patch start, is_new): an existing patch holding the click well inside (at least
+        patch/8 voxels from its faces; any depth for a negative click), else a new centred one."""
+        best, margin = obj.best_patch_for(click.zyx, self.patch_size)
+        if best is not None and (margin >= min(self.patch_size) // 8 or (not click.positive and margin >= 0)):
             return best, False
         return self.lattice.patch_start_around(click.zyx), True
 
@@ -457,18 +423,3 @@ class Session:
                 out.CopyInformation(self.image)
                 return out
             return assemble(self.image, blocks)
-
-
-def _check_same_grid(mask: sitk.Image, image: sitk.Image) -> None:
-    ok = (
-        mask.GetSize() == image.GetSize()
-        and np.allclose(mask.GetSpacing(), image.GetSpacing(), rtol=1e-4, atol=1e-4)
-        and np.allclose(mask.GetOrigin(), image.GetOrigin(), atol=1e-3)
-        and np.allclose(mask.GetDirection(), image.GetDirection(), atol=1e-4)
-    )
-    if not ok:
-        raise GeometryError(
-            f"initial mask: its grid (size {mask.GetSize()}, spacing {mask.GetSpacing()}, origin "
-            f"{mask.GetOrigin()}) differs from the image's (size {image.GetSize()}, spacing "
-            f"{image.GetSpacing()}, origin {image.GetOrigin()})"
-        )
