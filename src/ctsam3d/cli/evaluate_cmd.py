@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
+import sys
 from pathlib import Path
 
 from ..errors import InputError, OutputExistsError
@@ -70,15 +72,15 @@ def build_methods(names: list[str], models: list[str] | None, device: str, max_p
 
         for spec in models or [None]:
             label = "starter" if spec is None else (Path(spec).name if Path(spec).exists() else spec)
-            loaded.append((label, load_model(spec, device=device)))
+            loaded.append((label, spec or "bundled starter", load_model(spec, device=device)))
     kwargs = {} if max_patches is None else {"max_patches": max_patches}
     for n in names:
         if n.startswith("model"):
-            for label, model in loaded:
+            for label, source, model in loaded:
                 base = "model" if len(loaded) == 1 else f"model[{label}]"
                 expansion = n == "model"
                 out.append(SessionMethod(model, expansion=expansion,
-                                         name=base if expansion else f"{base}-noexp", **kwargs))
+                                         name=base if expansion else f"{base}-noexp", source=source, **kwargs))
         elif n == "random-walker":
             out.append(RandomWalkerMethod())
         else:
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         args.data, args.format, methods, clicks=args.clicks, structures=_split(args.structures) or None,
         out_dir=out, seed=args.seed, max_cases=args.max_cases, nsd_tolerance_mm=args.nsd_tolerance,
         first=args.first_click, click_source=args.click_source, progress=not args.quiet, title=args.title,
-        cases=cases,
+        cases=cases, command=" ".join(["ctsam3d", *(shlex.quote(a) for a in sys.argv[1:])]),
     )
     print(_table(report))
     for f in report["failures"]:

@@ -46,7 +46,8 @@ class Case:
 
     Attributes:
         case_id: name used in reports.
-        names: structure names this case may hold (normalised: lower case, underscores).
+        names: structure names this case may hold, as the dataset spells them (match them
+            with :func:`ctsam3d.anatomy.normalize_name`).
         load_image: returns the CT as a SimpleITK image.
         load_mask: ``(name, image) -> bool (z, y, x) array, or None`` when absent.
         source: the image path, for messages.
@@ -89,7 +90,7 @@ def _spec_case(spec) -> Case:
 
     cache: dict = {}
     if spec.label is not None:
-        name_to_id = {normalize_name(n): int(i) for i, n in spec.names.items()}
+        name_to_id = {str(n): int(i) for i, n in spec.names.items()}
 
         def load_mask(name: str, image: sitk.Image) -> np.ndarray | None:
             if "labels" not in cache:
@@ -99,7 +100,7 @@ def _spec_case(spec) -> Case:
 
         names = list(name_to_id)
     else:
-        files = {normalize_name(n): Path(p) for n, p in spec.label_files.items()}
+        files = {str(n): Path(p) for n, p in spec.label_files.items()}
 
         def load_mask(name: str, image: sitk.Image) -> np.ndarray | None:
             m = sitk.GetArrayFromImage(read_label(files[name], reference=image)) != 0
@@ -142,7 +143,7 @@ def _npz_case(path: Path, names: dict[int, str] | None) -> Case:
             names = {int(i): f"label_{int(i)}" for i in np.unique(arrays()["gts"]) if i != 0}
         except InputError as exc:
             return _broken_case(path.stem, exc)
-    name_to_id = {normalize_name(n): i for i, n in names.items()}
+    name_to_id = {str(n): i for i, n in names.items()}
 
     def load_mask(name: str, image: sitk.Image) -> np.ndarray | None:
         m = arrays()["gts"] == name_to_id[name]

@@ -44,6 +44,13 @@ class InteractiveMethod(abc.ABC):
     def close(self) -> None:
         """Release resources (optional)."""
 
+    def describe(self) -> dict:
+        """Settings written into the report (class name plus public scalar attributes)."""
+        out = {"class": type(self).__name__}
+        out.update({k: v for k, v in vars(self).items()
+                    if not k.startswith("_") and isinstance(v, (int, float, str, bool)) and k != "name"})
+        return out
+
 
 class SessionMethod(InteractiveMethod):
     """The CT-SAM3D model through :class:`ctsam3d.Session` (the same code users run).
@@ -52,16 +59,28 @@ class SessionMethod(InteractiveMethod):
         model: a loaded model (``ctsam3d.load_model(...)``).
         expansion: cross-patch expansion on (the default product behaviour) or off.
         name: report name; default ``"model"`` / ``"model-noexp"``.
+        source: where the model came from (path or preset), for the report.
         session_kwargs: passed to ``Session`` (e.g. an expansion budget).
     """
 
-    def __init__(self, model, *, expansion: bool = True, name: str | None = None, **session_kwargs):
+    def __init__(self, model, *, expansion: bool = True, name: str | None = None, source: str | None = None,
+                 **session_kwargs):
         from ..inference.session import Session  # lazy: torch only when a model is evaluated
 
         self._session = Session(model, expansion=expansion, **session_kwargs)
+        self._model = model
+        self.source = source or ""
+        self.session_options = ", ".join(f"{k}={v}" for k, v in sorted(session_kwargs.items()))
         self.expansion = expansion
         self.name = name or ("model" if expansion else "model-noexp")
         self._shape: tuple[int, int, int] | None = None
+
+    def describe(self) -> dict:
+        out = super().describe()
+        cfg = getattr(self._model, "config", None)
+        if cfg is not None:
+            out["preset"] = getattr(cfg, "preset", None)
+        return out
 
     def start(self, image: sitk.Image) -> None:
         self._session.set_image(image)

@@ -9,7 +9,9 @@ raises are recorded in ``failures``; every other case is still evaluated.
 
 from __future__ import annotations
 
+import difflib
 import logging
+import os
 import resource
 import sys
 import time
@@ -47,19 +49,39 @@ def _cuda_peak_mb() -> float | None:
     return None
 
 
+def _environment() -> dict:
+    import platform
+
+    import numpy as np
+
+    from .._version import __version__
+
+    env = {"ctsam3d": __version__, "python": platform.python_version(), "numpy": np.__version__,
+           "machine": platform.machine(), "cpus": os.cpu_count()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env["torch"] = torch.__version__
+        env["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            env["gpu"] = torch.cuda.get_device_name()
+    return env
+
+
 def _select_structures(cases: list[Case], structures: Sequence[str] | None, failures: list[dict]) -> list[str] | None:
+    """Normalised keys of the requested structures the dataset knows; unknown ones go to ``failures``."""
     if not structures:
         return None
-    known = {n for c in cases for n in c.names}
+    known = {normalize_name(n): n for c in cases for n in c.names}
     wanted = []
     for s in structures:
-        n = normalize_name(s)
-        if n in known:
-            wanted.append(n)
-        else:
-            sample = ", ".join(sorted(known)[:12]) + (" ..." if len(known) > 12 else "")
-            failures.append({"structure": s, "error": f"structure {s!r} not found in this dataset's labels "
-                                                      f"(known: {sample or 'none'})"})
+        key = normalize_name(s)
+        if key in known:
+            wanted.append(key)
+            continue
+        close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(known[c] for c in close)}?" if close else ""
+        failures.append({"structure": s, "error": f"structure {s!r} not found in this dataset's labels "
+                                                  f"({len(known)} names known){hint}"})
     return wanted
 
 
@@ -80,6 +102,7 @@ def evaluate(
     title: str | None = None,
     catalogue: str = "openkbp",
     cases: list[Case] | None = None,
+    command: str | None = None,
 ) -> dict:
     """Evaluate ``methods`` on a dataset with simulated clicks; write the report if ``out_dir``.
 
@@ -99,6 +122,7 @@ def evaluate(
         title: title of the report and plots.
         catalogue: anatomy catalogue naming ``pairs`` label ids.
         cases: already listed cases (skips listing ``data_dir`` again).
+        command: the command line that produced the report (stored in it).
 
     Returns:
         The report dict (see :mod:`ctsam3d.evaluation.report`).
@@ -131,6 +155,7 @@ def evaluate(
     skipped: list[dict] = []
     records: list[dict] = []
     wanted = _select_structures(cases, structures, failures)
+    display = {normalize_name(n): n for c in cases for n in c.names}
     start_times: dict[str, list[float]] = {m.name: [] for m in methods}
     gpu_peak: dict[str, float] = {}
 
@@ -144,9 +169,12 @@ def evaluate(
             if image.GetDimension() != 3:
                 raise InputError(f"{case.source}: expected a 3D image, got {image.GetDimension()}D")
             targets = []
-            for st in (wanted if wanted is not None else case.names):
-                if st not in case.names:
-                    skipped.append({"case": case.case_id, "structure": st, "reason": "not labelled in this case"})
+            lookup = {normalize_name(n): n for n in case.names}
+            for key in (wanted if wanted is not None else list(lookup)):
+                st = lookup.get(key)
+                if st is None:
+                    skipped.append({"case": case.case_id, "structure": display.get(key, key),
+                                    "reason": "not labelled in this case"})
                     continue
                 m = case.load_mask(st, image)
                 if m is None:
@@ -193,7 +221,7 @@ def evaluate(
 
     extra = {}
     for m in methods:
-        e: dict = {}
+        e: dict = {"config": m.describe()}
         if start_times[m.name]:
             e["start_s"] = round(sum(start_times[m.name]) / len(start_times[m.name]), 4)
         if m.name in gpu_peak:
@@ -205,6 +233,8 @@ def evaluate(
         "format": format,
         "protocol": describe_protocol(config),
         **summarize(records, names, config.clicks, extra),
+        "command": command,
+        "environment": _environment(),
         "cases": len(cases),
         "per_case": records,
         "failures": failures,
