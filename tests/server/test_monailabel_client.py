@@ -77,3 +77,10 @@ def test_monailabel_client_info_session_infer(monailabel_client_class, lite_mode
         assert "lps.nii.gz" in client.datastore()["objects"]
 
         assert client.remove_session(sid)["name"] == sid
+
+        # "Submit Label" for a local volume: upload the image to the datastore, then the label
+        label = tmp_path / "label.nii.gz"
+        sitk.WriteImage(lab, str(label))
+        assert client.upload_image(str(volume), "CT Chest")["image"] == "CT Chest"
+        assert client.save_label("CT Chest", str(label), tag="final")["label"] == "CT Chest"
+        assert client.datastore()["objects"]["CT Chest"]["labels"] == {"final": {"ext": ".nii.gz", "info": {}}}

@@ -165,4 +165,26 @@ def test_datastore_listing_download_and_labels(client, tmp_path):
     with open(path, "rb") as f:
         r = client.put("/datastore/label", params={"image": "lps.nii.gz"}, files={"label": ("label.nii.gz", f)})
     assert r.status_code == 400
-    assert client.put("/datastore/", files={"file": ("a.nii.gz", b"x")}).status_code == 403
+
+
+def test_datastore_image_upload_then_label_like_slicer(client, tmp_path):
+    """3D Slicer, for a local volume: PUT /datastore/?image=<volume name>, then PUT /datastore/label."""
+    img, lab = synthetic_ct("RAS")
+    vol, lbl = tmp_path / "v.nii.gz", tmp_path / "l.nii.gz"
+    sitk.WriteImage(img, str(vol))
+    sitk.WriteImage(lab, str(lbl))
+    with open(vol, "rb") as f:
+        r = client.put("/datastore/", params={"image": "2: CT Chest"}, data={"params": "{}"}, files={"file": ("v.nii.gz", f)})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"image": "2: CT Chest"}
+    assert "2: CT Chest" in client.get("/datastore/", params={"output": "all"}).json()["objects"]
+    assert "2: CT Chest" not in {it["id"] for it in client.get("/api/datastore").json()["items"]}  # page users don't see it
+    with open(lbl, "rb") as f:
+        r = client.put("/datastore/label", params={"image": "2: CT Chest", "tag": "final"}, files={"label": ("l.nii.gz", f)})
+    assert r.status_code == 200, r.text
+    r = client.post("/infer/ctsam3d", params={"image": "2: CT Chest"}, data=infer_params(label="x", foreground=[[5, 5, 5]]))
+    assert r.status_code == 200
+    # the data folder is read-only; bad ids and bad files are refused
+    for image_id, content in (("lps.nii.gz", vol.read_bytes()), ("../x", vol.read_bytes()), ("ok", b"not an image")):
+        r = client.put("/datastore/image", params={"image": image_id}, files={"file": ("v.nii.gz", content)})
+        assert r.status_code == 400, (image_id, r.text)

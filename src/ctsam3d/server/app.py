@@ -72,7 +72,7 @@ def create_app(config: ServerConfig, *, model=None, loopback_only: bool | None =
     from . import routes_monailabel, routes_web
 
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    datastore = Datastore(config.data_dir, config.state_dir / "labels")
+    datastore = Datastore(config.data_dir, config.state_dir / "datastore")
     models = ModelHolder(model if model is not None else config.model, config.device, config.expansion, config.max_concurrent_inference)
     store = WorkspaceStore(config.state_dir / "sessions", datastore, models, max_open=config.max_open_sessions,
                            upload_limit=config.max_upload_bytes, max_objects=config.max_objects)

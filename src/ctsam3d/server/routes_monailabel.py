@@ -27,7 +27,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 
 from .._version import __version__
 from ..errors import InputError
@@ -54,7 +54,7 @@ def info(request: Request):
         "dimension": 3,
         "labels": names,
         "description": "CT-SAM3D promptable 3D segmentation: clicks on a CT give the 3D mask of one structure",
-        "config": {"expansion": ctx.config.expansion},
+        "config": {},  # Slicer sends these back as infer params and offers them as options
     }
     return {
         "name": "ctsam3d",
@@ -232,8 +232,14 @@ def datastore(request: Request, output: str | None = None):
 
 @router.put("/datastore/")
 @router.put("/datastore/image")
-def datastore_add_image():
-    return JSONResponse({"detail": "the datastore is read-only here; upload images with PUT /session/"}, 403)
+def datastore_add_image(request: Request, image: str = "", params: str = Form("{}"), file: UploadFile = File(...)):
+    """Add an image (3D Slicer does this before saving a label for a local volume); the data
+    folder stays read-only, uploads go to the server's state folder."""
+    ctx = _ctx(request)
+    _parse_params(params)
+    image_id = image or (file.filename or "").replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
+    ctx.datastore.add_image(image_id, [(file.filename or "", file.file)], ctx.config.max_upload_bytes)
+    return {"image": image_id}
 
 
 @router.get("/datastore/image")

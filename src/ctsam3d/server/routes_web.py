@@ -66,7 +66,8 @@ def get_config(request: Request):
 
 @router.get("/datastore")
 def list_images(request: Request):
-    return {"items": [it.to_json() for it in _ctx(request).datastore.items()]}
+    # only the data folder: images uploaded through MONAI Label's datastore are not shown to page users
+    return {"items": [it.to_json() for it in _ctx(request).datastore.items(uploaded=False)]}
 
 
 @router.post("/sessions")
