@@ -194,7 +194,8 @@ class PatchSampler:
         Returns:
             dict with ``image`` (B,1,D,H,W) float32 in [0, 1], ``target`` (B,1,D,H,W) float32
             {0, 1}; when CPP is on also ``image_v``, ``target_v``, ``heatmap_v``
-            (B,1,D,H,W) and ``cpp_valid`` bool (B,); plus ``case_ids`` and ``structures``
+            (B,1,D,H,W), ``cpp_point`` long (B, 3) (the heatmap's peak voxel z, y, x) and
+            ``cpp_valid`` bool (B,); plus ``case_ids`` and ``structures``
             (lists of str).
         """
         cfg = self.config
@@ -230,6 +231,7 @@ class PatchSampler:
                 image_v=torch.cat(imv),
                 target_v=tv,
                 heatmap_v=gaussian_heatmap(pts, self.patch_size, cfg.cpp_sigma, ok),
+                cpp_point=pts,
                 cpp_valid=ok,
             )
         return out

@@ -27,7 +27,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from ..data.batches import StepBatches, step_rng
+from ..data.batches import StepBatches, expand_batch, step_rng
 from ..data.cache import load_cache
 from ..data.sampler import PatchSampler
 from ..errors import InputError
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 # fit_to_budget: skip the first steps (start-up, cudnn autotune), time the next ones, and
 # leave a margin for validation and checkpoints
 CALIB_SKIP, CALIB_STEPS, BUDGET_SAFETY = 5, 20, 0.9
+MAX_BAD_STEPS = 20
 
 LOSS_KEYS = ("total", "mask", "focal", "dice", "cpp", "quality", "train_dice")
 
@@ -114,8 +115,17 @@ def _export(model, mcfg, cfg: TrainConfig, out_dir: Path, step: int, val: dict |
     return target
 
 
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+def _shm_ok(cfg: TrainConfig, patch_size) -> bool:
+    """Whether /dev/shm can hold the batches DataLoader workers keep in flight."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage("/dev/shm").free
+    except OSError:
+        return True  # not Linux-like: torch uses another mechanism
+    voxels = int(np.prod(patch_size)) * cfg.batch_size
+    per_batch = voxels * (4 + 1 + (4 if cfg.sampler.cpp else 0))
+    return free > 2 * per_batch * cfg.workers * max(1, cfg.prefetch)
 
 
 def train(cfg: TrainConfig, *, on_step: Callable[[int, dict], None] | None = None) -> dict:
@@ -187,10 +197,15 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
 
     # ---- data ------------------------------------------------------------------------
     cases = load_cache(cfg.data.train_cache, case_ids=cfg.data.train_cases)
-    sampling_dev = dev if cfg.sampling == "device" else torch.device("cpu")
+    sampling = cfg.sampling
+    if sampling == "loader" and cfg.workers > 0 and not _shm_ok(cfg, mcfg.patch_size):
+        sampling = "device" if dev.type == "cuda" else "inline"
+        log.warning("/dev/shm is too small for %d workers x %d prefetched batches: sampling %s instead",
+                    cfg.workers, cfg.prefetch, "on the GPU" if sampling == "device" else "in the training process")
+    sampling_dev = dev if sampling == "device" else torch.device("cpu")
     sampler = PatchSampler(cases, mcfg.patch_size, mcfg.spacing_mm, mcfg.hu_window, cfg.augment, cfg.sampler, sampling_dev)
     ds = StepBatches(sampler, cfg.batch_size, cfg.seed, info.rank, cfg.total_steps)
-    if cfg.sampling == "device" or cfg.workers == 0:
+    if sampling != "loader" or cfg.workers == 0:
         batches = (ds[s] for s in range(start, cfg.total_steps))
     else:
         loader = DataLoader(
@@ -255,9 +270,10 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
     step = start
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     calib_from = calib_t0 = None
+    bad_steps = 0
     while step < total[0]:
         t0 = time.perf_counter()
-        batch = _to(next(batches), dev)
+        batch = expand_batch(next(batches), dev, cfg.sampler.cpp_sigma)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         t_data = time.perf_counter() - t0
@@ -266,13 +282,22 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
         out = net(batch, n_iters, rng, p_random_first=cfg.clicks.p_random_first, backend=backend, autocast=use_amp)
         opt.zero_grad(set_to_none=True)
         out["total"].backward()
-        if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
         lr = opt.param_groups[0]["lr"]
-        opt.step()
+        if math.isfinite(gnorm):  # DDP: gradients are averaged, so every rank agrees
+            opt.step()
+            bad_steps = 0
+        else:  # skip the update (e.g. a bf16 overflow); give up when it keeps happening
+            opt.zero_grad(set_to_none=True)
+            bad_steps += 1
+            log.warning("step %d: non-finite gradient, update skipped", step + 1)
+            if bad_steps >= MAX_BAD_STEPS:
+                raise FloatingPointError(f"step {step + 1}: {bad_steps} non-finite steps in a row (diverged); lower optim.lr")
         sched.step()
         step += 1
         vals = {k: float(out[k].detach()) for k in LOSS_KEYS}
+        vals["grad_norm"] = gnorm
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         dt = time.perf_counter() - t0
@@ -284,8 +309,6 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
         n_acc += 1
         if on_step is not None:
             on_step(step, vals)
-        if not math.isfinite(vals["total"]):
-            raise FloatingPointError(f"step {step}: loss is {vals['total']} (diverged); lower optim.lr")
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{vals['total']:.3f}", dice=f"{vals['train_dice']:.2f}", lr=f"{lr:.2e}", refresh=False)
