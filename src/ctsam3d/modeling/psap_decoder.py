@@ -93,7 +93,7 @@ class PSAPDecoder(nn.Module):
             setattr(
                 self,
                 f"spade{i + 1}",
-                SpadeBlock(ch, convs_per_block, prompt_channels, hidden, gamma_kernel),
+                SpadeBlock(ch, convs_per_block, prompt_channels, hidden, gamma_kernel, exact_norm=reference),
             )
             if head == "conv" or i < self.levels - 1:
                 setattr(self, f"upscale{i + 1}", Upscale(ch, up_channels[i]))

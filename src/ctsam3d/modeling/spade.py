@@ -20,9 +20,15 @@ from .layers import Conv3d, instance_norm
 
 class SpadeNorm(nn.Module):
     def __init__(
-        self, channels: int, prompt_channels: int = 3, hidden: int = 128, gamma_kernel: int = 3
+        self,
+        channels: int,
+        prompt_channels: int = 3,
+        hidden: int = 128,
+        gamma_kernel: int = 3,
+        exact_norm: bool = False,
     ) -> None:
         super().__init__()
+        self.exact_norm = exact_norm
         self.mlp_shared = nn.Sequential(Conv3d(prompt_channels, hidden, 3, padding=1), nn.ReLU())
         self.mlp_gamma = Conv3d(hidden, channels, gamma_kernel, padding=gamma_kernel // 2)
         self.mlp_beta = Conv3d(hidden, channels, gamma_kernel, padding=gamma_kernel // 2)
@@ -34,7 +40,7 @@ class SpadeNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.modulation(prompt)
-        return instance_norm(x, eps=1e-5) * (1 + gamma) + beta
+        return instance_norm(x, eps=1e-5, exact=self.exact_norm) * (1 + gamma) + beta
 
 
 class SpadeBlock(nn.Module):
@@ -45,16 +51,17 @@ class SpadeBlock(nn.Module):
         prompt_channels: int = 3,
         hidden: int = 128,
         gamma_kernel: int = 3,
+        exact_norm: bool = False,
     ) -> None:
         super().__init__()
         if convs not in (1, 2):
             raise ValueError(f"convs_per_block must be 1 or 2, got {convs}")
         self.convs = convs
         self.conv_0 = Conv3d(channels, channels, 3, padding=1)
-        self.norm_0 = SpadeNorm(channels, prompt_channels, hidden, gamma_kernel)
+        self.norm_0 = SpadeNorm(channels, prompt_channels, hidden, gamma_kernel, exact_norm)
         if convs == 2:
             self.conv_1 = Conv3d(channels, channels, 3, padding=1)
-            self.norm_1 = SpadeNorm(channels, prompt_channels, hidden, gamma_kernel)
+            self.norm_1 = SpadeNorm(channels, prompt_channels, hidden, gamma_kernel, exact_norm)
 
     def forward(self, x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
         dx = self.conv_0(F.leaky_relu(self.norm_0(x, prompt), 0.2))
