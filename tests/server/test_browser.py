@@ -5,7 +5,8 @@ The page opens the bundled example CT (stored P, L, I), the test clicks on an or
 axial view exactly as a user would (mouse event on the canvas), waits for the overlay and
 checks: the server received the organ's voxel, the overlay the page shows equals the
 server's label map, the mask sits around the click, and (with the starter model's weights)
-Dice >= 0.5 against the organ's label. A screenshot is saved to ``.ctsam3d_artifacts/``.
+Dice >= 0.5 against the organ's label; then a right click adds a negative click. A screenshot
+(after the first click) is saved to ``.ctsam3d_artifacts/``.
 """
 
 from __future__ import annotations
@@ -113,13 +114,17 @@ def e2e(tmp_path_factory, lite_model):
                 }"""
             )
             sid = page.evaluate("() => document.body.dataset.session")
+            server_labels = sitk.GetArrayFromImage(app.state.ctx.store.get(sid).label_image())
+            # a right click is a negative click on the same object
+            page.mouse.click(pos[0] + 25, pos[1] + 25, button="right")
+            page.wait_for_function("document.body.dataset.edits === '2'", timeout=180_000)
+            second = page.evaluate("() => window.ctsam3d.state.lastClick")
         finally:
             b.close()
-        ws = app.state.ctx.store.get(sid)
-        server_labels = sitk.GetArrayFromImage(ws.label_image())
+        clicks = app.state.ctx.store.get(sid).info()["objects"][0]["clicks"]
     return {
         "target_ijk": ijk, "labels": sitk.GetArrayFromImage(labels), "last": last, "overlay": overlay,
-        "server": server_labels, "errors": errors, "shot": shot, "spacing": labels.GetSpacing(),
+        "server": server_labels, "errors": errors, "shot": shot, "second": second, "clicks": clicks,
     }
 
 
@@ -128,6 +133,12 @@ def test_click_reaches_the_organ_voxel(e2e):
     assert e2e["last"]["positive"] is True
     assert tuple(e2e["last"]["voxel"]) == e2e["target_ijk"]
     assert e2e["labels"][tuple(reversed(e2e["target_ijk"]))] == ORGAN_ID
+
+
+def test_right_click_is_negative(e2e):
+    assert e2e["second"]["positive"] is False
+    assert [c["positive"] for c in e2e["clicks"]] == [True, False]
+    assert e2e["clicks"][1]["ijk"] == e2e["second"]["voxel"] != e2e["clicks"][0]["ijk"]
 
 
 def test_overlay_in_page_equals_server_mask_around_the_click(e2e):

@@ -85,3 +85,18 @@ def test_sessions_beyond_the_memory_limit_reload_from_disk(lite_model, data_dir,
         c.post("/api/sessions", json={"image": IMAGE})  # evicts a from memory
         assert np.array_equal(labels(c, a), before)
         assert c.post(f"/api/sessions/{a}/objects/1/clicks", json={"ijk": [48, 59, 51]}).status_code == 200
+
+
+def test_undo_beyond_the_model_sessions_history_replays(client, monkeypatch):
+    """The model session keeps few undo steps; deeper undos replay the remaining clicks."""
+    monkeypatch.setattr("ctsam3d.server.engine.UNDO_DEPTH", 1)
+    sid = client.post("/api/sessions", json={"image": IMAGE}).json()["session_id"]
+    client.post(f"/api/sessions/{sid}/objects", json={"name": "o"})
+    client.post(f"/api/sessions/{sid}/objects/1/clicks", json={"ijk": [49, 59, 51]})
+    after_first = labels(client, sid)
+    for ijk in ([45, 60, 50], [52, 58, 53]):
+        client.post(f"/api/sessions/{sid}/objects/1/clicks", json={"ijk": ijk, "positive": False})
+    client.post(f"/api/sessions/{sid}/objects/1/undo")
+    undone = client.post(f"/api/sessions/{sid}/objects/1/undo").json()
+    assert [c["ijk"] for c in undone["object"]["clicks"]] == [[49, 59, 51]]
+    assert np.array_equal(labels(client, sid), after_first)

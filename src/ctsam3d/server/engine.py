@@ -108,6 +108,10 @@ def _three_numbers(value, what: str) -> tuple[float, float, float]:
     return vals
 
 
+CACHE_PATCHES = 8  # encoded patches kept per session
+UNDO_DEPTH = 32  # undo steps the model session keeps per object
+
+
 class ModelHolder:
     """Loads the model on first use and limits how many clicks run at the same time.
 
@@ -152,7 +156,9 @@ class Engine:
         from ..inference.session import Session
 
         self.gate = gate
-        self.session = Session(model, expansion=expansion)
+        # Fewer cached encoded patches and undo steps than the library default: a server holds
+        # many sessions, each user works in one region, and undo past this depth replays clicks.
+        self.session = Session(model, expansion=expansion, cache_size=CACHE_PATCHES, undo_depth=UNDO_DEPTH)
         self.session.set_image(image)
         self._ids: dict[int, int] = {}  # server object id -> session object id
 
@@ -169,9 +175,10 @@ class Engine:
         with self.gate:
             self.session.add_click(tuple(int(v) for v in ijk), positive=positive)
 
-    def undo(self) -> None:
+    def undo(self) -> bool:
+        """Undo the current object's last step; False when its undo history is exhausted."""
         with self.gate:
-            self.session.undo()
+            return self.session.undo() is not None
 
     def reset(self) -> None:
         """Clear the current object."""

@@ -350,7 +350,10 @@ class Workspace:
         if engine.select(obj.oid):
             self.applied[obj.oid] = 0
         while self.applied[obj.oid] > n:
-            engine.undo()
+            if not engine.undo():  # beyond the model session's undo depth: replay from scratch
+                engine.reset()
+                self.applied[obj.oid] = 0
+                break
             self.applied[obj.oid] -= 1
         for c in obj.clicks[self.applied[obj.oid]:n]:
             engine.add_click(c.ijk, c.positive)
