@@ -38,10 +38,11 @@ def rng_state() -> dict:
 def set_rng_state(st: dict) -> None:
     random.setstate(st["python"])
     np.random.set_state(st["numpy"])
-    torch.set_rng_state(st["torch"])
+    # RNG states must be CPU ByteTensors; a checkpoint loaded with map_location=cuda has moved them.
+    torch.set_rng_state(st["torch"].cpu())
     if "cuda" in st and torch.cuda.is_available():
         try:
-            torch.cuda.set_rng_state_all(st["cuda"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
         except (RuntimeError, IndexError):  # different GPU count on resume: keep fresh states
             pass
 
