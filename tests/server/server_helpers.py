@@ -105,5 +105,33 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+def dicom_series(image: sitk.Image, folder: Path, *, frame_of_reference: bool = True) -> list[Path]:
+    """Write ``image`` (identity direction) as a CT DICOM series with the tags DICOM-SEG needs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    uid = "1.2.826.0.1.3680043.2.1125.7"
+    paths = []
+    for k in range(image.GetDepth()):
+        s = image[:, :, k]
+        tags = {
+            "0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0018": f"{uid}.3.{k + 1}", "0008|0060": "CT",
+            "0008|0020": "20240101", "0008|0030": "120000", "0010|0010": "Test^Patient", "0010|0020": "P1",
+            "0020|000d": f"{uid}.1", "0020|000e": f"{uid}.2", "0020|0011": "1", "0020|0013": str(k + 1),
+            "0020|0032": "\\".join(f"{v:.4f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
+            "0020|0037": "1\\0\\0\\0\\1\\0", "0018|0050": f"{image.GetSpacing()[2]:.4f}",
+            "0028|1052": "0", "0028|1053": "1",
+        }
+        if frame_of_reference:
+            tags["0020|0052"] = f"{uid}.4"
+        for tag, value in tags.items():
+            s.SetMetaData(tag, value)
+        path = folder / f"slice{k:03d}.dcm"
+        writer.SetFileName(str(path))
+        writer.Execute(s)
+        paths.append(path)
+    return paths
+
+
 def infer_params(**kw) -> dict:
     return {"params": json.dumps(kw)}

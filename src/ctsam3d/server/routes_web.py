@@ -8,6 +8,7 @@ the changed box of the label map (``labels.raw?box=``), raw uint8 in the file's 
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ..errors import InputError
 from .engine import check_voxel, ras_to_voxel, structure_names, mask_file_bytes
 
 router = APIRouter(prefix="/api")
+log = logging.getLogger(__name__)
 
 
 class OpenRequest(BaseModel):
@@ -175,7 +177,11 @@ def export_dicom_seg(request: Request, session_id: str, oid: int):
     if not ws.meta["source"].get("is_dicom"):
         raise InputError("DICOM-SEG export needs a DICOM source image; this session's image is not DICOM")
     source = str(ctx.store.source_path(ws))
-    data = mask_file_bytes(ws.object_mask_image(oid), ".dcm", source, obj.name)
+    try:
+        data = mask_file_bytes(ws.object_mask_image(oid), ".dcm", source, obj.name)
+    except (ValueError, AttributeError, KeyError) as exc:  # highdicom: source series lacks what SEG needs
+        log.warning("DICOM-SEG export failed for session %s", session_id, exc_info=True)
+        raise InputError(f"DICOM-SEG export: the source DICOM series cannot be referenced ({exc}); export NIfTI instead") from None
     return attachment(data, f"{_safe_filename(obj.name)}_seg.dcm", "application/dicom")
 
 
