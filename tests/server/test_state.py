@@ -100,3 +100,17 @@ def test_undo_beyond_the_model_sessions_history_replays(client, monkeypatch):
     undone = client.post(f"/api/sessions/{sid}/objects/1/undo").json()
     assert [c["ijk"] for c in undone["object"]["clicks"]] == [[49, 59, 51]]
     assert np.array_equal(labels(client, sid), after_first)
+
+
+def test_object_ids_are_reused_safely_at_the_limit(lite_model, data_dir, tmp_path):
+    with make_client(lite_model, tmp_path / "state", data_dir, max_objects=2) as c:
+        sid = c.post("/api/sessions", json={"image": IMAGE}).json()["session_id"]
+        for name in ("a", "b"):
+            c.post(f"/api/sessions/{sid}/objects", json={"name": name})
+        c.post(f"/api/sessions/{sid}/objects/1/clicks", json={"ijk": [49, 59, 51]})
+        assert c.post(f"/api/sessions/{sid}/objects", json={"name": "c"}).status_code == 400  # full
+        c.delete(f"/api/sessions/{sid}/objects/1")
+        reused = c.post(f"/api/sessions/{sid}/objects", json={"name": "c"}).json()
+        assert reused["id"] == 1 and reused["clicks"] == []
+        r = c.post(f"/api/sessions/{sid}/objects/1/clicks", json={"ijk": [40, 60, 50]})
+        assert r.status_code == 200 and len(r.json()["object"]["clicks"]) == 1

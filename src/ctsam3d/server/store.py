@@ -76,12 +76,17 @@ class WorkspaceStore:
     def keyed_datastore_session(self, image_id: str, client_id: str) -> Workspace:
         """The workspace MONAI Label calls without a session use: one per (image, client)."""
         key = "ds-" + hashlib.sha256(f"{image_id}\x00{client_id}".encode()).hexdigest()[:40]
-        try:
-            return self.get(key)
-        except NotFound:
-            return self.create_from_datastore(image_id, session_id=key)
+        with self._gate(key):  # two first calls at once create it once
+            try:
+                return self.get(key)
+            except NotFound:
+                return self.create_from_datastore(image_id, session_id=key)
 
     # --- find / forget ----------------------------------------------------------------------------
+    def _gate(self, session_id: str) -> threading.RLock:
+        with self._lock:
+            return self._loading.setdefault(session_id, threading.RLock())
+
     def get(self, session_id: str) -> Workspace:
         check_session_id(session_id)
         with self._lock:
@@ -89,8 +94,7 @@ class WorkspaceStore:
             if ws is not None:
                 self._open.move_to_end(session_id)
                 return ws
-            gate = self._loading.setdefault(session_id, threading.Lock())
-        with gate:  # one thread loads a given session from disk; others wait for it
+        with self._gate(session_id):  # one thread loads a given session from disk; others wait for it
             with self._lock:
                 if session_id in self._open:
                     return self._open[session_id]

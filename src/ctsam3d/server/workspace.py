@@ -210,10 +210,8 @@ class Workspace:
     def delete_object(self, oid: int) -> Change:
         with self.lock:
             obj = self.get_object(oid)
-            if self.engine is not None and oid in self.applied:
-                self.engine.select(oid)
-                self.engine.reset()
-                del self.applied[oid]
+            self._reset_engine_object(oid)
+            self.applied.pop(oid, None)
             del self.objects[oid]
             box = obj.mask.box if obj.mask else None
             if box:
@@ -344,10 +342,21 @@ class Workspace:
             self.release()
             raise
 
+    def _reset_engine_object(self, oid: int) -> bool:
+        """Clear object ``oid`` in the model session, if it has it there; True if it did."""
+        if self.engine is None or oid not in self.applied:
+            return False
+        self.engine.select(oid)
+        self.engine.reset()
+        return True
+
     def _sync_engine(self, obj: SegObject, n: int) -> Engine:
         """Bring the engine to "object ``obj`` with its first ``n`` clicks applied"."""
         engine = self._engine()
-        if engine.select(obj.oid):
+        fresh = engine.select(obj.oid)
+        if obj.oid not in self.applied:  # new to the engine, or an id reused after a delete
+            if not fresh:
+                engine.reset()
             self.applied[obj.oid] = 0
         while self.applied[obj.oid] > n:
             if not engine.undo():  # beyond the model session's undo depth: replay from scratch
@@ -369,9 +378,7 @@ class Workspace:
 
     def _clear_locked(self, obj: SegObject) -> None:
         obj.clicks.clear()
-        if self.engine is not None and obj.oid in self.applied:
-            self.engine.select(obj.oid)
-            self.engine.reset()
+        if self._reset_engine_object(obj.oid):
             self.applied[obj.oid] = 0
 
     def _commit(self, obj: SegObject, t0: float) -> Change:
