@@ -1,4 +1,4 @@
-"""MONAI Label routes: exact request and response shapes (see ../shared/docs/interfaces.md)."""
+"""MONAI Label routes: exact request and response shapes (the contract in docs/server.md)."""
 
 from __future__ import annotations
 
