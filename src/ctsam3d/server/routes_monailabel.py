@@ -1,5 +1,5 @@
 """MONAI Label-compatible routes, as 3D Slicer's MONAI Label extension and
-``monailabel.client.MONAILabelClient`` call them (see ``../shared/docs/interfaces.md``).
+``monailabel.client.MONAILabelClient`` call them (contract: docs/server.md).
 
 * ``GET /info/``: one model of type ``deepgrow``, dimension 3, labels = structure names.
 * ``POST /infer/{model}?image=<id>&session_id=<sid>``, form field ``params`` (JSON):
@@ -32,7 +32,7 @@ from fastapi.responses import FileResponse, Response
 from .._version import __version__
 from ..errors import InputError
 from .engine import check_voxel, mask_file_bytes, read_image, read_label, structure_names
-from .routes_web import attachment
+from .routes_web import attachment, safe_filename
 from .security import NotFound, check_tag, token_matches
 from .uploads import store_upload
 from .workspace import Click
@@ -215,7 +215,7 @@ def infer(request: Request, model: str, image: str = "", session_id: str = "", o
     }
     if label is not None:
         result["ignored"] = ["label (an initial mask upload is not used by this model)"]
-    filename = f"{''.join(c if c.isalnum() or c in '-_' else '_' for c in name)[:64] or 'label'}.nii.gz"
+    filename = f"{safe_filename(name)}.nii.gz"
     if output == "json":
         return result
     if output == "image":

@@ -166,7 +166,7 @@ def export_nifti(request: Request, session_id: str, oid: int):
     ws = _ws(request, session_id)
     obj = ws.get_object(oid)
     data = mask_file_bytes(ws.object_mask_image(oid), ".nii.gz", ws.image, obj.name)
-    return attachment(data, f"{_safe_filename(obj.name)}.nii.gz", "application/gzip")
+    return attachment(data, f"{safe_filename(obj.name)}.nii.gz", "application/gzip")
 
 
 @router.get("/sessions/{session_id}/objects/{oid}/mask.dcm")
@@ -182,10 +182,11 @@ def export_dicom_seg(request: Request, session_id: str, oid: int):
     except (ValueError, AttributeError, KeyError) as exc:  # highdicom: source series lacks what SEG needs
         log.warning("DICOM-SEG export failed for session %s", session_id, exc_info=True)
         raise InputError(f"DICOM-SEG export: the source DICOM series cannot be referenced ({exc}); export NIfTI instead") from None
-    return attachment(data, f"{_safe_filename(obj.name)}_seg.dcm", "application/dicom")
+    return attachment(data, f"{safe_filename(obj.name)}_seg.dcm", "application/dicom")
 
 
-def _safe_filename(name: str) -> str:
+def safe_filename(name: str) -> str:
+    """A structure name as a file-name stem (letters, digits, '-', '_'; at most 64)."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:64] or "mask"
 
 
