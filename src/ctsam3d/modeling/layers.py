@@ -29,6 +29,15 @@ def _fast_ok(x: torch.Tensor) -> bool:
     )
 
 
+def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
+    """Stride-1 3D convolution through oneDNN on CPU inference, ``F.conv3d`` otherwise."""
+    if _fast_ok(x):
+        if x.is_contiguous(memory_format=torch.channels_last_3d):
+            weight = weight.contiguous(memory_format=torch.channels_last_3d)
+        return torch.mkldnn_convolution(x, weight, bias, [padding] * 3, [1] * 3, [1] * 3, 1)
+    return F.conv3d(x, weight, bias, padding=padding)
+
+
 class Conv3d(nn.Conv3d):
     """``nn.Conv3d`` that uses oneDNN for every CPU float32 inference call."""
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Conv3d, ConvTranspose2x
+from .layers import Conv3d, ConvTranspose2x, conv3d
 from .prompts import PromptPyramid
 from .quality import QualityHead
 from .spade import SpadeBlock
@@ -50,7 +50,19 @@ class Upscale(nn.Module):
         self.cna = nn.Sequential(ConvTranspose2x(cin, cout), ChannelLayerNorm(cout), nn.GELU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cna(x)
+        if x.device.type != "cpu" or torch.is_grad_enabled():
+            return self.cna(x)
+        # CPU inference, fused: one matmul (+bias) whose rows are (voxel, 2x2x2 offset) with
+        # channels last, LayerNorm and GELU on that, then a single rearrangement to the grid.
+        conv, ln = self.cna[0], self.cna[1]
+        b, cin, d, h, w = x.shape
+        cout = conv.out_channels
+        xt = x.permute(0, 2, 3, 4, 1).reshape(-1, cin)
+        wt = conv.weight.permute(0, 2, 3, 4, 1).reshape(cin, 8 * cout)  # columns (kz, ky, kx, co)
+        y = torch.addmm(conv.bias.repeat(8), xt, wt).view(-1, cout)
+        y = F.gelu(F.layer_norm(y, (cout,), ln.weight, ln.bias, ln.eps))
+        y = y.view(b, d, h, w, 2, 2, 2, cout).permute(0, 1, 4, 2, 5, 3, 6, 7)
+        return y.reshape(b, 2 * d, 2 * h, 2 * w, cout).permute(0, 4, 1, 2, 3)
 
 
 class PSAPDecoder(nn.Module):
@@ -126,7 +138,11 @@ class PSAPDecoder(nn.Module):
         if self.head == "conv":
             x = getattr(self, f"upscale{self.levels}")(x)
             head_in = torch.cat([x, prompt], dim=1) if self.head_prompt else x
-            logits = self.mask_prediction_head(head_in)[:, :1]
+            head = self.mask_prediction_head[0]
+            if torch.is_grad_enabled():
+                logits = head(head_in)[:, :1]
+            else:  # inference: only the channel that is used
+                logits = conv3d(head_in, head.weight[:1], head.bias[:1], head.padding[0])
         else:
             logits = self.mask_prediction_head(x)[:, :1]
             if self.head_prompt:

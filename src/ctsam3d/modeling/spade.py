@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Conv3d, instance_norm
+from .layers import Conv3d, conv3d, instance_norm
 
 
 class SpadeNorm(nn.Module):
@@ -38,8 +38,16 @@ class SpadeNorm(nn.Module):
         actv = self.mlp_shared(prompt)
         return self.mlp_gamma(actv), self.mlp_beta(actv)
 
-    def forward(self, x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.modulation(prompt)
+    def forward(self, x: torch.Tensor, prompt: torch.Tensor, actv: torch.Tensor | None = None) -> torch.Tensor:
+        """``actv``: this norm's shared-conv output when already computed (see SpadeBlock)."""
+        if actv is None or torch.is_grad_enabled():
+            gamma, beta = self.modulation(prompt)
+        else:  # inference: γ and β in one conv (same function, one pass over actv)
+            c = self.mlp_gamma.out_channels
+            w = torch.cat([self.mlp_gamma.weight, self.mlp_beta.weight])
+            b = torch.cat([self.mlp_gamma.bias, self.mlp_beta.bias])
+            gb = conv3d(actv, w, b, self.mlp_gamma.padding[0])
+            gamma, beta = gb[:, :c], gb[:, c:]
         return instance_norm(x, eps=1e-5, exact=self.exact_norm) * (1 + gamma) + beta
 
 
@@ -64,7 +72,17 @@ class SpadeBlock(nn.Module):
             self.norm_1 = SpadeNorm(channels, prompt_channels, hidden, gamma_kernel, exact_norm)
 
     def forward(self, x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, prompt), 0.2))
+        a0 = a1 = None
+        if not torch.is_grad_enabled():  # inference: both norms' shared convs in one pass
+            norms = [self.norm_0] + ([self.norm_1] if self.convs == 2 else [])
+            convs = [n.mlp_shared[0] for n in norms]
+            w = torch.cat([c.weight for c in convs])
+            b = torch.cat([c.bias for c in convs])
+            a = F.relu(conv3d(prompt, w, b, 1))
+            h = convs[0].out_channels
+            a0 = a[:, :h]
+            a1 = a[:, h:] if self.convs == 2 else None
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, prompt, a0), 0.2))
         if self.convs == 2:
-            dx = self.conv_1(F.leaky_relu(self.norm_1(dx, prompt), 0.2))
+            dx = self.conv_1(F.leaky_relu(self.norm_1(dx, prompt, a1), 0.2))
         return x + dx
