@@ -34,8 +34,9 @@ COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", type=Path, default=Path("ctsam3d-demo"), metavar="OUT_DIR",
-                        help="folder for masks, label map, overview.png and demo.json (default ./ctsam3d-demo)")
+    parser.add_argument("-o", "--output", type=Path, default=None, metavar="OUT_DIR",
+                        help="folder for masks, label map, overview.png and demo.json (default ./ctsam3d-demo, "
+                             "or ./ctsam3d-demo-N when that exists, so a repeated run never touches earlier results)")
     parser.add_argument("--model", default=None, help="model directory, .safetensors or preset (default: bundled starter model)")
     parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted)")
     parser.add_argument("--clicks", type=int, default=3, help="simulated clicks per structure (default 3)")
@@ -50,6 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     s = int(a.sum()) + int(b.sum())
     return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
+
+
+def _free_default_dir(base: str = "ctsam3d-demo") -> Path:
+    """``./ctsam3d-demo``, or the first ``./ctsam3d-demo-N`` that does not exist yet."""
+    out, n = Path(base), 2
+    while out.exists():
+        out, n = Path(f"{base}-{n}"), n + 1
+    return out
 
 
 def _structures(spec: str, names: dict[int, str], present: set[int]) -> list[tuple[int, str]]:
@@ -86,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     labels = read_label(case.labels, reference=ct)
     lab = sitk.GetArrayFromImage(labels)
     structures = _structures(args.structures, case.names, set(np.unique(lab).tolist()))
-    out = Path(args.output)
+    out = Path(args.output) if args.output is not None else _free_default_dir()
     for p in [out / f"{n}.nii.gz" for _, n in structures] + [out / "labels.nii.gz"]:
         check_output(p, overwrite=args.overwrite)  # fail before any work
     device = resolve_device(args.device)
