@@ -7,9 +7,11 @@ For each preset (each in a fresh process, so peak memory is its own):
 * parameters (count and float32 MB);
 * FLOPs of the encoder per patch and of the decoder per click (``torch.utils.flop_counter``,
   convolutions and matmuls; 1 multiply-add = 2 FLOPs);
-* peak resident memory of the process after encode + decode (MB);
+* peak resident memory of the process after building the model, one encode and one decode (MB);
 * latency with ``--threads`` CPU threads, p50 and p95 over ``--runs`` runs, of encode-once and
-  of a per-click decode (two clicks and a dense previous mask: a typical later click);
+  of a per-click decode for a *later click* (three clicks, dense previous mask; the table's
+  decode column) and a *first click* (one click, zero previous mask — also every patch that
+  cross-patch expansion opens);
 * for ``ctsam3d-paper``, the reference's own per-click decode (``benchmarks/reference_decode.py``,
   same weights, the released code's op order) timed interleaved with ours in the same process,
   the speed-up, and the largest difference between the two outputs (reference-exact mode).
@@ -71,8 +73,48 @@ def _measure(preset: str, runs: int, threads: int, queue) -> None:
     c = [s // 2 for s in size]
     pos = [[tuple(c), (c[0] + 6, c[1] - 5, c[2] + 4)]]
     neg = [[(4, 4, 4)]]
-    prompt = model.render_prompt(pos, neg, prev)
+    prompts = {
+        "later": model.render_prompt(pos, neg, prev),  # dense previous mask
+        "first": model.render_prompt([pos[0][:1]], [[]], None),  # zero previous mask
+    }
+    prompt = prompts["later"]
 
+    model.optimize_for_inference()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.inference_mode():
+        feats = model.encode(image)
+        model.decode(feats, prompt)
+    peak_infer = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # before any other work
+    with torch.inference_mode():
+        enc_ms, dec_ms = [], []
+        for _ in range(runs):
+            t = time.perf_counter()
+            model.encode(image)
+            enc_ms.append((time.perf_counter() - t) * 1e3)
+        ref_ms: dict[str, list[float]] = {k: [] for k in prompts}
+        dec: dict[str, list[float]] = {k: [] for k in prompts}
+        out = {}
+        if preset == "ctsam3d-paper":
+            from reference_decode import reference_decode
+
+            ref_model = build_model(cfg).eval()
+            ref_model.load_state_dict(model.state_dict())
+            feats_c = [f.contiguous() for f in feats]
+            for kind, pr in prompts.items():
+                with torch.no_grad():
+                    ref_mask, _ = reference_decode(ref_model, feats_c, pr)
+                ours = torch.sigmoid(model.decode(feats, pr)[0])
+                out[f"max_abs_diff_vs_reference_{kind}"] = float((ours - ref_mask).abs().max())
+        for _ in range(runs):  # interleaved so both see the same machine load
+            for kind, pr in prompts.items():
+                if preset == "ctsam3d-paper":
+                    t = time.perf_counter()
+                    reference_decode(ref_model, feats_c, pr)
+                    ref_ms[kind].append((time.perf_counter() - t) * 1e3)
+                t = time.perf_counter()
+                model.decode(feats, pr)
+                dec[kind].append((time.perf_counter() - t) * 1e3)
+    dec_ms = dec["later"]
     # FLOPs on the standard (autograd-capable) path, which the counter understands
     with torch.no_grad(), torch.enable_grad():
         with FlopCounterMode(display=False) as fc:
@@ -81,37 +123,6 @@ def _measure(preset: str, runs: int, threads: int, queue) -> None:
         with FlopCounterMode(display=False) as fc:
             model.decode([f.detach() for f in feats_std], prompt)
         dec_flops = fc.get_total_flops()
-
-    model.optimize_for_inference()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with torch.inference_mode():
-        feats = model.encode(image)
-        model.decode(feats, prompt)
-        enc_ms, dec_ms = [], []
-        for _ in range(runs):
-            t = time.perf_counter()
-            model.encode(image)
-            enc_ms.append((time.perf_counter() - t) * 1e3)
-        ref_ms, out = [], {}
-        if preset == "ctsam3d-paper":
-            from reference_decode import reference_decode
-
-            ref_model = build_model(cfg).eval()
-            ref_model.load_state_dict(model.state_dict())
-            feats_c = [f.contiguous() for f in feats]
-            with torch.no_grad():
-                ref_mask, _ = reference_decode(ref_model, feats_c, prompt)
-            ours = torch.sigmoid(model.decode(feats, prompt)[0])
-            out["max_abs_diff_vs_reference"] = float((ours - ref_mask).abs().max())
-        for _ in range(runs):  # interleaved so both see the same machine load
-            if preset == "ctsam3d-paper":
-                t = time.perf_counter()
-                reference_decode(ref_model, feats_c, prompt)
-                ref_ms.append((time.perf_counter() - t) * 1e3)
-            t = time.perf_counter()
-            model.decode(feats, prompt)
-            dec_ms.append((time.perf_counter() - t) * 1e3)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "preset": preset,
         "patch_size": list(size),
@@ -120,19 +131,23 @@ def _measure(preset: str, runs: int, threads: int, queue) -> None:
         "params_mb_fp32": n_params * 4 / 1e6,
         "encoder_gflops_per_patch": enc_flops / 1e9,
         "decoder_gflops_per_click": dec_flops / 1e9,
-        "peak_rss_mb": peak_mb,
-        "peak_rss_mb_before_inference": rss0 / 1024,
+        "peak_rss_mb": peak_infer / 1024,  # process peak after model build + one encode + decode
+        "rss_mb_model_built": rss0 / 1024,
         "encode_ms_p50": _pct(enc_ms, 0.5),
         "encode_ms_p95": _pct(enc_ms, 0.95),
         "decode_ms_p50": _pct(dec_ms, 0.5),
         "decode_ms_p95": _pct(dec_ms, 0.95),
         **out,
     }
-    if ref_ms:
-        result["reference_decode_ms_p50"] = _pct(ref_ms, 0.5)
-        result["reference_decode_ms_p95"] = _pct(ref_ms, 0.95)
-        result["decode_speedup_p50"] = result["reference_decode_ms_p50"] / result["decode_ms_p50"]
-        result["decode_speedup_per_pair_median"] = _pct([r / d for r, d in zip(ref_ms, dec_ms)], 0.5)
+    for kind in prompts:
+        result[f"decode_{kind}_click_ms_p50"] = _pct(dec[kind], 0.5)
+        result[f"decode_{kind}_click_ms_p95"] = _pct(dec[kind], 0.95)
+        if ref_ms[kind]:
+            result[f"reference_decode_{kind}_click_ms_p50"] = _pct(ref_ms[kind], 0.5)
+            result[f"reference_decode_{kind}_click_ms_p95"] = _pct(ref_ms[kind], 0.95)
+            result[f"decode_{kind}_click_speedup_p50"] = (
+                result[f"reference_decode_{kind}_click_ms_p50"] / result[f"decode_{kind}_click_ms_p50"]
+            )
     queue.put(result)
 
 
@@ -174,10 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['preset']:15} {r['params'] / 1e6:8.2f}M {r['params_mb_fp32']:6.1f} "
               f"{r['encoder_gflops_per_patch']:7.2f} {r['decoder_gflops_per_click']:7.2f} {r['peak_rss_mb']:8.0f} "
               f"{r['encode_ms_p50']:7.0f}/{r['encode_ms_p95']:<7.0f} {r['decode_ms_p50']:7.0f}/{r['decode_ms_p95']:<7.0f}")
-        if "reference_decode_ms_p50" in r:
-            print(f"{'':15} reference decode p50/p95 {r['reference_decode_ms_p50']:.0f}/{r['reference_decode_ms_p95']:.0f} ms; "
-                  f"speed-up {r['decode_speedup_p50']:.2f}x (per-pair median {r['decode_speedup_per_pair_median']:.2f}x); "
-                  f"max |ours - reference| = {r['max_abs_diff_vs_reference']:.1e}")
+        for kind in ("first", "later"):
+            line = (f"{'':15} {kind} click: decode p50/p95 {r[f'decode_{kind}_click_ms_p50']:.0f}/"
+                    f"{r[f'decode_{kind}_click_ms_p95']:.0f} ms")
+            if f"reference_decode_{kind}_click_ms_p50" in r:
+                line += (f"; reference {r[f'reference_decode_{kind}_click_ms_p50']:.0f}/"
+                         f"{r[f'reference_decode_{kind}_click_ms_p95']:.0f} ms; speed-up "
+                         f"{r[f'decode_{kind}_click_speedup_p50']:.2f}x; max |ours - reference| = "
+                         f"{r[f'max_abs_diff_vs_reference_{kind}']:.1e}")
+            print(line)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "command": " ".join(["python", "benchmarks/model_cost.py",

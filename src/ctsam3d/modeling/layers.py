@@ -38,6 +38,25 @@ def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pad
     return F.conv3d(x, weight, bias, padding=padding)
 
 
+def conv3d_one_output(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Stride-1, 'same'-padded 3D conv with ONE output channel: ``(B, C, D, H, W) -> (B, 1, D, H, W)``.
+
+    oneDNN is slow for a single output channel (~6 GFLOP/s); here one matmul gives each voxel's
+    k³ tap products and k³ shifted adds sum them (~1.6x faster for the reference's 64³ head).
+    """
+    b, c, d, h, w = x.shape
+    k = weight.shape[-1]
+    p = k // 2
+    taps = (x.permute(0, 2, 3, 4, 1).reshape(-1, c) @ weight[0].reshape(c, k**3)).t()
+    taps = taps.reshape(k, k, k, b, d, h, w)
+    out = x.new_zeros((b, d + 2 * p, h + 2 * p, w + 2 * p))
+    for kz in range(k):  # input voxel z contributes to output z + p - kz
+        for ky in range(k):
+            for kx in range(k):
+                out[:, 2 * p - kz : 2 * p - kz + d, 2 * p - ky : 2 * p - ky + h, 2 * p - kx : 2 * p - kx + w] += taps[kz, ky, kx]
+    return (out[:, p : p + d, p : p + h, p : p + w] + bias).unsqueeze(1)
+
+
 class Conv3d(nn.Conv3d):
     """``nn.Conv3d`` that uses oneDNN for every CPU float32 inference call."""
 
@@ -86,4 +105,7 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5, *, exact: bool = False) ->
         xc = x - x.mean(dim=(2, 3, 4), keepdim=True)
         var = (xc * xc).mean(dim=(2, 3, 4), keepdim=True)
         return xc * torch.rsqrt(var + eps)
-    return F.instance_norm(x.contiguous(), eps=eps)
+    out = F.instance_norm(x.contiguous(), eps=eps)
+    if x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last_3d)  # keep the fast layout downstream
+    return out

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Conv3d, ConvTranspose2x, conv3d
+from .layers import Conv3d, ConvTranspose2x, conv3d, conv3d_one_output
 from .prompts import PromptPyramid
 from .quality import QualityHead
 from .spade import SpadeBlock
@@ -141,7 +141,10 @@ class PSAPDecoder(nn.Module):
             head = self.mask_prediction_head[0]
             if torch.is_grad_enabled():
                 logits = head(head_in)[:, :1]
-            else:  # inference: only the channel that is used
+            elif head_in.device.type == "cpu" and head.padding[0] == head.kernel_size[0] // 2:
+                # inference: only the channel that is used
+                logits = conv3d_one_output(head_in, head.weight[:1], head.bias[:1])
+            else:
                 logits = conv3d(head_in, head.weight[:1], head.bias[:1], head.padding[0])
         else:
             logits = self.mask_prediction_head(x)[:, :1]

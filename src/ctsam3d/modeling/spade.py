@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import Conv3d, conv3d, instance_norm
+from .spade_fold import apply_folded, folded_modulation
 
 
 class SpadeNorm(nn.Module):
@@ -38,8 +39,18 @@ class SpadeNorm(nn.Module):
         actv = self.mlp_shared(prompt)
         return self.mlp_gamma(actv), self.mlp_beta(actv)
 
-    def forward(self, x: torch.Tensor, prompt: torch.Tensor, actv: torch.Tensor | None = None) -> torch.Tensor:
-        """``actv``: this norm's shared-conv output when already computed (see SpadeBlock)."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        prompt: torch.Tensor,
+        actv: torch.Tensor | None = None,
+        folded=None,
+    ) -> torch.Tensor:
+        """``actv``: this norm's shared-conv output when already computed; ``folded``: its
+        entry of :func:`~ctsam3d.modeling.spade_fold.folded_modulation` (inference shortcuts
+        taken by :class:`SpadeBlock`)."""
+        if folded is not None:
+            return apply_folded(instance_norm(x, eps=1e-5, exact=self.exact_norm), folded)
         if actv is None or torch.is_grad_enabled():
             gamma, beta = self.modulation(prompt)
         else:  # inference: γ and β in one conv (same function, one pass over actv)
@@ -73,8 +84,13 @@ class SpadeBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
         a0 = a1 = None
-        if not torch.is_grad_enabled():  # inference: both norms' shared convs in one pass
-            norms = [self.norm_0] + ([self.norm_1] if self.convs == 2 else [])
+        gb0 = gb1 = None
+        norms = [self.norm_0] + ([self.norm_1] if self.convs == 2 else [])
+        folded = folded_modulation(norms, prompt) if not torch.is_grad_enabled() else None
+        if folded is not None:  # sparse prompt: cached zero-prompt γβ + exact boxes
+            gb0 = folded[0]
+            gb1 = folded[1] if self.convs == 2 else None
+        elif not torch.is_grad_enabled():  # inference: both norms' shared convs in one pass
             convs = [n.mlp_shared[0] for n in norms]
             w = torch.cat([c.weight for c in convs])
             b = torch.cat([c.bias for c in convs])
@@ -82,7 +98,7 @@ class SpadeBlock(nn.Module):
             h = convs[0].out_channels
             a0 = a[:, :h]
             a1 = a[:, h:] if self.convs == 2 else None
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, prompt, a0), 0.2))
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, prompt, a0, gb0), 0.2))
         if self.convs == 2:
-            dx = self.conv_1(F.leaky_relu(self.norm_1(dx, prompt, a1), 0.2))
+            dx = self.conv_1(F.leaky_relu(self.norm_1(dx, prompt, a1, gb1), 0.2))
         return x + dx
