@@ -101,8 +101,8 @@ def folded_modulation(norms, prompt: torch.Tensor):
     ``(γ0, β0, [(box, γ, β), ...])``: the cached zero-prompt fields ``(1, C, *size)`` and exact
     values inside the boxes (apply with :func:`apply_folded`); ``None`` when the prompt is dense
     (use the ordinary path)."""
-    if prompt.shape[0] != 1 or torch.is_grad_enabled():
-        return None
+    if prompt.shape[0] != 1 or torch.is_grad_enabled() or prompt.device.type != "cpu":
+        return None  # (on a GPU the dense path is fast and avoids a device sync)
     halo = max(n.mlp_gamma.padding[0] + n.mlp_shared[0].padding[0] for n in norms)
     boxes = sparse_boxes(prompt, halo)
     if boxes is None:
