@@ -14,6 +14,11 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   # shellcheck disable=SC1091
   . .venv/bin/activate
+elif [ ! -e .venv ]; then
+  # Install into the environment the user activated (keeping its torch); .venv points to it so
+  # the README's `.venv/bin/...` commands work either way.
+  ln -s "$VIRTUAL_ENV" .venv
+  echo "install.sh: using the active environment $VIRTUAL_ENV (linked as .venv)"
 fi
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 
