@@ -46,18 +46,6 @@ FORMATS = ("auto", "totalseg", "nnunet", "pairs", "manifest")
 _NII = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 _PAIR_LABEL_SUFFIXES = ("oars", "labels", "label", "seg", "mask")
 
-# Fallback names of the OpenKBP label ids (../shared/data/README.md), used only when the
-# anatomy catalogue is not importable.
-_OPENKBP_FALLBACK = {
-    1: "brainstem",
-    2: "spinal_cord",
-    3: "parotid_right",
-    4: "parotid_left",
-    5: "esophagus",
-    6: "larynx",
-    7: "mandible",
-}
-
 
 @dataclass(frozen=True)
 class CaseSpec:
@@ -87,15 +75,9 @@ def catalogue_names(catalogue: str) -> dict[int, str]:
     Raises:
         InputError: unknown catalogue.
     """
-    try:
-        from ..anatomy import get_catalogue
-    except ImportError:  # pragma: no cover - anatomy is part of the package
-        get_catalogue = None
-    if get_catalogue is not None:
-        return dict(get_catalogue(catalogue).labels)
-    if catalogue.lower() == "openkbp":
-        return dict(_OPENKBP_FALLBACK)
-    raise InputError(f"catalogue {catalogue!r}: unknown structure catalogue")
+    from ..anatomy import get_catalogue
+
+    return dict(get_catalogue(catalogue).labels)
 
 
 def _strip_ext(name: str) -> tuple[str, str] | None:

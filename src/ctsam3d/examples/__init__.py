@@ -10,18 +10,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..anatomy import get_catalogue
+
 __all__ = ["ExampleCase", "example_case"]
 
-#: Label ids of the example's organ-at-risk map.
-LABELS: dict[int, str] = {
-    1: "brainstem",
-    2: "spinal_cord",
-    3: "parotid_right",
-    4: "parotid_left",
-    5: "esophagus",
-    6: "larynx",
-    7: "mandible",
-}
+#: Label ids of the example's organ-at-risk map: the OpenKBP catalogue of :mod:`ctsam3d.anatomy`.
+LABELS: dict[int, str] = dict(get_catalogue("openkbp").labels)
 
 
 @dataclass(frozen=True)
