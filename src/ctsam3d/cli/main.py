@@ -29,6 +29,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("segment", "ctsam3d.cli.segment_cmd", "Segment a structure from clicks and write the mask"),
     ("demo", "ctsam3d.cli.demo_cmd", "Run the bundled model on the bundled example CT"),
     ("preprocess", "ctsam3d.cli.preprocess_cmd", "Build the training cache from a dataset"),
+    ("synthesize", "ctsam3d.cli.synthesize_cmd", "Synthetic CT / pseudo-structures as a training cache"),
     ("train", "ctsam3d.cli.train_cmd", "Train a model from a config file"),
     ("evaluate", "ctsam3d.cli.evaluate_cmd", "Evaluate methods with simulated clicks"),
     ("serve", "ctsam3d.cli.serve_cmd", "Web tool and MONAI Label-compatible server"),
