@@ -13,13 +13,13 @@ SPACING = (3.0, 2.0, 2.0)
 
 
 def tiny_labelmap() -> np.ndarray:
-    """[z, y, x] 24 x 64 x 72: a liver block, an aorta tube, a kidney ball (canonical axes)."""
+    """[z, y, x] 24 x 164 x 172 (2 mm in-plane): a liver block, an aorta tube, a kidney ball (canonical axes)."""
     lab = np.zeros((24, 64, 72), np.uint8)
     lab[4:20, 14:34, 8:34] = 1
     zz, yy, xx = np.mgrid[:24, :64, :72]
     lab[((yy - 34) ** 2 + (xx - 40) ** 2 <= 16)] = 2
     lab[((zz - 12) * 1.5) ** 2 + ((yy - 38) ** 2 + (xx - 56) ** 2) <= 49] = 3
-    return lab
+    return np.pad(lab, ((0, 0), (40, 60), (50, 50)))  # room for the body, spine and air
 
 
 def test_synthetic_volume_properties():
