@@ -11,7 +11,9 @@ cheap; the same code runs on CUDA tensors (``device="cuda"``) for GPU-side sampl
 Draws are balanced: a structure name is drawn uniformly among the names present in the
 data, then a case that contains it, so small structures are seen as often as large ones.
 Only structures *present* in a case are drawn (a structure absent from a case's label map
-is unknown there, never a negative).
+is unknown there, never a negative). With several sources (``groups``: the cache each case
+came from, ``group_weights``: probability that a draw uses each), a draw first picks the
+source, then a name among that source's names, then a case of that source.
 
 CPP pairs (``cpp=True``): a neighbour patch V is the patch U shifted by 0.5–1 patch side
 (32–64 voxels for 64³; in U's rotated frame) towards one of the 26 neighbours; it is kept when it
@@ -87,6 +89,9 @@ class PatchSampler:
         augment: augmentation settings, None = none (validation).
         config: :class:`SamplerConfig`.
         device: where volumes live and patches are produced.
+        groups: optional source index per case (e.g. which cache it came from); with two or
+            more sources a draw picks the source first (``group_weights``, default equal).
+        group_weights: probability of each source (normalised; one per source).
     """
 
     def __init__(
@@ -98,6 +103,8 @@ class PatchSampler:
         augment: AugmentConfig | None = None,
         config: SamplerConfig | None = None,
         device: str | torch.device = "cpu",
+        groups: list[int] | None = None,
+        group_weights: list[float] | None = None,
     ) -> None:
         self.patch_size = tuple(int(v) for v in (patch_size if np.ndim(patch_size) else (patch_size,) * 3))
         self.spacing = float(spacing_mm)
@@ -117,10 +124,33 @@ class PatchSampler:
             raise InputError("training data: no case has a labelled structure to sample")
         self.names = sorted(by_name)
         self.by_name = by_name
+        self._groups = None  # [(probability, names, {name: case indices})] with >= 2 sources
+        if groups is not None and len(set(groups)) > 1:
+            from ..errors import InputError
+
+            if len(groups) != len(cases):
+                raise ValueError("groups: one source index per case")
+            n_src = max(groups) + 1
+            w = np.ones(n_src) if group_weights is None else np.asarray(group_weights, float)
+            if len(w) != n_src or np.any(w < 0) or w.sum() <= 0:
+                raise InputError(f"training data: need {n_src} non-negative source weights, got {list(w)}")
+            self._groups = []
+            for g in range(n_src):
+                sub = {n: [i for i in idx if groups[i] == g] for n, idx in by_name.items()}
+                sub = {n: idx for n, idx in sub.items() if idx}
+                if not sub and w[g] > 0:
+                    raise InputError(f"training data: source {g} has no labelled structure to sample")
+                self._groups.append((float(w[g] / w.sum()), sorted(sub), sub))
 
     # ---- draws ----------------------------------------------------------------------
     def draw(self, rng: np.random.Generator) -> tuple[int, str]:
-        """A balanced (case index, structure name) draw."""
+        """A balanced (case index, structure name) draw (per source first, with several sources)."""
+        if self._groups is not None:
+            g = int(rng.choice(len(self._groups), p=[p for p, _, _ in self._groups]))
+            _, names, by_name = self._groups[g]
+            name = names[int(rng.integers(len(names)))]
+            cands = by_name[name]
+            return cands[int(rng.integers(len(cands)))], name
         name = self.names[int(rng.integers(len(self.names)))]
         cands = self.by_name[name]
         return cands[int(rng.integers(len(cands)))], name

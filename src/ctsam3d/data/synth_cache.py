@@ -116,12 +116,11 @@ def _write_case(out: Path, cid: str, ct: np.ndarray, lab: np.ndarray, names, spa
     from .cache import preprocess_case
 
     with tempfile.TemporaryDirectory(prefix=f".{cid}.", dir=out) as td:
-        geo = dict(spacing=tuple(float(v) for v in spacing_zyx[::-1]), origin=tuple(origin_lps))
         lab_img = sitk.GetImageFromArray(lab)
-        if ct_src is None:
+        if ct_src is None:  # synthetic CT on the canonical grid (identity direction)
             ct_img = sitk.GetImageFromArray(ct)
-            ct_img.SetSpacing(geo["spacing"])
-            ct_img.SetOrigin(geo["origin"])
+            ct_img.SetSpacing(tuple(float(v) for v in spacing_zyx[::-1]))
+            ct_img.SetOrigin(tuple(float(v) for v in origin_lps))
             ct_path = Path(td) / "ct.nii"
             sitk.WriteImage(ct_img, str(ct_path))
             lab_img.CopyInformation(ct_img)
@@ -209,7 +208,9 @@ def _run(jobs: list[tuple], fn, out: Path, workers: int, progress: bool, desc: s
             for f in as_completed(futs):
                 done(*f.result())
     bar.close()
-    _write_summary(out, [CaseSpec(cid, Path(cid)) for cid, _ in jobs], failed, None)
+    # the summary covers every case in the folder (a cache may be filled by several calls)
+    ids = sorted({cid for cid, _ in jobs} | {p.stem for p in (out / "cases").glob("*.json") if not p.name.startswith(".")})
+    _write_summary(out, [CaseSpec(cid, Path(cid)) for cid in ids], failed, None)
     return failed
 
 

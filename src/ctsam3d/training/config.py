@@ -42,15 +42,24 @@ __all__ = [
 
 @dataclass
 class DataConfig:
-    """Where the preprocessed caches are (``ctsam3d preprocess``).
+    """Where the preprocessed caches are (``ctsam3d preprocess`` / ``ctsam3d synthesize``).
 
+    train_cache: one cache folder, or a list of folders (e.g. real + synthetic + pseudo).
+    train_weights: with a list, the probability that a draw uses each cache (normalised;
+        default equal per cache, whatever their sizes); within a cache draws stay balanced
+        per structure name.
     train_cases / val_cases: optional subsets of case ids (default: every case).
     """
 
-    train_cache: str = ""
+    train_cache: str | list[str] = ""
+    train_weights: list[float] | None = None
     val_cache: str | None = None
     train_cases: list[str] | None = None
     val_cases: list[str] | None = None
+
+    def train_caches(self) -> list[str]:
+        """The training cache folders as a list (a single string becomes a one-item list)."""
+        return [self.train_cache] if isinstance(self.train_cache, str) else list(self.train_cache)
 
 
 @dataclass
@@ -168,6 +177,15 @@ class TrainConfig:
         """Raise InputError for values that cannot work."""
         if not self.data.train_cache:
             raise InputError("config: data.train_cache is required (a folder from 'ctsam3d preprocess')")
+        caches = self.data.train_caches()
+        if not all(isinstance(c, str) and c for c in caches):
+            raise InputError(f"config: data.train_cache must be a folder or a list of folders, got {self.data.train_cache!r}")
+        if self.data.train_weights is not None and (
+            len(self.data.train_weights) != len(caches) or min(self.data.train_weights) < 0 or sum(self.data.train_weights) <= 0
+        ):
+            raise InputError(
+                f"config: data.train_weights needs one non-negative weight per train_cache ({len(caches)}), got {self.data.train_weights}"
+            )
         if self.total_steps < 1 or self.batch_size < 1:
             raise InputError("config: total_steps and batch_size must be >= 1")
         if self.amp not in ("auto", "bf16", "off"):

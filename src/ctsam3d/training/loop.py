@@ -101,7 +101,9 @@ def _export(model, mcfg, cfg: TrainConfig, out_dir: Path, step: int, val: dict |
     mcfg.training = {
         "steps": step,
         "preset": cfg.preset,
-        "train_data": _cache_summary(cfg.data.train_cache),
+        "train_data": _cache_summary(cfg.data.train_cache)
+        if isinstance(cfg.data.train_cache, str)
+        else [_cache_summary(c) for c in cfg.data.train_cache],
         "val_data": _cache_summary(cfg.data.val_cache) if cfg.data.val_cache else None,
         "validation": {k: v for k, v in (val or {}).items() if "/" not in k},
         "recipe": {k: v for k, v in config_to_dict(cfg).items() if k not in ("output_dir",)},
@@ -113,6 +115,25 @@ def _export(model, mcfg, cfg: TrainConfig, out_dir: Path, step: int, val: dict |
         return None
     saver(model, target)
     return target
+
+
+def _load_train_cases(cfg: TrainConfig) -> tuple[list, list[int] | None]:
+    """Cases of the training cache(s) and, for several caches, the cache index of each case."""
+    caches = cfg.data.train_caches()
+    if len(caches) == 1:
+        return load_cache(caches[0], case_ids=cfg.data.train_cases), None
+    cases, groups = [], []
+    for g, c in enumerate(caches):
+        got = load_cache(c)
+        if cfg.data.train_cases is not None:
+            got = [k for k in got if k.case_id in set(cfg.data.train_cases)]
+        cases += got
+        groups += [g] * len(got)
+    if cfg.data.train_cases is not None:
+        missing = sorted(set(cfg.data.train_cases) - {k.case_id for k in cases})
+        if missing:
+            raise InputError(f"config: data.train_cases {missing[:5]} are in none of the training caches")
+    return cases, groups
 
 
 def _shm_ok(cfg: TrainConfig, patch_size) -> bool:
@@ -196,14 +217,15 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
     net = DDP(stepper, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=cfg.find_unused_parameters or not cfg.sampler.cpp) if info.enabled else stepper
 
     # ---- data ------------------------------------------------------------------------
-    cases = load_cache(cfg.data.train_cache, case_ids=cfg.data.train_cases)
+    cases, groups = _load_train_cases(cfg)
     sampling = cfg.sampling
     if sampling == "loader" and cfg.workers > 0 and not _shm_ok(cfg, mcfg.patch_size):
         sampling = "device" if dev.type == "cuda" else "inline"
         log.warning("/dev/shm is too small for %d workers x %d prefetched batches: sampling %s instead",
                     cfg.workers, cfg.prefetch, "on the GPU" if sampling == "device" else "in the training process")
     sampling_dev = dev if sampling == "device" else torch.device("cpu")
-    sampler = PatchSampler(cases, mcfg.patch_size, mcfg.spacing_mm, mcfg.hu_window, cfg.augment, cfg.sampler, sampling_dev)
+    sampler = PatchSampler(cases, mcfg.patch_size, mcfg.spacing_mm, mcfg.hu_window, cfg.augment, cfg.sampler, sampling_dev,
+                           groups=groups, group_weights=cfg.data.train_weights)
     ds = StepBatches(sampler, cfg.batch_size, cfg.seed, info.rank, cfg.total_steps)
     if sampling != "loader" or cfg.workers == 0:
         batches = (ds[s] for s in range(start, cfg.total_steps))
