@@ -89,15 +89,32 @@ def _close(ours: torch.Tensor, ref: np.ndarray, atol: float) -> float:
 
 
 def test_golden_outputs(golden, converted):
-    """Each part against the golden arrays at the README's tolerances.
+    """Each part against the golden arrays; end to end as tight as float32 allows.
 
-    The masks are compared with the decoder fed the golden encoder features. End to end the
-    golden masks are ill-conditioned: the decoder's instance norm over the 8 voxels of the 2³
-    feature (per-channel variance ~1e-4) amplifies the encoder's float32 rounding ~1000×
-    (measured: a 1e-6 relative perturbation of the golden 2³ feature moves mask_2 by 1.5e-3;
-    the float64 encoder, 1e-5 from the golden feature, gives end-to-end errors of 1.9e-3 on
-    mask_1 and 1.0e-2 on mask_2). So end to end only mask_1 is checked, at 5e-3 — still below
-    what a wrong layer, eps or channel order gives (≥ 1.6e-2).
+    Parts (README tolerances or tighter): click map 1e-6; encoder features 1e-4 of their
+    largest magnitude (README: 1e-3) with the median error under 5e-6 of it; the decoder fed
+    the golden features gives mask_1 and mask_2 within 1e-4; the CPP heatmap within 1e-4.
+    Measured (2 threads): features 3.0e-6, 4.6e-6, 9.9e-6, 1.1e-5 max and 0.5-1.7e-6 median;
+    masks 1.2e-5 and 2.0e-5. The encoder has no systematic difference from the reference:
+    the float64 encoder is as far from the golden features (2.1e-6, 4.4e-6, 4.5e-6, 1.0e-5)
+    as our float32 one is from float64 (3.0e-6, 5.2e-6, 9.2e-6, 2.9e-6), i.e. the golden
+    features carry the reference machine's float32 rounding. Only ~2 % of their values are
+    bit-equal to ours under any kernel choice tried (1 or 2 threads, oneDNN off, ATen/oneDNN
+    ISA and MKL_CBWR settings, SDPA or the reference's explicit softmax(q·kᵀ·scale)·v).
+    The 1e-4 feature bound catches what 1e-3 lets through: tanh-GELU gives 4.5e-4 at 2³.
+
+    End to end the golden masks cannot be met at 1e-4 by any implementation that does not
+    reproduce the reference's float32 kernels bit for bit. The decoder is ill-conditioned in
+    its input: the 2³ feature has per-channel std ~1/150 of its magnitude, so each instance
+    norm amplifies relative changes, ~46000x from f3 to the last SPADE block. In exact
+    (float64) arithmetic a random ±1-ulp change of the golden 2³ feature (9.5e-8 relative)
+    moves mask_2 by 2.2e-4 (float32 decoder: up to 4.8e-4), while every float32 encoder,
+    and the float64 one, is ~100 ulps (1e-5) from the golden feature. Measured end to end
+    (max abs error, mask_1 / mask_2): ours 2.2e-3 / 1.2e-2; the reference's op order in plain
+    torch 1.8e-3 / 8.0e-3 (1 thread: 1.9e-3 / 1.0e-2); float64 encoder and decoder 1.9e-3 /
+    1.0e-2. Those errors are noise, not signal: an encoder with the wrong GELU (tanh) gives
+    2.1e-3 / 1.2e-2 too. So end to end both masks are checked at bounds that hold with
+    margin (5e-3, 3e-2); the part checks above are what pins the function.
     """
     model, tmp = converted
     image = torch.from_numpy(golden["input_image"]).float()[None, None]
@@ -111,7 +128,9 @@ def test_golden_outputs(golden, converted):
         for k, f in enumerate(feats):
             ref = golden[f"encoder_feature_{k}"]
             assert f.shape[1:] == ref.shape
-            _close(f[0], ref, 1e-3 * float(np.abs(ref).max()))
+            scale = float(np.abs(ref).max())
+            _close(f[0], ref, 1e-4 * scale)
+            assert float(np.median(np.abs(f[0].numpy() - ref))) <= 5e-6 * scale
 
         gold_feats = [torch.from_numpy(golden[f"encoder_feature_{k}"])[None] for k in range(4)]
         mask1 = torch.sigmoid(model.decode(gold_feats, prompt1)[0])
@@ -121,6 +140,8 @@ def test_golden_outputs(golden, converted):
 
         e2e1 = torch.sigmoid(model.decode(feats, prompt1)[0])
         _close(e2e1[0, 0], golden["mask_1"], 5e-3)
+        e2e2 = torch.sigmoid(model.decode(feats, prompt2)[0])
+        _close(e2e2[0, 0], golden["mask_2"], 3e-2)
 
         mask_u = (prev > 0.5).float()
         image_v = torch.from_numpy(np.roll(golden["input_image"], 32, axis=0)).float()[None, None]
