@@ -64,3 +64,18 @@ def test_tiny_training_run_on_two_caches(two_caches, tmp_path):
     out = train(cfg)
     assert out["step"] == 2 and all(np.isfinite(out["losses"]))
     assert {"liver", "aorta"} <= set(out["model"].config.structures)
+
+
+def test_exported_structures_leave_out_pseudo_names(two_caches, tmp_path):
+    """Generic pseudo-structures train the model but are not anatomy it can be asked for."""
+    import json
+
+    real, _ = two_caches
+    lm = write_labelmap(tmp_path / "lm" / "gen.nii.gz")
+    lm.with_name("gen.json").write_text(json.dumps({"1": "liver", "2": "pseudo_001", "3": "pseudo_002"}))
+    pseudo = tmp_path / "pseudo"
+    assert not synthesize_cache([lm], pseudo, variants=1, min_spacing=0, progress=False)
+    cfg = config_from_dict(tiny_config(real, tmp_path / "run", total_steps=1, data={"train_cache": [str(real), str(pseudo)]}))
+    out = train(cfg)
+    names = out["model"].config.structures
+    assert "liver" in names and not any(n.startswith("pseudo_") for n in names)

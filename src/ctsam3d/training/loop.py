@@ -97,7 +97,8 @@ def _export(model, mcfg, cfg: TrainConfig, out_dir: Path, step: int, val: dict |
     from .. import modeling
 
     saver = getattr(modeling, "save_model", None)
-    mcfg.structures = list(sampler.names)
+    # named anatomy only: generic pseudo-structures (ctsam3d.data.pseudo) carry no names
+    mcfg.structures = [n for n in sampler.names if not n.startswith("pseudo_")]
     mcfg.training = {
         "steps": step,
         "preset": cfg.preset,
