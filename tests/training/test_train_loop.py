@@ -73,7 +73,7 @@ def test_time_budget_stops_and_saves(cache, tmp_path):
 @pytest.mark.parametrize(
     "change,message",
     [
-        ({"totl_steps": 3}, r"unknown key\(s\) \['totl_steps'\]"),
+        ({"totl_steps": 3}, r"unknown config key\(s\) \['totl_steps'\]"),
         ({"optim": {"lr": "fast"}}, "optim.lr must be a number"),
         ({"amp": "fp8"}, "amp must be"),
         ({"data": {"train_cache": ""}}, "train_cache is required"),

@@ -18,13 +18,13 @@ at every scale (see :mod:`ctsam3d.modeling.prompts`).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from ..typed_dict import from_dict, to_plain
 
 FORMAT_VERSION = 1
 
@@ -176,7 +176,7 @@ class ModelConfig:
 
     # ---- JSON ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return to_plain(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -187,7 +187,7 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise CheckpointError(f"{source}: expected a JSON object")
         try:
-            return _build(cls, data, source)
+            return from_dict(cls, data, source, CheckpointError)
         except CheckpointError:
             raise
         except (TypeError, ValueError) as exc:
@@ -207,41 +207,3 @@ class ModelConfig:
         return cfg
 
 
-_NESTED = {
-    "encoder": EncoderConfig,
-    "decoder": DecoderConfig,
-    "quality": QualityConfig,
-    "cpp": CppConfig,
-    "prompt": PromptConfig,
-}
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
-def _build(cls: type, data: dict[str, Any], source: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise CheckpointError(f"{source}: unknown config key(s) {unknown} for {cls.__name__}")
-    kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
-        if name not in data:
-            has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-            if not has_default:
-                raise CheckpointError(f"{source}: missing config key {name!r}")
-            continue
-        value = data[name]
-        if cls is ModelConfig and name in _NESTED:
-            if not isinstance(value, dict):
-                raise CheckpointError(f"{source}: config key {name!r} must be an object")
-            value = _build(_NESTED[name], value, f"{source}:{name}")
-        elif isinstance(value, list) and "tuple" in str(f.type):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)

@@ -16,9 +16,7 @@ Example (``configs/smoke-cpu.yaml``)::
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 from ..data.augment import AugmentConfig
 from ..data.sampler import SamplerConfig
 from ..errors import InputError
+from ..typed_dict import from_dict, to_plain
 
 __all__ = [
     "TrainConfig",
@@ -200,73 +199,18 @@ class TrainConfig:
             raise InputError("config: clicks.iterations must be >= 1")
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise InputError(f"config: {where} must be a mapping")
-        return _build(tp, value, where)
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, where) if len(inner) == 1 else value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise InputError(f"config: {where} must be a list, got {value!r}")
-        item = args[0] if args else Any
-        return tuple(_convert(item, v, where) for v in value)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise InputError(f"config: {where} must be a list, got {value!r}")
-        return [_convert(args[0] if args else Any, v, where) for v in value]
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"config: {where} must be a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"config: {where} must be an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise InputError(f"config: {where} must be true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, (str, int, float)):
-            raise InputError(f"config: {where} must be a string, got {value!r}")
-        return str(value)
-    return value
-
-
-def _build(cls: type, data: dict, where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise InputError(f"config: unknown key(s) {unknown} in {where or 'the top level'}")
-    kwargs = {k: _convert(hints[k], v, f"{where}.{k}".lstrip(".")) for k, v in data.items()}
-    return cls(**kwargs)
-
-
 def config_from_dict(data: dict) -> TrainConfig:
     """A checked :class:`TrainConfig` from a plain dict (as read from YAML/JSON)."""
     if not isinstance(data, dict):
         raise InputError("config: expected a mapping at the top level")
-    cfg = _build(TrainConfig, data, "")
+    cfg = from_dict(TrainConfig, data, "config", InputError)
     cfg.check()
     return cfg
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:
     """Plain JSON-able dict (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+    return to_plain(cfg)
 
 
 def _set_path(data: dict, dotted: str, value: Any) -> None:
