@@ -93,3 +93,27 @@ def test_config_validation():
     with pytest.raises(ValueError):
         ExpansionConfig(max_volume_ml=0)
     assert list(ExpansionConfig().stride_for((64, 64, 64))) == [48, 48, 48]
+
+
+def test_peak_threshold_comes_from_the_model_unless_given(tube):
+    """The CPP heatmap's scale depends on training: a model carries its calibrated threshold
+    (``config.cpp.peak_threshold``); the fake's peaks are 1.0, so a threshold above that
+    switches expansion off in effect, one below lets it run."""
+    from types import SimpleNamespace
+
+    ct, label = tube
+    high = BrightComponentModel()
+    high.config.cpp = SimpleNamespace(peak_threshold=1.5)
+    s = Session(high)
+    assert s.expansion.peak_threshold == 1.5
+    s.set_image(ct)
+    rec = s.add_click(nearest_index(ct, CLICK))
+    assert rec.expansion_patches == 0
+    mine = ExpansionConfig(peak_threshold=0.9)
+    s2 = Session(high, expansion=mine)
+    s2.set_image(ct)
+    assert s2.add_click(nearest_index(ct, CLICK)).expansion_patches >= 2
+    plain = ExpansionConfig()
+    Session(high, expansion=plain)
+    assert plain.peak_threshold is None  # the caller's object is left as given
+    assert Session(BrightComponentModel()).expansion.peak_threshold == 0.5  # config without cpp: default

@@ -39,7 +39,8 @@ class ExpansionConfig:
         stride: neighbour offset in voxels (default 3/4 of the patch, i.e. 1/4 overlap).
         face_margin: mask voxels within this many voxels of a face count as reaching it.
         min_face_voxels: fewer mask voxels than this on a face do not count (noise).
-        peak_threshold: heatmap peaks below this are ignored.
+        peak_threshold: heatmap peaks below this are ignored; None (default): the model's
+            calibrated ``config.cpp.peak_threshold`` (set by the session).
         max_peaks: at most this many clicks per neighbour.
         batch_size: neighbours run through the CPP net / decoder together.
     """
@@ -51,7 +52,7 @@ class ExpansionConfig:
     stride: int | None = None
     face_margin: int = 2
     min_face_voxels: int = 4
-    peak_threshold: float = 0.5
+    peak_threshold: float | None = None
     max_peaks: int = 3
     batch_size: int = 8
 
@@ -164,6 +165,7 @@ def expand(obj, sources, runner, lattice, image_box, config: ExpansionConfig, ti
     voxel_ml = lattice.spacing**3 / 1000.0
     lo, hi = image_box
     result = ExpansionResult()
+    threshold = 0.5 if config.peak_threshold is None else float(config.peak_threshold)
     tried: set[tuple[int, int, int]] = set()
     frontier = list(dict.fromkeys(tuple(s) for s in sources))
     while frontier:
@@ -200,7 +202,7 @@ def expand(obj, sources, runner, lattice, image_box, config: ExpansionConfig, ti
             result.cpp += len(chunk)
             for (_u, v, _), h in zip(chunk, heat):
                 tried.add(v)
-                peaks = [tuple(int(x) for x in p) for p in peaks_fn(h, config.peak_threshold, config.max_peaks)]
+                peaks = [tuple(int(x) for x in p) for p in peaks_fn(h, threshold, config.max_peaks)]
                 if peaks:
                     to_segment.append((v, peaks))
         if not to_segment:

@@ -40,6 +40,7 @@ Documented behaviours:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -102,13 +103,16 @@ class Session:
         self.model = model
         self.spacing, self.patch_size, self.hu_window = _model_geometry(model)
         if isinstance(expansion, ExpansionConfig):
-            self.expansion = expansion
+            self.expansion = dataclasses.replace(expansion)  # ours to complete, not the caller's
         else:
             self.expansion = ExpansionConfig(enabled=bool(expansion))
         if max_patches is not None:
             self.expansion.max_patches = int(max_patches)
         if max_volume_ml is not None:
             self.expansion.max_volume_ml = float(max_volume_ml)
+        if self.expansion.peak_threshold is None:  # the model's calibrated CPP threshold
+            cfg = getattr(model, "config", None)
+            self.expansion.peak_threshold = float(getattr(getattr(cfg, "cpp", None), "peak_threshold", 0.5))
         self.expansion.__post_init__()
         self.cache = FeatureCache(cache_size)
         self.undo_depth = undo_depth

@@ -93,11 +93,18 @@ class QualityConfig:
 
 @dataclass
 class CppConfig:
-    """Cross-patch prompt net: a MONAI residual 3D U-Net, input [image U, mask U, image V]."""
+    """Cross-patch prompt net: a MONAI residual 3D U-Net, input [image U, mask U, image V].
+
+    ``peak_threshold``: heatmap peaks at or above it become clicks in the neighbour patch.
+    Training calibrates it on validation pairs (:mod:`ctsam3d.training.cpp_validation`) and
+    stores it here, since the scale of a heatmap depends on how the net was trained; 0.5
+    for checkpoints that predate calibration (and for the released reference weights).
+    """
 
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     strides: tuple[int, ...] = (2, 2, 2, 2)
     num_res_units: int = 2
+    peak_threshold: float = 0.5
 
 
 @dataclass

@@ -37,6 +37,7 @@ from .config import TrainConfig, config_to_dict
 from .metrics import MetricsLog
 from .schedule import lr_factor
 from .step import InteractiveStep
+from .cpp_validation import CppValidationSet
 from .validate import ValidationSet
 
 __all__ = ["train", "build_model_config"]
@@ -99,6 +100,12 @@ def _export(model, mcfg, cfg: TrainConfig, out_dir: Path, step: int, val: dict |
     saver = getattr(modeling, "save_model", None)
     # named anatomy only: generic pseudo-structures (ctsam3d.data.pseudo) carry no names
     mcfg.structures = [n for n in sampler.names if not n.startswith("pseudo_")]
+    thr = (val or {}).get("cpp_threshold")
+    if thr is not None and math.isfinite(thr):
+        mcfg.cpp.peak_threshold = float(thr)  # calibrated on the validation pairs
+    elif val and "cpp_hit" in val:
+        log.warning("CPP net: no useful peak threshold on the validation pairs (top peak on the "
+                    "structure for %.0f %%); keeping %.3g", 100 * val["cpp_hit"], mcfg.cpp.peak_threshold)
     mcfg.training = {
         "steps": step,
         "preset": cfg.preset,
@@ -188,10 +195,14 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
     model = build_model(mcfg).to(dev)
     if cfg.init_weights:
         _load_init_weights(model, cfg.init_weights)
-    stepper = InteractiveStep(model, cfg.loss).to(dev)
+    if cfg.train_parts == "cpp":  # only the cross-patch prompt net learns
+        for n, p in model.named_parameters():
+            p.requires_grad_(n.startswith("cpp_predictor."))
+    stepper = InteractiveStep(model, cfg.loss, cfg.train_parts).to(dev)
     decay, no_decay = [], []
     for n, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.optim.lr,
@@ -241,10 +252,13 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
             persistent_workers=False,
         )
         batches = iter(loader)
-    val_set = None
+    val_set = cpp_val = None
     if cfg.data.val_cache and info.is_main and cfg.val.every > 0:
         vcases = load_cache(cfg.data.val_cache, case_ids=cfg.data.val_cases)
-        val_set = ValidationSet(vcases, mcfg.patch_size, mcfg.spacing_mm, mcfg.hu_window, cfg.val.patches, cfg.val.seed)
+        if cfg.train_parts == "all":
+            val_set = ValidationSet(vcases, mcfg.patch_size, mcfg.spacing_mm, mcfg.hu_window, cfg.val.patches, cfg.val.seed)
+        if cfg.sampler.cpp:
+            cpp_val = CppValidationSet(vcases, mcfg.patch_size, mcfg.spacing_mm, mcfg.hu_window, cfg.val.patches, cfg.val.seed + 1)
 
     metrics = MetricsLog(out_dir, start, cfg.tensorboard) if info.is_main else None
     if info.is_main:
@@ -275,11 +289,16 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
 
     def validate(step: int) -> dict | None:
         res = None
-        if val_set is not None:
-            res = val_set.evaluate(model, cfg.val.clicks, cfg.val.batch_size, dev, use_amp)
+        if val_set is not None or cpp_val is not None:
+            res, msg = {}, []
+            if val_set is not None:
+                res.update(val_set.evaluate(model, cfg.val.clicks, cfg.val.batch_size, dev, use_amp))
+                msg += [f"dice@{k}={res[f'dice@{k}']:.3f}" for k in cfg.val.clicks]
+            if cpp_val is not None and len(cpp_val):
+                res.update(cpp_val.evaluate(model, cfg.val.batch_size, dev, use_amp))
+                msg += [f"cpp_hit={res['cpp_hit']:.2f}", f"cpp_threshold={res['cpp_threshold']:.3g}"]
             metrics.write("val", step, res)
-            msg = " ".join(f"dice@{k}={res[f'dice@{k}']:.3f}" for k in cfg.val.clicks)
-            (bar.write if bar else log.info)(f"step {step}: validation {msg}")
+            (bar.write if bar else log.info)(f"step {step}: validation {' '.join(msg)}")
         D.barrier(info)
         return res
 

@@ -4,7 +4,8 @@
   :class:`~monai.losses.FocalLoss` with α, γ and :class:`~monai.losses.DiceLoss` with
   sigmoid, per-sample Dice averaged over the batch) — the reference's 0.2 / 0.8 mix;
 * CPP: mean squared error between the CPP net's heatmap and the Gaussian target, over the
-  items whose neighbour patch contains the structure;
+  items whose neighbour patch contains the structure, weighted towards the target's blob
+  (``1 + pos_weight · target``; plain MSE collapses to an all-zero heatmap);
 * quality: mean squared error between the predicted Dice and the actual Dice of the
   thresholded mask (the target is detached).
 
@@ -47,9 +48,17 @@ def hard_dice(pred: torch.Tensor, target: torch.Tensor, empty: float = 1.0) -> t
     return torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.full_like(denom, empty))
 
 
-def cpp_loss(heatmap: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """MSE over the valid items of a batch (0 — still connected to the graph — when none)."""
-    per = ((heatmap.float() - target.float()) ** 2).flatten(1).mean(1)
+def cpp_loss(heatmap: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, pos_weight: float = 0.0) -> torch.Tensor:
+    """(Weighted) MSE over the valid items of a batch (0 — still connected to the graph — when
+    none). Squared errors are weighted ``1 + pos_weight · target`` and normalised per item by
+    the weights' sum (``pos_weight=0``: plain MSE)."""
+    t = target.float()
+    err = (heatmap.float() - t) ** 2
+    if pos_weight:
+        w = 1.0 + float(pos_weight) * t
+        per = (err * w).flatten(1).sum(1) / w.flatten(1).sum(1)
+    else:
+        per = err.flatten(1).mean(1)
     w = valid.float()
     return (per * w).sum() / w.sum().clamp_min(1.0)
 

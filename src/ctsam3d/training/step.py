@@ -5,7 +5,8 @@ simulation — rounds 1..n-1 without gradients, each adding a corrective click a
 the previous probabilities back as the prompt's third channel (RITM/SAM style) — then
 decodes the last round with gradients and returns the losses. The CPP net is trained on
 the same batch's neighbour pairs: input [image U, ground-truth mask U, image V], target the
-Gaussian heatmap of ``structure ∩ V``.
+Gaussian heatmap of ``structure ∩ V``. With ``parts="cpp"`` only the CPP loss is computed
+(the loop freezes the rest of the model).
 
 Tensors: ``image``, ``target``, ``image_v``, ``heatmap_v`` are ``(B, 1, D, H, W)`` on the
 patch grid (z, y, x); clicks are patch voxel indices ``(z, y, x)``.
@@ -27,10 +28,11 @@ __all__ = ["InteractiveStep"]
 class InteractiveStep(nn.Module):
     """Wraps a :class:`~ctsam3d.modeling.CTSAM3D` and computes the training losses."""
 
-    def __init__(self, model: nn.Module, loss: LossConfig) -> None:
+    def __init__(self, model: nn.Module, loss: LossConfig, parts: str = "all") -> None:
         super().__init__()
         self.model = model
         self.loss_cfg = loss
+        self.parts = parts  # "all" or "cpp" (only the CPP net's loss: no encode, no clicks)
         self.mask_loss = MaskLoss(loss.focal_weight, loss.dice_weight, loss.focal_alpha, loss.focal_gamma)
 
     def forward(
@@ -52,6 +54,13 @@ class InteractiveStep(nn.Module):
         m = self.model
         image, target = batch["image"], batch["target"]
         dev_type = image.device.type
+        if self.parts == "cpp":
+            with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=autocast):
+                heat = m.cpp(image, target, batch["image_v"])
+            cpp = cpp_loss(heat, batch["heatmap_v"], batch["cpp_valid"], self.loss_cfg.cpp_pos_weight)
+            zero = torch.zeros((), device=image.device)
+            return {"total": self.loss_cfg.cpp_weight * cpp, "cpp": cpp, "mask": zero, "focal": zero,
+                    "dice": zero, "quality": zero, "train_dice": zero}
         with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=autocast):
             feats = m.encode(image)
         clicks = first_clicks(target, rng, p_random_first, backend)
@@ -73,7 +82,7 @@ class InteractiveStep(nn.Module):
         if "image_v" in batch:
             with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=autocast):
                 heat = m.cpp(image, target, batch["image_v"])
-            out["cpp"] = cpp_loss(heat, batch["heatmap_v"], batch["cpp_valid"])
+            out["cpp"] = cpp_loss(heat, batch["heatmap_v"], batch["cpp_valid"], self.loss_cfg.cpp_pos_weight)
             total = total + self.loss_cfg.cpp_weight * out["cpp"]
         else:
             out["cpp"] = torch.zeros((), device=image.device)

@@ -1,0 +1,112 @@
+"""Validation of the cross-patch prompt (CPP) net, and calibration of its peak threshold.
+
+Fixed neighbour pairs ``(U, V)`` are drawn once from the validation cache (no augmentation,
+fixed seed) with the training sampler's rule: ``V`` is ``U`` shifted by half to one patch
+side and holds the structure. For each pair the CPP net's heatmap in ``V`` gives its top
+peak: value and whether it lies on the structure (within one voxel, the voxel-accuracy a
+click needs). Inference turns peaks at or above a threshold into clicks
+(:mod:`ctsam3d.inference.expansion`), so the threshold decides between completing a
+structure and clicking off it. It is chosen here as the value that maximises
+``hits − 2 · misses`` among the pairs whose peak reaches it (a click off the structure costs
+more than a missed continuation, which the user can still click), and exported in the
+model's config (``cpp.peak_threshold``).
+
+Tensors: ``(B, 1, D, H, W)`` on the patch grid, indexed ``[z, y, x]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.sampler import PatchSampler, SamplerConfig
+
+__all__ = ["CppValidationSet", "calibrate_threshold", "MISS_COST"]
+
+#: a peak off the structure counts this many hits against a threshold
+MISS_COST = 2.0
+
+
+def calibrate_threshold(peaks: np.ndarray, hits: np.ndarray, miss_cost: float = MISS_COST) -> float | None:
+    """The peak threshold maximising ``hits − miss_cost · misses`` over the pairs it lets
+    through; None when no threshold has a positive score (the net is not useful).
+
+    Args:
+        peaks: ``(N,)`` top-peak value of each validation pair.
+        hits: ``(N,)`` bool, whether that peak lies on the structure.
+    """
+    peaks = np.asarray(peaks, float)
+    hits = np.asarray(hits, bool)
+    if peaks.size == 0:
+        return None
+    order = np.argsort(-peaks)
+    gain = np.where(hits[order], 1.0, -float(miss_cost))
+    score = np.cumsum(gain)  # threshold = peaks[order][k] lets pairs 0..k through
+    k = int(np.argmax(score))
+    if score[k] <= 0:
+        return None
+    return float(peaks[order][k])
+
+
+class CppValidationSet:
+    """Fixed CPP validation pairs (kept on CPU) and their scoring.
+
+    Args:
+        cases: cached validation cases.
+        patch_size, spacing_mm, hu_window: from the ModelConfig.
+        pairs: number of pairs drawn (those whose ``V`` misses the structure are dropped).
+        seed: draw seed.
+    """
+
+    def __init__(self, cases, patch_size, spacing_mm, hu_window, pairs: int = 64, seed: int = 4321) -> None:
+        sampler = PatchSampler(cases, patch_size, spacing_mm, hu_window, augment=None, config=SamplerConfig(cpp=True))
+        batch = sampler.sample(np.random.default_rng(seed), pairs)
+        ok = batch["cpp_valid"].cpu()
+        self.image = batch["image"][ok]
+        self.mask = batch["target"][ok]
+        self.image_v = batch["image_v"][ok]
+        self.target_v = batch["target_v"][ok]
+        self.structures = [s for s, k in zip(batch["structures"], ok.tolist()) if k]
+
+    def __len__(self) -> int:
+        return len(self.structures)
+
+    def peaks(self, model: nn.Module, batch_size: int = 8, device="cpu", autocast: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(peak value (N,), on-structure (N,) bool)`` of each pair's top heatmap peak."""
+        vals, hits = [], []
+        was_training = model.training
+        model.eval()
+        dev_type = torch.device(device).type
+        with torch.no_grad():
+            for i in range(0, len(self), batch_size):
+                sl = slice(i, i + batch_size)
+                with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=autocast):
+                    heat = model.cpp(self.image[sl].to(device), self.mask[sl].to(device), self.image_v[sl].to(device))
+                heat = heat.float().cpu().flatten(1)
+                near = F.max_pool3d(self.target_v[sl].float(), 3, stride=1, padding=1).flatten(1) > 0
+                top = heat.argmax(1)
+                vals.append(heat.gather(1, top[:, None])[:, 0].numpy())
+                hits.append(near.gather(1, top[:, None])[:, 0].numpy())
+        model.train(was_training)
+        if not vals:
+            return np.zeros(0), np.zeros(0, bool)
+        return np.concatenate(vals), np.concatenate(hits).astype(bool)
+
+    def evaluate(self, model: nn.Module, batch_size: int = 8, device="cpu", autocast: bool = False) -> dict:
+        """``{"cpp_hit": share of pairs whose top peak is on the structure, "cpp_peak":
+        median top-peak value, "cpp_threshold": calibrated threshold (nan if none),
+        "cpp_fire": share of pairs at or above it, "cpp_precision": hits among those}``."""
+        vals, hits = self.peaks(model, batch_size, device, autocast)
+        if vals.size == 0:
+            return {}
+        thr = calibrate_threshold(vals, hits)
+        fire = vals >= thr if thr is not None else np.zeros_like(hits)
+        return {
+            "cpp_hit": float(hits.mean()),
+            "cpp_peak": float(np.median(vals)),
+            "cpp_threshold": float("nan") if thr is None else thr,
+            "cpp_fire": float(fire.mean()),
+            "cpp_precision": float(hits[fire].mean()) if fire.any() else float("nan"),
+        }

@@ -1,0 +1,109 @@
+"""CPP net training: weighted heatmap loss, CPP-only runs, validation and threshold calibration."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_helpers import make_cache, tiny_config  # noqa: E402
+
+from ctsam3d.training.config import config_from_dict  # noqa: E402
+from ctsam3d.training.cpp_validation import CppValidationSet, calibrate_threshold  # noqa: E402
+from ctsam3d.training.loop import build_model_config, train  # noqa: E402
+from ctsam3d.training.losses import cpp_loss  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "peaks, hits, expected",
+    [
+        ([0.9, 0.8, 0.3, 0.2], [1, 1, 0, 0], 0.8),  # clean split: just above the misses
+        ([0.9, 0.8, 0.7, 0.1], [1, 1, 1, 0], 0.7),
+        ([0.9, 0.5, 0.4, 0.3], [1, 0, 1, 1], 0.9),  # a miss costs 2 hits; ties keep the stricter
+        ([0.9, 0.5, 0.4, 0.3, 0.2], [1, 0, 1, 1, 1], 0.2),
+        ([0.9, 0.5, 0.4, 0.3], [1, 0, 0, 1], 0.9),
+        ([0.9, 0.8], [0, 0], None),  # a net that never peaks on the structure: no threshold
+        ([], [], None),
+    ],
+)
+def test_calibrate_threshold(peaks, hits, expected):
+    got = calibrate_threshold(np.array(peaks), np.array(hits, bool))
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_weighted_loss_does_not_reward_an_empty_heatmap():
+    """A 64³ patch's Gaussian target (σ 3 voxels) covers ~0.2 % of it: plain MSE scores an
+    all-zero heatmap almost perfect (the collapse the starter's CPP net showed); weighted
+    towards the blob it is a poor answer. Invalid items never count."""
+    z = torch.arange(64.0)
+    g = torch.exp(-((z[:, None, None] - 32) ** 2 + (z[None, :, None] - 30) ** 2 + (z[None, None, :] - 33) ** 2) / 18)
+    target = torch.stack([g, g])[:, None]
+    empty = torch.zeros_like(target)
+    ok = torch.tensor([True, True])
+    assert cpp_loss(empty, target, ok) < 1e-3
+    assert cpp_loss(empty, target, ok, pos_weight=200) > 50 * cpp_loss(empty, target, ok)
+    assert cpp_loss(target, target, ok, pos_weight=200) == 0
+    half_bad = torch.stack([g, torch.zeros_like(g)])[:, None]
+    assert cpp_loss(half_bad, target, torch.tensor([True, False]), pos_weight=200) == 0
+
+
+class _StubModel(torch.nn.Module):
+    """CPP heatmap = 1 on the given voxels: on the structure (``good``) or far from it."""
+
+    def __init__(self, good: bool) -> None:
+        super().__init__()
+        self.good = good
+        self.p = torch.nn.Parameter(torch.zeros(()))
+
+    def cpp(self, image_u, mask_u, image_v):
+        h = torch.zeros_like(image_v)
+        if self.good:
+            return self.target_v.clone()[: len(image_v)] * 0.7
+        h[..., 0, 0, 0] = 0.9
+        return h
+
+
+def test_cpp_validation_scores_hits_and_misses(tmp_path):
+    from ctsam3d.data import load_cache
+
+    cases = load_cache(make_cache(tmp_path, n=2))
+    vs = CppValidationSet(cases, (32, 32, 32), 2.0, (-125.0, 225.0), pairs=8, seed=0)
+    assert len(vs) > 0
+    good = _StubModel(True)
+    good.target_v = vs.target_v
+    res = vs.evaluate(good, batch_size=len(vs))
+    assert res["cpp_hit"] == 1.0 and res["cpp_threshold"] == pytest.approx(0.7) and res["cpp_fire"] == 1.0
+    bad = vs.evaluate(_StubModel(False), batch_size=len(vs))
+    assert bad["cpp_hit"] == 0.0 and np.isnan(bad["cpp_threshold"]) and bad["cpp_fire"] == 0.0
+
+
+def test_cpp_only_run_changes_only_the_cpp_net(tmp_path):
+    cache = make_cache(tmp_path, n=2)
+    cfg = config_from_dict(tiny_config(cache, tmp_path / "run", total_steps=3, train_parts="cpp",
+                                       optim={"lr": 5e-2, "warmup_steps": 1}))
+    from ctsam3d.modeling.ctsam3d import build_model
+
+    torch.manual_seed(cfg.seed)
+    before = build_model(build_model_config(cfg)).state_dict()
+    out = train(cfg)
+    after = out["model"].state_dict()
+    changed = {k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("cpp_predictor.") for k in changed)
+    assert out["val"] is not None and "cpp_hit" in out["val"] and "dice@1" not in out["val"]
+    thr = out["val"]["cpp_threshold"]
+    exported = out["model"].config.cpp.peak_threshold
+    assert exported == (thr if np.isfinite(thr) else 0.5)
+
+
+def test_cpp_only_needs_pairs(tmp_path):
+    from ctsam3d.errors import InputError
+
+    with pytest.raises(InputError, match="train_parts"):
+        config_from_dict(tiny_config(tmp_path, tmp_path / "x", train_parts="decoder"))
+    with pytest.raises(InputError, match="sampler.cpp"):
+        config_from_dict(tiny_config(tmp_path, tmp_path / "x", train_parts="cpp", sampler={"cpp": False}))
