@@ -117,3 +117,38 @@ def test_peak_threshold_comes_from_the_model_unless_given(tube):
     Session(high, expansion=plain)
     assert plain.peak_threshold is None  # the caller's object is left as given
     assert Session(BrightComponentModel()).expansion.peak_threshold == 0.5  # config without cpp: default
+
+
+def test_continuation_clicks_follow_the_mask_into_the_neighbour():
+    from ctsam3d.inference.expansion import continuation_clicks
+
+    mask = np.zeros((32, 32, 32), bool)
+    mask[:, 14:18, 10:14] = True  # a rod along z through the whole patch
+    mask[26:, 25:28, 25:28] = True  # a small second piece near the +z face
+    clicks = continuation_clicks(mask, (0, 0, 0), (24, 0, 0), max_clicks=3, min_voxels=4)
+    # overlap = U's z 24..31 = V's z 0..7; the rod's piece is larger and comes first
+    assert len(clicks) == 2
+    z, y, x = clicks[0]
+    assert 0 <= z < 8 and 14 <= y < 18 and 10 <= x < 14 and mask[z + 24, y, x]
+    assert mask[tuple(np.add(clicks[1], (24, 0, 0)))]
+    assert continuation_clicks(mask, (0, 0, 0), (40, 0, 0)) == []  # no overlap
+    assert continuation_clicks(mask, (0, 0, 0), (24, 0, 0), min_voxels=1000) == []
+
+
+def test_mask_continuation_completes_the_tube_without_a_cpp_net(tube):
+    """A model whose CPP net was never calibrated (threshold None) expands by continuation."""
+    from types import SimpleNamespace
+
+    ct, label = tube
+    model = BrightComponentModel()
+    model.config.cpp = SimpleNamespace(peak_threshold=None)
+    s = Session(model)
+    assert s.expansion.prompts == "mask"
+    s.set_image(ct)
+    rec = s.add_click(nearest_index(ct, CLICK))
+    assert model.calls["cpp"] == 0 and rec.expansion_patches >= 2
+    assert dice(s.result(), label) > 0.9
+    assert any(c.source == "continuation" for c in s.clicks())
+    assert Session(model, expansion=ExpansionConfig(prompts="cpp")).expansion.prompts == "cpp"
+    with pytest.raises(ValueError, match="prompts"):
+        ExpansionConfig(prompts="guess")

@@ -19,15 +19,17 @@ from ctsam3d.training.loop import build_model_config, train  # noqa: E402
 from ctsam3d.training.losses import cpp_loss  # noqa: E402
 
 
+DESC = [round(1.0 - 0.1 * i, 1) for i in range(10)]  # 1.0 ... 0.1
+
+
 @pytest.mark.parametrize(
     "peaks, hits, expected",
     [
-        ([0.9, 0.8, 0.3, 0.2], [1, 1, 0, 0], 0.8),  # clean split: just above the misses
-        ([0.9, 0.8, 0.7, 0.1], [1, 1, 1, 0], 0.7),
-        ([0.9, 0.5, 0.4, 0.3], [1, 0, 1, 1], 0.9),  # a miss costs 2 hits; ties keep the stricter
-        ([0.9, 0.5, 0.4, 0.3, 0.2], [1, 0, 1, 1, 1], 0.2),
-        ([0.9, 0.5, 0.4, 0.3], [1, 0, 0, 1], 0.9),
-        ([0.9, 0.8], [0, 0], None),  # a net that never peaks on the structure: no threshold
+        (DESC, [1] * 6 + [0] * 4, 0.5),  # clean split: just above the misses
+        (DESC, [1, 0, 1, 1, 1, 1, 0, 0, 0, 0], 0.5),  # one miss costs two hits
+        (DESC, [1, 1, 0, 0, 0, 1, 0, 0, 0, 0], None),  # never better than nothing
+        (DESC, [0] * 10, None),  # a net that never peaks on the structure
+        ([0.9, 0.85] + list(np.linspace(0.5, 0.1, 39)), [1, 1] + [0] * 39, None),  # 2 of 41 fire: < 10 %
         ([], [], None),
     ],
 )
@@ -97,7 +99,7 @@ def test_cpp_only_run_changes_only_the_cpp_net(tmp_path):
     assert out["val"] is not None and "cpp_hit" in out["val"] and "dice@1" not in out["val"]
     thr = out["val"]["cpp_threshold"]
     exported = out["model"].config.cpp.peak_threshold
-    assert exported == (thr if np.isfinite(thr) else 0.5)
+    assert exported == (thr if np.isfinite(thr) else None)  # None: sessions continue masks instead
 
 
 def test_cpp_only_needs_pairs(tmp_path):

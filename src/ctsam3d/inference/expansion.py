@@ -1,10 +1,21 @@
 """Cross-patch expansion: complete a structure that leaves its patch, with the CPP net.
 
 After a patch ``U`` is segmented, every one of its 26 neighbour directions ``d`` whose
-face (edge, corner) the mask reaches proposes the neighbour ``V = U + d * stride``. The CPP
-net sees ``[image U, mask U, image V]`` and returns a heatmap in ``V``; its peaks become
-positive clicks in ``V`` and ``V`` is segmented with them (neighbours of one wave are run
-as one batch). The new probabilities merge with the object by voxel-wise maximum, and the
+face (edge, corner) the mask reaches proposes the neighbour ``V = U + d * stride``. Clicks
+in ``V`` come from one of two sources (``ExpansionConfig.prompts``):
+
+* ``"cpp"`` (the paper's cross-patch prompting): the CPP net sees ``[image U, mask U,
+  image V]`` and returns a heatmap in ``V``; its peaks at or above the model's calibrated
+  ``peak_threshold`` become positive clicks;
+* ``"mask"`` (continuation): ``V`` overlaps ``U`` (by a quarter of the patch with the
+  default stride), so the part of U's mask inside the overlap is already in ``V``: the
+  innermost voxel (distance-transform maximum) of each of its largest pieces becomes a
+  positive click (and that part of the mask is ``V``'s previous mask anyway);
+* ``"auto"`` (default): ``"cpp"`` when the model's CPP net has a calibrated threshold
+  (``config.cpp.peak_threshold`` is a number), ``"mask"`` when training found no threshold
+  at which its peaks land on the structure often enough (``None``).
+
+``V`` is segmented with those clicks (neighbours of one wave are run as one batch). The new probabilities merge with the object by voxel-wise maximum, and the
 patches whose mask changed form the next wave. Expansion stops when no new mask reaches a
 face, or when the patch budget (``max_patches`` segmented, ``max_cpp`` CPP evaluations per
 run) or the volume budget (``max_volume_ml``) is reached.
@@ -19,7 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DIRECTIONS", "ExpansionConfig", "ExpansionResult", "expand", "neighbour_start", "reaches_new_image", "touching_directions"]
+__all__ = [
+    "DIRECTIONS", "ExpansionConfig", "ExpansionResult", "continuation_clicks", "expand", "neighbour_start",
+    "reaches_new_image", "touching_directions",
+]
 
 #: The 26 neighbour directions ``(dz, dy, dx)``: 6 faces, 12 edges, 8 corners.
 DIRECTIONS: tuple[tuple[int, int, int], ...] = tuple(
@@ -39,6 +53,8 @@ class ExpansionConfig:
         stride: neighbour offset in voxels (default 3/4 of the patch, i.e. 1/4 overlap).
         face_margin: mask voxels within this many voxels of a face count as reaching it.
         min_face_voxels: fewer mask voxels than this on a face do not count (noise).
+        prompts: ``"auto"``, ``"cpp"`` or ``"mask"`` (see the module docstring); the session
+            resolves ``"auto"`` from the model.
         peak_threshold: heatmap peaks below this are ignored; None (default): the model's
             calibrated ``config.cpp.peak_threshold`` (set by the session).
         max_peaks: at most this many clicks per neighbour.
@@ -52,6 +68,7 @@ class ExpansionConfig:
     stride: int | None = None
     face_margin: int = 2
     min_face_voxels: int = 4
+    prompts: str = "auto"
     peak_threshold: float | None = None
     max_peaks: int = 3
     batch_size: int = 8
@@ -63,6 +80,8 @@ class ExpansionConfig:
             raise ValueError(f"max_volume_ml must be > 0 or None, got {self.max_volume_ml}")
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.prompts not in ("auto", "cpp", "mask"):
+            raise ValueError(f"prompts must be 'auto', 'cpp' or 'mask', got {self.prompts!r}")
 
     @property
     def cpp_budget(self) -> int:
@@ -97,6 +116,41 @@ def touching_directions(mask: np.ndarray, margin: int = 2, min_voxels: int = 4) 
         region = tuple(_slab(n, di, margin) for n, di in zip(mask.shape, d))
         if int(mask[region].sum()) >= min_voxels:
             out.append(d)
+    return out
+
+
+def continuation_clicks(mask_u: np.ndarray, start_u, start_v, max_clicks: int = 3, min_voxels: int = 4) -> list[tuple[int, int, int]]:
+    """Clicks ``(z, y, x)`` in patch ``V`` that continue U's mask through their overlap.
+
+    Args:
+        mask_u: boolean ``(D, H, W)`` mask of patch ``U``.
+        start_u, start_v: lattice starts ``(z, y, x)`` of both patches (same size).
+        max_clicks: at most one click for each of this many largest overlap pieces.
+        min_voxels: pieces smaller than this are ignored.
+    Returns:
+        V-patch voxel indices of the innermost voxel (EDT maximum) of each piece, largest first.
+    """
+    from scipy import ndimage
+
+    off = [int(v) - int(u) for u, v in zip(start_u, start_v)]
+    size = mask_u.shape
+    lo = [max(o, 0) for o in off]  # overlap in U's voxels
+    hi = [min(n, n + o) for n, o in zip(size, off)]
+    if any(h <= l for l, h in zip(lo, hi)):
+        return []
+    part = mask_u[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    labels, n = ndimage.label(part)
+    if n == 0:
+        return []
+    sizes = np.bincount(labels.ravel())[1:]
+    out = []
+    for k in np.argsort(-sizes)[:max_clicks]:
+        if sizes[k] < min_voxels:
+            break
+        piece = labels == k + 1
+        dist = ndimage.distance_transform_edt(np.pad(piece, 1))[1:-1, 1:-1, 1:-1]
+        z, y, x = np.unravel_index(int(np.argmax(dist)), piece.shape)
+        out.append((z + lo[0] - off[0], y + lo[1] - off[1], x + lo[2] - off[2]))
     return out
 
 
@@ -194,8 +248,15 @@ def expand(obj, sources, runner, lattice, image_box, config: ExpansionConfig, ti
             break
         if len(candidates) > budget_cpp:
             candidates = candidates[:budget_cpp]
-        # 2. CPP heatmaps -> clicks in the neighbours (batched)
+        # 2. clicks in the neighbours: CPP heatmap peaks (batched) or the mask's continuation
         to_segment: list[tuple[tuple, list]] = []
+        if config.prompts == "mask":
+            for u, v, mask_u in candidates:
+                tried.add(v)
+                clicks = continuation_clicks(mask_u, u, v, config.max_peaks, config.min_face_voxels)
+                if clicks:
+                    to_segment.append((v, clicks))
+            candidates = []  # no CPP evaluations
         for b in range(0, len(candidates), config.batch_size):
             chunk = candidates[b : b + config.batch_size]
             heat = runner.cpp([c[0] for c in chunk], [c[2] for c in chunk], [c[1] for c in chunk], timer)
@@ -206,7 +267,7 @@ def expand(obj, sources, runner, lattice, image_box, config: ExpansionConfig, ti
                 if peaks:
                     to_segment.append((v, peaks))
         if not to_segment:
-            if result.cpp >= config.cpp_budget:
+            if config.prompts != "mask" and result.cpp >= config.cpp_budget:
                 result.stop = "max_cpp"
             break
         room = int(config.max_patches) - result.decoded
@@ -221,7 +282,7 @@ def expand(obj, sources, runner, lattice, image_box, config: ExpansionConfig, ti
                 zyx = tuple(int(a + b) for a, b in zip(v, p))
                 lps = tuple(float(x) for x in lattice.zyx_to_world(zyx))
                 ijk = tuple(float(x) for x in lps_to_index(runner.image, lps))
-                obj.clicks.append(Click(zyx, lps, ijk, True, "cpp"))
+                obj.clicks.append(Click(zyx, lps, ijk, True, "cpp" if config.prompts != "mask" else "continuation"))
         changed_patches = []
         for b in range(0, len(to_segment), config.batch_size):
             chunk = [c[0] for c in to_segment[b : b + config.batch_size]]

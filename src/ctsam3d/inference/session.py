@@ -110,9 +110,11 @@ class Session:
             self.expansion.max_patches = int(max_patches)
         if max_volume_ml is not None:
             self.expansion.max_volume_ml = float(max_volume_ml)
-        if self.expansion.peak_threshold is None:  # the model's calibrated CPP threshold
-            cfg = getattr(model, "config", None)
-            self.expansion.peak_threshold = float(getattr(getattr(cfg, "cpp", None), "peak_threshold", 0.5))
+        model_thr = getattr(getattr(getattr(model, "config", None), "cpp", None), "peak_threshold", 0.5)
+        if self.expansion.prompts == "auto":  # CPP when its net has a calibrated threshold
+            self.expansion.prompts = "cpp" if model_thr is not None else "mask"
+        if self.expansion.peak_threshold is None and model_thr is not None:
+            self.expansion.peak_threshold = float(model_thr)
         self.expansion.__post_init__()
         self.cache = FeatureCache(cache_size)
         self.undo_depth = undo_depth

@@ -98,13 +98,16 @@ class CppConfig:
     ``peak_threshold``: heatmap peaks at or above it become clicks in the neighbour patch.
     Training calibrates it on validation pairs (:mod:`ctsam3d.training.cpp_validation`) and
     stores it here, since the scale of a heatmap depends on how the net was trained; 0.5
-    for checkpoints that predate calibration (and for the released reference weights).
+    for checkpoints that predate calibration (and for the released reference weights);
+    ``None`` when calibration found no threshold at which the peaks land on the structure
+    often enough — sessions then continue masks through the patch overlap instead
+    (:mod:`ctsam3d.inference.expansion`).
     """
 
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     strides: tuple[int, ...] = (2, 2, 2, 2)
     num_res_units: int = 2
-    peak_threshold: float = 0.5
+    peak_threshold: float | None = 0.5
 
 
 @dataclass

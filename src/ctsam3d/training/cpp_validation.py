@@ -27,11 +27,14 @@ __all__ = ["CppValidationSet", "calibrate_threshold", "MISS_COST"]
 
 #: a peak off the structure counts this many hits against a threshold
 MISS_COST = 2.0
+#: a threshold must let at least this share of the pairs through (and 3 pairs) to be useful
+MIN_FIRE = 0.1
 
 
-def calibrate_threshold(peaks: np.ndarray, hits: np.ndarray, miss_cost: float = MISS_COST) -> float | None:
+def calibrate_threshold(peaks: np.ndarray, hits: np.ndarray, miss_cost: float = MISS_COST, min_fire: float = MIN_FIRE) -> float | None:
     """The peak threshold maximising ``hits − miss_cost · misses`` over the pairs it lets
-    through; None when no threshold has a positive score (the net is not useful).
+    through, among thresholds that let at least ``min_fire`` of the pairs (and 3) through;
+    None when none has a positive score (the net is not useful).
 
     Args:
         peaks: ``(N,)`` top-peak value of each validation pair.
@@ -39,15 +42,16 @@ def calibrate_threshold(peaks: np.ndarray, hits: np.ndarray, miss_cost: float = 
     """
     peaks = np.asarray(peaks, float)
     hits = np.asarray(hits, bool)
-    if peaks.size == 0:
+    n_min = max(3, int(np.ceil(min_fire * peaks.size)))
+    if peaks.size < n_min:
         return None
     order = np.argsort(-peaks)
     gain = np.where(hits[order], 1.0, -float(miss_cost))
-    score = np.cumsum(gain)  # threshold = peaks[order][k] lets pairs 0..k through
+    score = np.cumsum(gain)[n_min - 1 :]  # threshold peaks[order][k] lets pairs 0..k through
     k = int(np.argmax(score))
     if score[k] <= 0:
         return None
-    return float(peaks[order][k])
+    return float(peaks[order][k + n_min - 1])
 
 
 class CppValidationSet:

@@ -104,8 +104,9 @@ def _export(model, mcfg, cfg: TrainConfig, out_dir: Path, step: int, val: dict |
     if thr is not None and math.isfinite(thr):
         mcfg.cpp.peak_threshold = float(thr)  # calibrated on the validation pairs
     elif val and "cpp_hit" in val:
+        mcfg.cpp.peak_threshold = None  # sessions continue masks through the patch overlap instead
         log.warning("CPP net: no useful peak threshold on the validation pairs (top peak on the "
-                    "structure for %.0f %%); keeping %.3g", 100 * val["cpp_hit"], mcfg.cpp.peak_threshold)
+                    "structure for %.0f %%): exported without one", 100 * val["cpp_hit"])
     mcfg.training = {
         "steps": step,
         "preset": cfg.preset,
