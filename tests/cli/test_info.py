@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,9 @@ import SimpleITK as sitk
 from ctsam3d.cli import info_cmd
 from ctsam3d.cli.main import main
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import SHARED_DATA  # noqa: E402
+# the same folder as tests/conftest.py's SHARED_DATA (not imported: with several test folders
+# on the command line, "conftest" may name another folder's conftest module)
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def _run(capsys, *argv):
