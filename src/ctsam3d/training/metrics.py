@@ -1,7 +1,9 @@
 """Metric logging: CSV files (always) and TensorBoard (when installed), main rank only.
 
 ``train.csv`` gets one row per logged step, ``val.csv`` one row per validation. On resume,
-rows after the resumed step are dropped so the files read like one uninterrupted run.
+rows after the resumed step are dropped so the files read like one uninterrupted run. When a
+row brings new columns (e.g. a resumed run with more metrics) the file is rewritten with the
+union of the columns; earlier rows keep their values, with empty cells for the new ones.
 """
 
 from __future__ import annotations
@@ -45,17 +47,27 @@ class MetricsLog:
     def write(self, name: str, step: int, values: dict[str, float]) -> None:
         path = self.dir / f"{name}.csv"
         row = {"step": step, **values}
-        new = not path.is_file() or path.stat().st_size == 0
-        if not new:
+        cells = {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()}
+        header: list[str] = []
+        if path.is_file() and path.stat().st_size > 0:
             with path.open(newline="") as fh:
-                header = next(csv.reader(fh))
-            if header != list(row):
-                new = True  # columns changed: start a fresh file
-        with path.open("w" if new else "a", newline="") as fh:
-            w = csv.writer(fh)
-            if new:
-                w.writerow(list(row))
-            w.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row.values()])
+                header = next(csv.reader(fh), [])
+        if header and set(row) <= set(header):
+            with path.open("a", newline="") as fh:
+                csv.writer(fh).writerow([cells.get(k, "") for k in header])
+        else:  # first row, or new columns: rewrite with the union, keeping every earlier row
+            old: list[dict] = []
+            if header:
+                with path.open(newline="") as fh:
+                    old = list(csv.DictReader(fh))
+            columns = header + [k for k in row if k not in header]
+            tmp = path.with_suffix(".csv.tmp")
+            with tmp.open("w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=columns, restval="")
+                w.writeheader()
+                w.writerows(old)
+                w.writerow(cells)
+            tmp.replace(path)
         if self.tb is not None:
             for k, v in values.items():
                 self.tb.add_scalar(f"{name}/{k}", v, step)
