@@ -137,3 +137,19 @@ def test_registry_presets_build_and_validate():
 def test_lite_weights_small():
     n_bytes = sum(t.numel() * t.element_size() for t in _lite().state_dict().values())
     assert n_bytes <= 25e6
+
+
+def test_bundled_models_load_by_name(tmp_path, monkeypatch):
+    """Every folder of ctsam3d/weights with weights + config is a bundled model, loaded by name;
+    the default stays the one load_model() gives."""
+    root = tmp_path / "weights"
+    save_model(_lite(), root / "ctsam3d-lite")
+    save_model(_lite(), root / "ctsam3d-lite-torso")
+    (root / "half").mkdir()  # no weights: not a model
+    monkeypatch.setattr(ckpt, "BUNDLED_DIR", root / "ctsam3d-lite")
+    monkeypatch.chdir(tmp_path)  # no such relative path here
+    assert list(ckpt.bundled_models()) == ["ctsam3d-lite", "ctsam3d-lite-torso"]
+    m = load_model("ctsam3d-lite-torso")
+    assert m.config.preset == "ctsam3d-lite" and not m.training
+    with pytest.raises(CheckpointError, match="bundled model: ctsam3d-lite, ctsam3d-lite-torso"):
+        load_model("ctsam3d-lite-thorax")

@@ -11,7 +11,7 @@ Public API::
     clicks = heatmap_peaks(heat[0, 0], threshold=0.5, max_peaks=3)
 """
 
-from .checkpoint import load_model, save_model
+from .checkpoint import bundled_models, load_model, save_model
 from .config import ModelConfig
 from .cpp_net import heatmap_peaks
 from .ctsam3d import CTSAM3D, build_model
@@ -22,6 +22,7 @@ __all__ = [
     "ModelConfig",
     "PRESETS",
     "build_model",
+    "bundled_models",
     "get_preset",
     "heatmap_peaks",
     "load_model",

@@ -6,6 +6,8 @@
   :class:`CheckpointError` when the package ships none);
 * a preset name (``ctsam3d-lite``, ``ctsam3d-paper``) -> a freshly initialised, **untrained**
   model (a warning says so);
+* the name of another bundled model (a folder of ``ctsam3d/weights/``, see
+  :func:`bundled_models`, e.g. ``ctsam3d-lite-torso``) -> that model;
 * a directory, or a ``.safetensors`` file with ``config.json`` beside it -> our format;
 * a ``.pth`` / ``.pt`` file -> the released CT-SAM3D ``params.pth``, converted on the fly
   (:mod:`ctsam3d.modeling.reference_import`; ``config.py`` beside it is read if present).
@@ -97,6 +99,15 @@ def load_directory(directory: str | Path, device: str | torch.device = "cpu", *,
     return _finish(model, device)
 
 
+def bundled_models() -> dict[str, Path]:
+    """Models shipped inside the package: name -> folder (``ctsam3d/weights/<name>/``).
+    ``ctsam3d-lite`` is the default (``load_model()``); the others load by name."""
+    root = BUNDLED_DIR.parent
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / WEIGHTS_FILE).is_file() and (p / CONFIG_FILE).is_file()}
+
+
 def load_model(
     path_or_preset: str | Path | None = None,
     device: str | torch.device = "cpu",
@@ -120,6 +131,8 @@ def load_model(
             stacklevel=2,
         )
         model = _finish(build_model(get_preset(path_or_preset)), device)
+    elif isinstance(path_or_preset, str) and path_or_preset in bundled_models() and not Path(path_or_preset).exists():
+        model = load_directory(bundled_models()[path_or_preset], device)
     else:
         path = Path(path_or_preset)
         if path.is_dir():
@@ -132,7 +145,8 @@ def load_model(
             model = _finish(convert_reference(path), device)
         elif not path.exists():
             raise CheckpointError(
-                f"{path}: no such checkpoint (and not a preset name: {', '.join(sorted(PRESETS))})"
+                f"{path}: no such checkpoint (and not a preset name: {', '.join(sorted(PRESETS))}; "
+                f"nor a bundled model: {', '.join(bundled_models()) or 'none'})"
             )
         else:
             raise CheckpointError(f"{path}: expected a model directory, a .safetensors or a .pth file")
