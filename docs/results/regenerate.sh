@@ -16,3 +16,12 @@ ctsam3d evaluate --data ../shared/data/openkbp/validation --format pairs --catal
 ctsam3d evaluate --data docs/results/manifests/totalseg_examples.json --format pairs --catalogue totalseg_v2 \
   --method "$METHODS" --clicks 10 --seed 0 --overwrite \
   --title "Agreement with TotalSegmentator (its example CTs)" -o docs/results/totalseg_agreement "$@"
+
+# The second bundled model, ctsam3d-lite-torso (the starter fine-tuned with synthetic
+# thoraco-abdominal CT and pseudo-structures; docs/model_card.md): same data, model rows only.
+ctsam3d evaluate --data ../shared/data/openkbp/validation --format pairs --catalogue openkbp \
+  --model ctsam3d-lite-torso --method model,model-noexp --clicks 10 --seed 0 --overwrite \
+  --title "OpenKBP validation (manual contours), ctsam3d-lite-torso" -o docs/results/openkbp_validation_torso "$@"
+ctsam3d evaluate --data docs/results/manifests/totalseg_examples.json --format pairs --catalogue totalseg_v2 \
+  --model ctsam3d-lite-torso --method model,model-noexp --clicks 10 --seed 0 --overwrite \
+  --title "Agreement with TotalSegmentator (its example CTs), ctsam3d-lite-torso" -o docs/results/totalseg_agreement_torso "$@"

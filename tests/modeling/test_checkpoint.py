@@ -153,3 +153,15 @@ def test_bundled_models_load_by_name(tmp_path, monkeypatch):
     assert m.config.preset == "ctsam3d-lite" and not m.training
     with pytest.raises(CheckpointError, match="bundled model: ctsam3d-lite, ctsam3d-lite-torso"):
         load_model("ctsam3d-lite-thorax")
+
+
+def test_shipped_models_load_and_fit_the_package_budget():
+    """Every model shipped in the package loads strictly and all of them stay under 25 MB."""
+    models = ckpt.bundled_models()
+    if not models:
+        pytest.skip("no bundled weights in this checkout")
+    total = sum(f.stat().st_size for d in models.values() for f in d.iterdir())
+    assert total <= 25e6
+    for name in models:
+        m = load_model(name) if name != "ctsam3d-lite" else load_model()
+        assert m.config.preset == "ctsam3d-lite"
