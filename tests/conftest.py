@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,14 @@ def fixture_ct() -> Path:
 def fixture_labels() -> Path:
     """Path of the small real CT's label map (OpenKBP organs at risk) with a JSON sidecar."""
     return FIXTURE_LABELS
+
+
+@pytest.fixture(autouse=True)
+def _keep_process_locale():
+    """SimpleITK's GDCM DICOM writer (used by test helpers to build DICOM series) switches the
+    process's C locale to "C" and leaves it so; Python would then decode text as ASCII in every
+    later test. Restore it after each test."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != saved:
+        locale.setlocale(locale.LC_ALL, saved)

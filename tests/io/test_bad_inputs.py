@@ -207,3 +207,4 @@ def test_voxel_limit_is_configurable(fixture_ct, monkeypatch):
         read_volume(fixture_ct)
     monkeypatch.setenv("CTSAM3D_MAX_VOXELS", str(128**3))
     assert read_volume(fixture_ct).GetSize() == (128, 128, 128)
+

@@ -120,7 +120,7 @@ def list_catalogues() -> list[str]:
 
 @lru_cache(maxsize=None)
 def _load(canonical: str) -> Catalogue:
-    text = resources.files(__package__).joinpath(CATALOGUE_FILES[canonical]).read_text()
+    text = resources.files(__package__).joinpath(CATALOGUE_FILES[canonical]).read_text(encoding="utf-8")
     raw = json.loads(text)
     labels = {int(k): str(v) for k, v in raw["labels"].items()}
     return Catalogue(raw["name"], raw.get("description", ""), raw.get("source", ""), labels)

@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         "segmentation_s": round(run_s, 3),
         "structures": rows,
     }
-    (out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     _print_table(rows, args.clicks, model.config.preset, trained, load_s, run_s, total_clicks, out)
 
     if args.serve:

@@ -129,7 +129,7 @@ def _totalseg(root: Path, split: str | None) -> list[CaseSpec]:
 def _nnunet(root: Path) -> list[CaseSpec]:
     dj = root / "dataset.json"
     try:
-        meta = json.loads(dj.read_text())
+        meta = json.loads(dj.read_text(encoding="utf-8"))
         labels = {int(v): str(k) for k, v in meta["labels"].items() if int(v) != 0}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{dj}: not a valid nnU-Net v2 dataset.json ({exc})") from None
@@ -172,7 +172,7 @@ def _manifest(path: Path, names: dict[int, str]) -> list[CaseSpec]:
     base = path.parent
     try:
         if path.suffix.lower() == ".json":
-            rows = json.loads(path.read_text())
+            rows = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(rows, dict):
                 rows = rows.get("cases", [])
         else:

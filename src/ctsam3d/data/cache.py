@@ -252,7 +252,7 @@ def preprocess_case(spec: CaseSpec, out_dir: str | Path, *, spacing: float | Non
         "source": {"image": str(spec.image), "label": str(spec.label) if spec.label else None},
     }
     tmp = cases_dir / f".{cid}.tmp.json"
-    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
     os.replace(tmp, cases_dir / f"{cid}.json")
     return meta
 
@@ -337,12 +337,12 @@ def preprocess(
 def _write_summary(out: Path, cases: list[CaseSpec], failed: dict[str, str], spacing) -> None:
     old_failed = {}
     if (out / "failed.json").is_file():
-        old_failed = json.loads((out / "failed.json").read_text())
+        old_failed = json.loads((out / "failed.json").read_text(encoding="utf-8"))
     ids = [c.case_id for c in cases if (out / "cases" / f"{c.case_id}.json").is_file()]
     all_failed = {k: v for k, v in {**old_failed, **failed}.items() if k not in ids}
     counts: dict[str, int] = {}
     for cid in ids:
-        for name in json.loads((out / "cases" / f"{cid}.json").read_text())["structures"]:
+        for name in json.loads((out / "cases" / f"{cid}.json").read_text(encoding="utf-8"))["structures"]:
             counts[name] = counts.get(name, 0) + 1
     summary = {
         "format": "ctsam3d-cache",
@@ -353,7 +353,7 @@ def _write_summary(out: Path, cases: list[CaseSpec], failed: dict[str, str], spa
     }
     for name, obj in (("cache.json", summary), ("failed.json", all_failed)):
         tmp = out / f".{name}.tmp"
-        tmp.write_text(json.dumps(obj, indent=1))
+        tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
         os.replace(tmp, out / name)
 
 
@@ -381,7 +381,7 @@ def load_cache(cache_dir: str | Path, *, case_ids: list[str] | None = None, mmap
         jp = d / f"{cid}.json"
         if not jp.is_file():
             raise InputError(f"{jp}: case {cid!r} is not in the cache")
-        meta = json.loads(jp.read_text())
+        meta = json.loads(jp.read_text(encoding="utf-8"))
         if meta.get("compressed", True) and (d / f"{cid}.npz").is_file():
             with np.load(d / f"{cid}.npz") as z:
                 ct, lab, points = z["ct"], z["label"], z["points"]

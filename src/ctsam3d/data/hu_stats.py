@@ -162,7 +162,7 @@ def measure_files(ct_path: str | Path, seg_path: str | Path, catalogue: str = "t
 def save_hu_stats(table: dict, path: str | Path = HU_STATS_PATH) -> Path:
     """Write the table as JSON (one structure per line block); returns the path."""
     p = Path(path)
-    p.write_text(json.dumps(table, indent=1, sort_keys=False) + "\n")
+    p.write_text(json.dumps(table, indent=1, sort_keys=False) + "\n", encoding="utf-8")
     return p
 
 
@@ -176,7 +176,7 @@ def load_hu_stats(path: str | Path | None = None) -> dict:
     if not p.is_file():
         raise InputError(f"{p}: HU statistics file is missing (regenerate: python -m ctsam3d.data.hu_stats)")
     try:
-        table = json.loads(p.read_text())
+        table = json.loads(p.read_text(encoding="utf-8"))
         table["structures"], table["background"]  # noqa: B018 - shape check
     except (ValueError, KeyError, TypeError):
         raise InputError(f"{p}: not a HU statistics table (needs 'structures' and 'background')") from None

@@ -132,10 +132,10 @@ def _write_case(out: Path, cid: str, ct: np.ndarray, lab: np.ndarray, names, spa
         spec = CaseSpec(cid, ct_path, lab_path, names=dict(names), split="train")
         preprocess_case(spec, out)
     jp = out / "cases" / f"{cid}.json"  # record the real provenance instead of the temp paths
-    meta = json.loads(jp.read_text())
+    meta = json.loads(jp.read_text(encoding="utf-8"))
     meta["source"] = source
     tmp = out / "cases" / f".{cid}.src.json"
-    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
     os.replace(tmp, jp)
 
 

@@ -77,7 +77,7 @@ def _names_beside(folder: Path) -> dict[int, str] | None:
         p = folder / fname
         if p.is_file():
             try:
-                d = json.loads(p.read_text())
+                d = json.loads(p.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise InputError(f"{p}: not valid JSON ({exc})") from None
             return _parse_labels(d.get("labels", d)) if isinstance(d, dict) else None

@@ -71,7 +71,7 @@ def write_report(report: dict, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "report.json", out_dir / "report.csv"]
-    paths[0].write_text(json.dumps(report, indent=1) + "\n")
+    paths[0].write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     K = report["protocol"]["clicks"]
     thresholds = [f"{round(t * 100)}" for t in report["protocol"]["noc_thresholds"]]
     with paths[1].open("w", newline="") as f:

@@ -209,7 +209,7 @@ def write_label_map(
         raise OutputExistsError(f"{side}: output exists; pass --overwrite (overwrite=True) to replace it")
     _write(labels, p, source, names)
     with atomic_path(side) as tmp:
-        tmp.write_text(json.dumps({str(k): names[k] for k in sorted(names)}, indent=1) + "\n")
+        tmp.write_text(json.dumps({str(k): names[k] for k in sorted(names)}, indent=1) + "\n", encoding="utf-8")
     return p
 
 
@@ -223,7 +223,7 @@ def read_sidecar(path: str | Path) -> dict[int, str] | None:
     if not side.is_file():
         return None
     try:
-        raw = json.loads(side.read_text())
+        raw = json.loads(side.read_text(encoding="utf-8"))
         return {int(k): str(v) for k, v in raw.items()}
     except (ValueError, AttributeError) as exc:
         raise InputError(f"{side}: not a JSON object of label id -> name ({exc})") from None

@@ -49,7 +49,7 @@ def save_model(model: CTSAM3D, directory: str | Path) -> Path:
     model.config.package_version = __version__
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "preset": model.config.preset})
-    (directory / CONFIG_FILE).write_text(model.config.to_json() + "\n")
+    (directory / CONFIG_FILE).write_text(model.config.to_json() + "\n", encoding="utf-8")
     return directory
 
 

@@ -207,7 +207,7 @@ class ModelConfig:
     def from_json(cls, path: str | Path) -> "ModelConfig":
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise CheckpointError(f"{path}: no config.json next to the weights") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

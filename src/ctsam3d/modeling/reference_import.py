@@ -49,7 +49,7 @@ def read_reference_config(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: cannot read config ({exc})") from None
     except SyntaxError as exc:

@@ -151,7 +151,7 @@ class Datastore:
     # --- images uploaded by clients (PUT /datastore/) ---------------------------------------
     def _uploads(self) -> dict[str, dict]:
         try:
-            return json.loads(self._index_path.read_text())
+            return json.loads(self._index_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
 
@@ -181,7 +181,7 @@ class Datastore:
             index[image_id] = {"path": stored.relative_to(self.images_dir).as_posix(),
                                "kind": "dicom" if stored.is_dir() else "image", "size_bytes": size}
             tmp = self._index_path.with_name("index.json.tmp")
-            tmp.write_text(json.dumps(index))
+            tmp.write_text(json.dumps(index), encoding="utf-8")
             os.replace(tmp, self._index_path)
         return image_id
 

@@ -107,7 +107,7 @@ class WorkspaceStore:
         meta_path = directory / "meta.json"
         if not meta_path.is_file():
             raise NotFound(f"session {session_id} not found")
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         source = meta["source"]
         if source["kind"] == "datastore":
             path = self.datastore.path_of(source["id"])

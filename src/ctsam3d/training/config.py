@@ -247,7 +247,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: config file does not exist")
-    text = p.read_text()
+    text = p.read_text(encoding="utf-8")
     try:
         if p.suffix.lower() in (".yaml", ".yml"):
             import yaml

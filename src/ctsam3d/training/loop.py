@@ -90,7 +90,7 @@ def _cache_summary(cache_dir: str) -> dict:
     p = Path(cache_dir) / "cache.json"
     if not p.is_file():
         return {"cache": str(cache_dir)}
-    s = json.loads(p.read_text())
+    s = json.loads(p.read_text(encoding="utf-8"))
     return {"cache": str(cache_dir), "cases": len(s.get("cases", [])), "structure_cases": s.get("structure_cases", {})}
 
 
@@ -263,7 +263,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
 
     metrics = MetricsLog(out_dir, start, cfg.tensorboard) if info.is_main else None
     if info.is_main:
-        (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=1))
+        (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=1), encoding="utf-8")
     bar = None
     if info.is_main and cfg.progress:
         from tqdm import tqdm
