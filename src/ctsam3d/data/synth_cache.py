@@ -69,29 +69,18 @@ def load_labelmap(path: str | Path, names: dict[int, str] | None = None, catalog
     """
     import SimpleITK as sitk
 
-    from ..io import read_sidecar
+    from ..io import read_label, read_sidecar
     from .synthetic import labelmap_names
 
     p = Path(path)
     _check_not_held_out(p)
-    if not p.is_file():
-        raise InputError(f"{p}: label map file is missing")
-    try:
-        img = sitk.ReadImage(str(p))
-    except RuntimeError:
-        raise InputError(f"{p}: cannot read the label map") from None
-    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{p}: expected a 3D scalar label map")
+    img = read_label(p)  # the package's checks: missing/truncated/not 3D/negative/non-integer
     img = sitk.DICOMOrient(img, "LPS")
     if not np.allclose(img.GetDirection(), np.eye(3).ravel(), atol=1e-4):
         raise InputError(f"{p}: oblique label maps are not supported (direction {img.GetDirection()})")
     raw = sitk.GetArrayFromImage(img)
-    if raw.dtype.kind == "f" and not np.all(np.mod(raw, 1) == 0):
-        raise InputError(f"{p}: label map has non-integer values (is it a CT image?)")
-    if raw.dtype.kind not in "iuf":
-        raise InputError(f"{p}: label map is not numeric")
-    if raw.min() < 0 or raw.max() > 255:
-        raise InputError(f"{p}: label ids must be 0..255, found {raw.min()}..{raw.max()}")
+    if raw.max() > 255:
+        raise InputError(f"{p}: label ids must be 0..255, found up to {raw.max()}")
     lab = raw.astype(np.uint8)
     if not lab.any():
         raise InputError(f"{p}: label map is empty")

@@ -131,8 +131,8 @@ def load_model(
             stacklevel=2,
         )
         model = _finish(build_model(get_preset(path_or_preset)), device)
-    elif isinstance(path_or_preset, str) and path_or_preset in bundled_models() and not Path(path_or_preset).exists():
-        model = load_directory(bundled_models()[path_or_preset], device)
+    elif isinstance(path_or_preset, str) and not Path(path_or_preset).exists() and path_or_preset in (bundled := bundled_models()):
+        model = load_directory(bundled[path_or_preset], device)
     else:
         path = Path(path_or_preset)
         if path.is_dir():
