@@ -9,9 +9,11 @@ For each preset (each in a fresh process, so peak memory is its own):
   convolutions and matmuls; 1 multiply-add = 2 FLOPs);
 * peak resident memory of the process after building the model, one encode and one decode (MB);
 * latency with ``--threads`` CPU threads, p50 and p95 over ``--runs`` runs, of encode-once and
-  of a per-click decode for a *later click* (three clicks, dense previous mask; the table's
-  decode column) and a *first click* (one click, zero previous mask — also every patch that
-  cross-patch expansion opens);
+  of a per-click decode for a *later click* (three clicks, dense previous mask — the worst
+  case, an object filling the patch; the table's decode column), a *first click* (one click,
+  zero previous mask — also every patch that cross-patch expansion opens), and an *organ
+  click*: a later click on each organ of the bundled example CT, prompt built as a session
+  builds it (:func:`_organ_prompts`), pooled over the organs;
 * for ``ctsam3d-paper``, the reference's own per-click decode (``benchmarks/reference_decode.py``,
   same weights, the released code's op order) timed interleaved with ours in the same process,
   the speed-up, and the largest difference between the two outputs (reference-exact mode).
@@ -27,6 +29,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import queue
 import resource
 import sys
 import time
@@ -50,6 +53,50 @@ def _pct(xs: list[float], q: float) -> float:
     k = (len(xs) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def _organ_prompts(model, cfg) -> dict:
+    """Later-click prompts as a session builds them, one per organ of the bundled example CT.
+
+    Patch of the preset's size and spacing centred on the organ (labels resampled to the
+    canonical grid); clicks from the click simulator: the first at the organ's centre, a
+    second one correcting a previous mask that is the organ shifted by 3 voxels along x, with
+    soft edges (logit slope 4 per voxel) and stored as the session stores it
+    (:class:`ctsam3d.inference.sparse_volume.SparseVolume`: probabilities < 1/256 are 0).
+    """
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+    from scipy import ndimage
+
+    from ctsam3d.clicks.simulate import first_click, next_click
+    from ctsam3d.examples import example_case
+    from ctsam3d.geometry.canonical import to_canonical
+    from ctsam3d.inference.sparse_volume import SparseVolume
+
+    case = example_case()
+    lab = sitk.GetArrayFromImage(to_canonical(sitk.ReadImage(str(case.labels)), cfg.spacing_mm, is_label=True))
+    size = np.asarray(cfg.patch_size)
+    prompts = {}
+    for value, name in sorted(case.names.items()):
+        organ = lab == value
+        if not organ.any():
+            continue
+        lo = np.round(ndimage.center_of_mass(organ)).astype(int) - size // 2
+        padded = np.pad(organ, [(int(s), int(s)) for s in size])
+        target = padded[tuple(slice(int(a + s), int(a + 2 * s)) for a, s in zip(lo, size))]
+        prev_mask = np.roll(target, 3, axis=2)
+        logit = np.where(prev_mask, 4 * ndimage.distance_transform_edt(prev_mask),
+                         -4 * ndimage.distance_transform_edt(~prev_mask))
+        store = SparseVolume()
+        store.write((0, 0, 0), 1.0 / (1.0 + np.exp(-logit)))
+        prev = store.read((0, 0, 0), tuple(int(s) for s in size))
+        c1 = first_click(target)
+        c2, positive = next_click(target, prev > 0.5)
+        pos, neg = [c1] + ([c2] if positive else []), ([] if positive else [c2])
+        prompt = model.render_prompt([pos], [neg], torch.from_numpy(prev)[None, None])
+        prompts[f"organ:{name}"] = prompt
+    return prompts
 
 
 def _measure(preset: str, runs: int, threads: int, queue) -> None:
@@ -78,6 +125,7 @@ def _measure(preset: str, runs: int, threads: int, queue) -> None:
         "first": model.render_prompt([pos[0][:1]], [[]], None),  # zero previous mask
     }
     prompt = prompts["later"]
+    prompts.update(_organ_prompts(model, cfg))  # later clicks on real organs
 
     model.optimize_for_inference()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -139,10 +187,20 @@ def _measure(preset: str, runs: int, threads: int, queue) -> None:
         "decode_ms_p95": _pct(dec_ms, 0.95),
         **out,
     }
-    for kind in prompts:
+    organs = [k for k in prompts if k.startswith("organ:")]
+    if organs:
+        support = {k: float((prompts[k][0] != 0).any(0).float().mean()) for k in organs}
+        result["organ_prompt_support_fraction"] = {k[6:]: v for k, v in support.items()}
+        # the pooled organ row: every organ's runs together
+        dec["organ"] = [t for k in organs for t in dec[k]]
+        if ref_ms[organs[0]]:
+            ref_ms["organ"] = [t for k in organs for t in ref_ms[k]]
+            out["max_abs_diff_vs_reference_organ"] = max(out[f"max_abs_diff_vs_reference_{k}"] for k in organs)
+            result.update(out)
+    for kind in dec:
         result[f"decode_{kind}_click_ms_p50"] = _pct(dec[kind], 0.5)
         result[f"decode_{kind}_click_ms_p95"] = _pct(dec[kind], 0.95)
-        if ref_ms[kind]:
+        if ref_ms.get(kind):
             result[f"reference_decode_{kind}_click_ms_p50"] = _pct(ref_ms[kind], 0.5)
             result[f"reference_decode_{kind}_click_ms_p95"] = _pct(ref_ms[kind], 0.95)
             result[f"decode_{kind}_click_speedup_p50"] = (
@@ -175,7 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         q = ctx.Queue()
         p = ctx.Process(target=_measure, args=(preset, args.runs, args.threads, q))
         p.start()
-        res = q.get()
+        while True:  # a child that dies (an exception) must not leave us waiting forever
+            try:
+                res = q.get(timeout=5)
+                break
+            except queue.Empty:
+                if not p.is_alive():
+                    raise SystemExit(f"model_cost: measuring {preset} failed (exit code {p.exitcode}); see above")
         p.join()
         results.append(res)
     machine["load_average_end"] = os.getloadavg()
@@ -189,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['preset']:15} {r['params'] / 1e6:8.2f}M {r['params_mb_fp32']:6.1f} "
               f"{r['encoder_gflops_per_patch']:7.2f} {r['decoder_gflops_per_click']:7.2f} {r['peak_rss_mb']:8.0f} "
               f"{r['encode_ms_p50']:7.0f}/{r['encode_ms_p95']:<7.0f} {r['decode_ms_p50']:7.0f}/{r['decode_ms_p95']:<7.0f}")
-        for kind in ("first", "later"):
+        for kind in ("first", "later", "organ"):
+            if f"decode_{kind}_click_ms_p50" not in r:
+                continue
             line = (f"{'':15} {kind} click: decode p50/p95 {r[f'decode_{kind}_click_ms_p50']:.0f}/"
                     f"{r[f'decode_{kind}_click_ms_p95']:.0f} ms")
             if f"reference_decode_{kind}_click_ms_p50" in r:

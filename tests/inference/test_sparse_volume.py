@@ -9,12 +9,25 @@ from ctsam3d.inference.sparse_volume import SparseVolume, diff_box, quantize
 
 
 def test_quantize_keeps_the_mask_exactly():
-    p = np.array([0.0, 1e-9, 0.25, 0.4999, 0.5, 0.50001, 0.502, 0.75, 1.0, 2.0, -1.0], np.float32)
+    p = np.array([0.0, 1e-9, 0.0039, 0.00391, 0.25, 0.4999, 0.5, 0.50001, 0.502, 0.75, 1.0, 2.0, -1.0], np.float32)
     q = quantize(p)
     np.testing.assert_array_equal(q >= 128, p > 0.5)
-    np.testing.assert_array_equal(q == 0, p <= 0)
-    back = (q.astype(np.float32) + 0.5) / 256.0
-    assert np.all(np.abs(back[(p > 0) & (p <= 1)] - p[(p > 0) & (p <= 1)]) < 1 / 128)
+    np.testing.assert_array_equal(q == 0, p < 1 / 256)
+    back = np.where(q > 0, (q.astype(np.float32) + 0.5) / 256.0, 0.0)
+    ok = (p >= 0) & (p <= 1)
+    assert np.all(np.abs(back[ok] - p[ok]) < 1 / 256 + 1e-7)
+
+
+def test_tiny_probabilities_are_stored_as_exact_zeros():
+    """Far from an object the previous mask must read back as exactly 0 (SPADE folding needs
+    exact zeros) and whole chunks of tiny probabilities are not kept."""
+    vals = np.full((16, 16, 16), 1e-4, np.float32)
+    vals[4:8, 4:8, 4:8] = 0.9
+    v = SparseVolume(chunk=8)
+    v.write((0, 0, 0), vals)
+    got = v.read((0, 0, 0), vals.shape)
+    assert np.count_nonzero(got) == 64
+    assert len(v.chunks) == 1
 
 
 @pytest.mark.parametrize("start", [(0, 0, 0), (-5, 3, 40), (31, 31, 31), (7, -40, 100)])

@@ -53,18 +53,61 @@ def test_folded_equals_dense(convs, gamma_kernel, pos, neg, monkeypatch):
         for norm, entry in zip(norms, folded):
             g_ref, b_ref = norm.modulation(prompt)
             ones = torch.ones_like(g_ref)
-            # apply_folded(1, ·) = 1 + γ + β and apply_folded(0, ·) = β reveal γ and β everywhere
-            beta = spade_fold.apply_folded(torch.zeros_like(ones), entry)
-            gamma = spade_fold.apply_folded(ones, entry) - 1 - beta
+            gamma, beta = entry
             assert _close(gamma, g_ref) and _close(beta, b_ref)
+            # apply_folded(1, ·) = 1 + γ + β
+            assert _close(spade_fold.apply_folded(ones, entry), 1 + g_ref + b_ref)
         out = blk(x, prompt)
         if pos or neg:
-            monkeypatch.setattr(spade_fold, "MAX_BOX_FRACTION", -1.0)  # force the dense path
+            monkeypatch.setattr(spade_fold, "MAX_RECOMPUTE_FRACTION", -1.0)  # force the dense path
             assert spade_fold.folded_modulation(norms, prompt) is None
             assert _close(out, blk(x, prompt))
     with torch.no_grad(), torch.enable_grad():  # the plain training-mode path
         plain = blk(x.contiguous(), prompt.contiguous())
     assert _close(out, plain.detach())
+
+
+def test_later_click_with_a_sparse_previous_mask_is_folded_exactly():
+    """A later click: previous mask non-zero only around an object (as the session stores it)."""
+    size = (32, 32, 32)
+    blk = _block(2, 3)
+    prev = torch.zeros((1, 1, *size))
+    prev[0, 0, 10:16, 10:14, 10:20] = 0.9
+    prev[0, 0, 9, 10:14, 10:20] = 0.02
+    prompt = _prompt(size, [(12, 12, 12), (13, 12, 16)], [(13, 12, 21)], prev=prev)
+    x = torch.randn(1, 16, *size).contiguous(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        tiles = spade_fold.active_tiles(prompt, 2, 8)
+        assert 0 < tiles[0].numel() < 64  # 4³ tiles of 8: only some recomputed
+        folded = spade_fold.folded_modulation([blk.norm_0, blk.norm_1], prompt)
+        assert folded is not None
+        for norm, (gamma, beta) in zip([blk.norm_0, blk.norm_1], folded):
+            g_ref, b_ref = norm.modulation(prompt)
+            assert _close(gamma, g_ref) and _close(beta, b_ref)
+        out = blk(x, prompt)
+    with torch.no_grad(), torch.enable_grad():
+        plain = blk(x.contiguous(), prompt.contiguous())
+    assert _close(out, plain.detach())
+
+
+@pytest.mark.parametrize("size, halo, tile", [((16, 16, 16), 2, 4), ((13, 9, 17), 1, 4), ((40, 33, 32), 2, 8)])
+def test_active_tiles_cover_exactly_the_grown_support(size, halo, tile):
+    g = torch.Generator().manual_seed(sum(size))
+    prompt = torch.zeros((1, 3, *size))
+    for _ in range(3):
+        z, y, x = (int(torch.randint(0, s, (1,), generator=g)) for s in size)
+        prompt[0, 1, z, y, x] = 1.0
+    iz, iy, ix = spade_fold.active_tiles(prompt, halo, tile)
+    got = {(int(a), int(b), int(c)) for a, b, c in zip(iz, iy, ix)}
+    want = set()
+    for z, y, x in (prompt[0] != 0).any(0).nonzero().tolist():
+        for dz in range(-halo, halo + 1):
+            for dy in range(-halo, halo + 1):
+                for dx in range(-halo, halo + 1):
+                    p = (z + dz, y + dy, x + dx)
+                    if all(0 <= p[a] < size[a] for a in range(3)):
+                        want.add(tuple(v // tile for v in p))
+    assert got == want
 
 
 def test_dense_prompt_is_not_folded():
@@ -78,10 +121,50 @@ def test_cache_follows_weight_changes():
     blk = _block(1, 3)
     prompt = _prompt((16, 16, 16), [], [])
     with torch.inference_mode():
-        first = spade_fold.folded_modulation([blk.norm_0], prompt)[0][0].clone()
+        first = spade_fold.folded_modulation([blk.norm_0], prompt)[0][1].clone()
     with torch.no_grad():
         blk.norm_0.mlp_gamma.bias.add_(1.0)
     with torch.inference_mode():
-        second = spade_fold.folded_modulation([blk.norm_0], prompt)[0][0]
-        assert not spade_fold.folded_modulation([blk.norm_0], prompt)[0][2]  # empty prompt: no boxes
-    assert _close(second, first + 1.0)
+        second = spade_fold.folded_modulation([blk.norm_0], prompt)[0][1]
+        assert spade_fold.active_tiles(prompt, 2, 4)[0].numel() == 0  # empty prompt: no tiles
+    assert _close(second, first)  # β unchanged by a γ bias change...
+    with torch.inference_mode():
+        gamma = spade_fold.folded_modulation([blk.norm_0], prompt)[0][0]
+        g_ref, _ = blk.norm_0.modulation(prompt)
+    assert _close(gamma, g_ref)  # ...and γ follows it (the cached field was rebuilt)
+
+
+@pytest.mark.parametrize("plan", ["boxes", 8, 4])
+@pytest.mark.parametrize("pos, neg", CASES[:3])
+def test_every_recompute_plan_is_exact(plan, pos, neg):
+    """Boxes and both tilings give the dense γβ, whichever the cost model would pick."""
+    size = (40, 36, 32)  # 36 and 40 are not multiples of 8: tiles past the grid edge
+    blk = _block(2, 3)
+    prev = torch.zeros((1, 1, *size))
+    prev[0, 0, 5:30, 20:24, 3:9] = 0.7  # a thin curved-ish slab next to the clicks
+    prev[0, 0, 28:31, 3:24, 3:6] = 0.3
+    prompt = _prompt(size, pos, neg, prev=prev)
+    grown = spade_fold.grown_support(prompt, 2)
+    if plan == "boxes":
+        kind, items = "boxes", spade_fold._boxes_of(grown)
+    else:
+        kind, items = "tiles", (plan, spade_fold._tiles_of(grown, plan))
+    with torch.inference_mode():
+        a = torch.relu(blk.norm_0.mlp_shared[0](prompt))
+        gb = spade_fold._exact(blk.norm_0, a, kind, items, size)
+        g_ref, b_ref = blk.norm_0.modulation(prompt)
+    c = g_ref.shape[1]
+    assert _close(gb[:, :c], g_ref) and _close(gb[:, c:], b_ref)
+
+
+def test_the_cheaper_plan_is_chosen():
+    size = (32, 32, 32)
+    one_click = _prompt(size, [(16, 16, 16)], [])
+    cost, kind, _ = spade_fold.plan_recompute(one_click, 2)
+    assert kind == "boxes" and cost < 0.3  # (17 + 4)³ of 32³
+    ring = torch.zeros((1, 1, *size))  # a U-shaped previous mask: one box would be the whole grid
+    ring[0, 0, 2:30, 2:5, 2:30] = 0.6
+    ring[0, 0, 2:30, 2:30, 2:5] = 0.6
+    ring[0, 0, 2:30, 2:30, 27:30] = 0.6
+    cost, kind, _ = spade_fold.plan_recompute(_prompt(size, [], [], prev=ring), 2)
+    assert kind == "tiles" and cost < 0.8

@@ -388,7 +388,9 @@ class Session:
         bounds = None if obj is None else obj.store.bounds()
         if bounds is None:
             return None
-        lo, hi = bounds
+        # one lattice voxel of margin: the stored box is tight (probabilities < 1/256 are not
+        # stored), and the linear paste must see the zeros around it, not extend its border
+        lo, hi = bounds[0] - 1, bounds[1] + 1
         return (oid, obj.store.read(lo, hi - lo), self.lattice.grid(lo, tuple(int(v) for v in hi - lo)))
 
     def probabilities(self, object_id: int | None = None) -> tuple[tuple[slice, slice, slice], np.ndarray]:

@@ -2,8 +2,9 @@
 
 The session keeps each object's probabilities as a dictionary of ``C x C x C`` chunks of
 the canonical lattice (``(z, y, x)`` order); voxels in no chunk are 0. Probabilities are
-stored as uint8 levels ``q`` (probability ``(q + 0.5) / 256``), quantised so that ``q >= 128``
-exactly when the probability was ``> 0.5``: the mask is never changed by the storage.
+stored as uint8 levels ``q`` (probability ``(q + 0.5) / 256``, level 0 = exactly 0), quantised so
+that ``q >= 128`` exactly when the probability was ``> 0.5``: the mask is never changed by the
+storage, and probabilities below 1/256 are stored as 0 (not stored at all when a whole chunk is).
 Patches are written at any integer offset; a write builds *new* chunk arrays
 instead of modifying old ones, so a snapshot is a shallow copy of the dictionary: this is
 what makes ``undo`` exact and cheap.
@@ -168,12 +169,17 @@ class SparseVolume:
 
 
 def quantize(p: np.ndarray) -> np.ndarray:
-    """Probabilities -> uint8 levels with ``q >= 128`` exactly where ``p > 0.5`` (and 0 only at 0)."""
+    """Probabilities -> uint8 levels ``floor(256 p)`` with ``q >= 128`` exactly where ``p > 0.5``.
+
+    Level 0 holds ``p < 1/256`` and reads back as exactly 0 (every other level as its
+    midpoint), so the error is below 1/256 everywhere. Exact zeros matter: far from an object
+    the stored previous mask is 0, chunks of it are not stored, and the decoder's SPADE folding
+    (:mod:`ctsam3d.modeling.spade_fold`) recomputes γ/β only around the object on later clicks.
+    """
     p = np.clip(np.asarray(p, dtype=np.float32), 0.0, 1.0)
     q = np.minimum(np.floor(p * 256.0), 255.0)
     fg = p > 0.5
     q = np.where(fg, np.maximum(q, 128.0), np.minimum(q, 127.0))
-    q = np.where(p > 0, np.maximum(q, 1.0), 0.0)
     return q.astype(np.uint8)
 
 
