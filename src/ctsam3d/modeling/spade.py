@@ -87,7 +87,7 @@ class SpadeBlock(nn.Module):
         gb0 = gb1 = None
         norms = [self.norm_0] + ([self.norm_1] if self.convs == 2 else [])
         folded = folded_modulation(norms, prompt) if not torch.is_grad_enabled() else None
-        if folded is not None:  # sparse prompt: cached zero-prompt γβ + exact boxes
+        if folded is not None:  # sparse prompt: cached zero-prompt γβ, exact where the prompt reaches
             gb0 = folded[0]
             gb1 = folded[1] if self.convs == 2 else None
         elif not torch.is_grad_enabled():  # inference: both norms' shared convs in one pass
