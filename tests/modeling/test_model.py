@@ -122,6 +122,31 @@ def test_inference_path_matches_training_path():
     assert torch.allclose(q, ref_q.detach(), atol=1e-5)
 
 
+def test_batched_cpu_inference_decodes_each_item_like_a_batch_of_one():
+    """A batch (e.g. expansion's neighbours) gives what each patch gives alone, and what the
+    autograd path gives for the whole batch; sparse prompts take the folded path per item."""
+    model = _model("ctsam3d-lite").eval()
+    g = torch.Generator().manual_seed(3)
+    size = model.config.patch_size
+    images = torch.rand((3, 1, *size), generator=g)
+    prev = torch.zeros((3, 1, *size))
+    prev[1, 0, 20:30, 25:35, 22:40] = 0.8  # later click, previous mask near the object only
+    prompt = model.render_prompt([[(24, 30, 30)], [(25, 30, 31)], []], [[], [(10, 10, 10)], []], prev)
+    with torch.no_grad():
+        torch.set_grad_enabled(True)
+        ref_logits, ref_q = model.decode(model.encode(images), prompt)
+    with torch.inference_mode():
+        model.optimize_for_inference()
+        feats = model.encode(images)
+        logits, q = model.decode(feats, prompt)
+        single = [model.decode([f[b : b + 1] for f in feats], prompt[b : b + 1]) for b in range(3)]
+    assert logits.shape == (3, 1, *size) and q.shape == (3, 1)
+    for b in range(3):
+        assert torch.equal(logits[b : b + 1], single[b][0]) and torch.equal(q[b : b + 1], single[b][1])
+    assert torch.allclose(logits, ref_logits.detach(), atol=1e-4, rtol=1e-4)
+    assert torch.allclose(q, ref_q.detach(), atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "bad",
     [torch.zeros(1, 64, 64, 64), torch.zeros(1, 2, 64, 64, 64), torch.zeros(1, 1, 60, 64, 64)],

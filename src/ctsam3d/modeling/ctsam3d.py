@@ -120,9 +120,18 @@ class CTSAM3D(nn.Module):
 
     def decode(self, features: list[torch.Tensor], prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features from :meth:`encode` + prompt ``(B, 3, D, H, W)`` ->
-        ``(mask_logits (B, 1, D, H, W), quality (B, 1))``; sigmoid(logits) > 0.5 is the mask."""
+        ``(mask_logits (B, 1, D, H, W), quality (B, 1))``; sigmoid(logits) > 0.5 is the mask.
+
+        CPU inference decodes a batch item by item (every op is per item, so the result is the
+        same): the SPADE folding of :mod:`.spade_fold`, which needs a batch of one, then applies
+        to each patch, e.g. to the neighbours cross-patch expansion decodes together."""
         self._check_image(prompt, "prompt", channels=3)
-        logits, quality = self.mask_decoder([self._fmt(f) for f in features], self._fmt(prompt))
+        feats = [self._fmt(f) for f in features]
+        prompt = self._fmt(prompt)
+        if prompt.shape[0] > 1 and prompt.device.type == "cpu" and not torch.is_grad_enabled():
+            outs = [self.mask_decoder([f[b : b + 1] for f in feats], prompt[b : b + 1]) for b in range(prompt.shape[0])]
+            return torch.cat([o[0] for o in outs]).contiguous(), torch.cat([o[1] for o in outs])
+        logits, quality = self.mask_decoder(feats, prompt)
         return logits.contiguous(), quality
 
     def cpp(self, image_u: torch.Tensor, mask_u: torch.Tensor, image_v: torch.Tensor) -> torch.Tensor:
