@@ -6,13 +6,14 @@ scale (both convs zero-padded). Wherever ``P`` is zero in a voxel's whole recept
 field (constant inside, with a border pattern from the zero padding) that is computed once
 per size and cached. So for a sparse prompt ``γβ`` is the cached field, recomputed exactly
 only where the prompt's receptive fields reach: in one box per connected group, or in cubic
-tiles of 8 or 4 voxels batched into one convolution, whichever costs less. Sparse prompts are the common case: the first click of a
-patch and every patch cross-patch expansion opens (zero previous mask), and later clicks too,
-because the session stores probabilities below 1/256 as exact zeros
+tiles of 8 or 4 voxels batched into one convolution, whichever costs less
+(:func:`plan_recompute`). Sparse prompts are the common case: the first click of a patch and
+every patch cross-patch expansion opens (zero previous mask), and later clicks too, because
+the session stores probabilities below 1/256 as exact zeros
 (:func:`ctsam3d.inference.sparse_volume.quantize`), so the previous mask is zero away from
 the object. The γ/β convolutions are ~60 % of the reference decoder's FLOPs; this removes most
-of them without changing the function (float rounding only). When the tiles cover most of the
-grid the ordinary dense path is taken.
+of them without changing the function (float rounding only). When the recomputation would
+cost most of the dense work, or the grid is small, the ordinary dense path is taken.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from scipy import ndimage
 
 from .layers import conv3d
 
-#: take the dense path when the tiles' estimated work exceeds this fraction of the dense work
+#: take the dense path when the estimated recomputation exceeds this fraction of the dense work
 MAX_RECOMPUTE_FRACTION = 0.8
 #: smallest grid edge folded; coarser scales are cheap and take the dense path
 MIN_FOLD_EDGE = 8
