@@ -124,10 +124,9 @@ def plan_recompute(prompt: torch.Tensor, halo: int):
 
 def _exact(norm, actv: torch.Tensor, kind: str, items, size) -> torch.Tensor:
     """Exact ``(1, 2C, *size)`` γβ: the zero-prompt field, recomputed where ``kind``/``items``
-    say from ``actv`` (the shared conv's ReLU output on the whole grid)."""
+    (non-empty, from :func:`plan_recompute`) say, from ``actv`` (the shared conv's ReLU output
+    on the whole grid)."""
     field = zero_prompt_field(norm, size, actv)
-    if not items:
-        return field
     hg = norm.mlp_gamma.padding[0]
     w, b = _gb_weights(norm)
     if kind == "boxes":
@@ -139,8 +138,6 @@ def _exact(norm, actv: torch.Tensor, kind: str, items, size) -> torch.Tensor:
                 src.contiguous(memory_format=torch.channels_last_3d), w, b, 0)
         return gb
     tile, (iz, iy, ix) = items
-    if iz.numel() == 0:
-        return field
     n = [-(-s // tile) for s in size]
     extra = [n[d] * tile - size[d] for d in range(3)]
     # zeros outside the grid: the γβ conv's zero padding (and don't-care voxels past the grid)
@@ -170,20 +167,20 @@ def folded_modulation(norms, prompt: torch.Tensor):
     cost, kind, items = plan_recompute(prompt, halo)
     if cost > MAX_RECOMPUTE_FRACTION:
         return None
-    actv = None
-    if items:
-        # both norms' shared convs in one pass over the prompt (cheap: 3 input channels)
-        shared = [n.mlp_shared[0] for n in norms]
-        if len({s.padding[0] for s in shared}) == 1:
-            wts = torch.cat([s.weight for s in shared])
-            bias = torch.cat([s.bias for s in shared])
-            actv = F.relu(conv3d(prompt, wts, bias, shared[0].padding[0])).split([s.out_channels for s in shared], 1)
-        else:
-            actv = [F.relu(conv3d(prompt, s.weight, s.bias, s.padding[0])) for s in shared]
     out = []
-    for i, norm in enumerate(norms):
+    if not items:  # an all-zero prompt: the cached fields as they are
+        for norm in norms:
+            field, c = zero_prompt_field(norm, size, prompt), norm.mlp_gamma.out_channels
+            out.append((field[:, :c], field[:, c:]))
+        return out
+    # both norms' shared convs in one pass over the prompt (cheap: 3 input channels; every
+    # SpadeNorm's shared conv is 3×3×3 with padding 1)
+    shared = [n.mlp_shared[0] for n in norms]
+    wts = torch.cat([s.weight for s in shared])
+    bias = torch.cat([s.bias for s in shared])
+    actv = F.relu(conv3d(prompt, wts, bias, shared[0].padding[0])).split([s.out_channels for s in shared], 1)
+    for norm, a in zip(norms, actv):
         c = norm.mlp_gamma.out_channels
-        a = actv[i] if actv is not None else prompt.new_zeros((1, norm.mlp_shared[0].out_channels, *size))
         gb = _exact(norm, a, kind, items, size)
         out.append((gb[:, :c], gb[:, c:]))
     return out
