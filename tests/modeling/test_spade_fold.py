@@ -53,7 +53,7 @@ def test_folded_equals_dense(convs, gamma_kernel, pos, neg, monkeypatch):
         for norm, entry in zip(norms, folded):
             g_ref, b_ref = norm.modulation(prompt)
             ones = torch.ones_like(g_ref)
-            gamma, beta = entry
+            gamma, beta = entry.dense()
             assert _close(gamma, g_ref) and _close(beta, b_ref)
             # apply_folded(1, ·) = 1 + γ + β
             assert _close(spade_fold.apply_folded(ones, entry), 1 + g_ref + b_ref)
@@ -81,7 +81,8 @@ def test_later_click_with_a_sparse_previous_mask_is_folded_exactly():
         assert 0 < tiles[0].numel() < 64  # 4³ tiles of 8: only some recomputed
         folded = spade_fold.folded_modulation([blk.norm_0, blk.norm_1], prompt)
         assert folded is not None
-        for norm, (gamma, beta) in zip([blk.norm_0, blk.norm_1], folded):
+        for norm, entry in zip([blk.norm_0, blk.norm_1], folded):
+            gamma, beta = entry.dense()
             g_ref, b_ref = norm.modulation(prompt)
             assert _close(gamma, g_ref) and _close(beta, b_ref)
         out = blk(x, prompt)
@@ -121,15 +122,15 @@ def test_cache_follows_weight_changes():
     blk = _block(1, 3)
     prompt = _prompt((16, 16, 16), [], [])
     with torch.inference_mode():
-        first = spade_fold.folded_modulation([blk.norm_0], prompt)[0][1].clone()
+        first = spade_fold.folded_modulation([blk.norm_0], prompt)[0].dense()[1]
     with torch.no_grad():
         blk.norm_0.mlp_gamma.bias.add_(1.0)
     with torch.inference_mode():
-        second = spade_fold.folded_modulation([blk.norm_0], prompt)[0][1]
+        second = spade_fold.folded_modulation([blk.norm_0], prompt)[0].dense()[1]
         assert spade_fold.active_tiles(prompt, 2, 4)[0].numel() == 0  # empty prompt: no tiles
     assert _close(second, first)  # β unchanged by a γ bias change...
     with torch.inference_mode():
-        gamma = spade_fold.folded_modulation([blk.norm_0], prompt)[0][0]
+        gamma = spade_fold.folded_modulation([blk.norm_0], prompt)[0].dense()[0]
         g_ref, _ = blk.norm_0.modulation(prompt)
     assert _close(gamma, g_ref)  # ...and γ follows it (the cached field was rebuilt)
 
@@ -137,7 +138,7 @@ def test_cache_follows_weight_changes():
 @pytest.mark.parametrize("plan", ["boxes", 8, 4])
 @pytest.mark.parametrize("pos, neg", CASES[:3])
 def test_every_recompute_plan_is_exact(plan, pos, neg):
-    """Boxes and both tilings give the dense γβ, whichever the cost model would pick."""
+    """Boxes and both tilings give the dense γβ and modulation, whichever the cost model would pick."""
     size = (40, 36, 32)  # 36 and 40 are not multiples of 8: tiles past the grid edge
     blk = _block(2, 3)
     prev = torch.zeros((1, 1, *size))
@@ -150,11 +151,15 @@ def test_every_recompute_plan_is_exact(plan, pos, neg):
     else:
         kind, items = "tiles", (plan, spade_fold._tiles_of(grown, plan))
     with torch.inference_mode():
-        a = torch.relu(blk.norm_0.mlp_shared[0](prompt))
-        gb = spade_fold._exact(blk.norm_0, a, kind, items, size)
+        scale, shift = spade_fold.zero_prompt_modulation(blk.norm_0, size, prompt)
+        values = spade_fold._recompute([blk.norm_0], prompt, kind, items)[0]
+        folded = spade_fold.FoldedModulation(scale, shift, kind, items, values)
         g_ref, b_ref = blk.norm_0.modulation(prompt)
-    c = g_ref.shape[1]
-    assert _close(gb[:, :c], g_ref) and _close(gb[:, c:], b_ref)
+        gamma, beta = folded.dense()
+        x = torch.randn(1, 16, *size).contiguous(memory_format=torch.channels_last_3d)
+        modulated = folded.apply(x)
+    assert _close(gamma, g_ref) and _close(beta, b_ref)
+    assert modulated.shape == x.shape and _close(modulated, x * (1 + g_ref) + b_ref)
 
 
 def test_the_cheaper_plan_is_chosen():

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused_head import upsample_head
 from .layers import Conv3d, ConvTranspose2x, conv3d, conv3d_one_output
 from .prompts import PromptPyramid
 from .quality import QualityHead
@@ -136,9 +137,17 @@ class PSAPDecoder(nn.Module):
                     x = torch.cat([x, features[-(i + 1)]], dim=1)
             x = getattr(self, f"spade{i + 1}")(x, pyramid.at(x.shape[2:]))
         if self.head == "conv":
-            x = getattr(self, f"upscale{self.levels}")(x)
+            upscale, head = getattr(self, f"upscale{self.levels}"), self.mask_prediction_head[0]
+            if (
+                not torch.is_grad_enabled()
+                and x.device.type == "cpu"
+                and not self.head_prompt
+                and head.padding[0] == head.kernel_size[0] // 2
+            ):  # inference: upsampling and the used head channel streamed in slabs
+                logits, pooled = upsample_head(x, upscale, head)
+                return logits, self.iou_prediction_head.from_pooled(pooled, logits)
+            x = upscale(x)
             head_in = torch.cat([x, prompt], dim=1) if self.head_prompt else x
-            head = self.mask_prediction_head[0]
             if torch.is_grad_enabled():
                 logits = head(head_in)[:, :1]
             elif head_in.device.type == "cpu" and head.padding[0] == head.kernel_size[0] // 2:

@@ -25,7 +25,10 @@ class QualityHead(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
     def forward(self, features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
-        v = features.mean(dim=(2, 3, 4))
+        return self.from_pooled(features.mean(dim=(2, 3, 4)), mask_logits)
+
+    def from_pooled(self, v: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+        """The same from the features already average pooled, ``(B, C)``."""
         if self.mask_stats:
             p = torch.sigmoid(mask_logits).flatten(1)
             v = torch.cat([v, p.mean(1, keepdim=True), (p * (1 - p)).mean(1, keepdim=True)], dim=1)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import Conv3d, conv3d, instance_norm
-from .spade_fold import apply_folded, folded_modulation
+from .spade_fold import apply_folded, folded_modulation, gamma_beta_weights, shared_weights
 
 
 class SpadeNorm(nn.Module):
@@ -55,8 +55,7 @@ class SpadeNorm(nn.Module):
             gamma, beta = self.modulation(prompt)
         else:  # inference: γ and β in one conv (same function, one pass over actv)
             c = self.mlp_gamma.out_channels
-            w = torch.cat([self.mlp_gamma.weight, self.mlp_beta.weight])
-            b = torch.cat([self.mlp_gamma.bias, self.mlp_beta.bias])
+            w, b = gamma_beta_weights(self)
             gb = conv3d(actv, w, b, self.mlp_gamma.padding[0])
             gamma, beta = gb[:, :c], gb[:, c:]
         return instance_norm(x, eps=1e-5, exact=self.exact_norm) * (1 + gamma) + beta
@@ -91,11 +90,9 @@ class SpadeBlock(nn.Module):
             gb0 = folded[0]
             gb1 = folded[1] if self.convs == 2 else None
         elif not torch.is_grad_enabled():  # inference: both norms' shared convs in one pass
-            convs = [n.mlp_shared[0] for n in norms]
-            w = torch.cat([c.weight for c in convs])
-            b = torch.cat([c.bias for c in convs])
+            w, b = shared_weights(norms)
             a = F.relu(conv3d(prompt, w, b, 1))
-            h = convs[0].out_channels
+            h = norms[0].mlp_shared[0].out_channels
             a0 = a[:, :h]
             a1 = a[:, h:] if self.convs == 2 else None
         dx = self.conv_0(F.leaky_relu(self.norm_0(x, prompt, a0, gb0), 0.2))

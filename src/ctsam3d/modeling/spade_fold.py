@@ -18,6 +18,8 @@ cost most of the dense work, or the grid is small, the ordinary dense path is ta
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,10 +33,34 @@ MAX_RECOMPUTE_FRACTION = 0.8
 MIN_FOLD_EDGE = 8
 
 
-def _gb_weights(norm) -> tuple[torch.Tensor, torch.Tensor]:
-    w = torch.cat([norm.mlp_gamma.weight, norm.mlp_beta.weight])
-    b = torch.cat([norm.mlp_gamma.bias, norm.mlp_beta.bias])
+def cached_cat(owner, name: str, tensors) -> torch.Tensor:
+    """``torch.cat(tensors)`` (channels-last when 5-D), cached on ``owner`` until one of the
+    tensors changes (by storage or in place), so inference does not re-concatenate weights
+    on every call."""
+    cache = owner.__dict__.setdefault("_cat_cache", {})
+    key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in tensors)
+    hit = cache.get(name)
+    if hit is None or hit[0] != key:
+        out = torch.cat(list(tensors))
+        if out.dim() == 5:
+            out = out.contiguous(memory_format=torch.channels_last_3d)
+        cache[name] = hit = (key, out)
+    return hit[1]
+
+
+def gamma_beta_weights(norm) -> tuple[torch.Tensor, torch.Tensor]:
+    """A SPADE norm's γ and β convs as one conv: weights ``(2C, hidden, k, k, k)``, bias ``(2C,)``."""
+    w = cached_cat(norm, "gb_weight", (norm.mlp_gamma.weight, norm.mlp_beta.weight))
+    b = cached_cat(norm, "gb_bias", (norm.mlp_gamma.bias, norm.mlp_beta.bias))
     return w, b
+
+
+def shared_weights(norms) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shared prompt convs of ``norms`` as one conv (cached on the first norm)."""
+    convs = [n.mlp_shared[0] for n in norms]
+    tag = f"shared{len(convs)}"
+    return (cached_cat(norms[0], tag + "_weight", [c.weight for c in convs]),
+            cached_cat(norms[0], tag + "_bias", [c.bias for c in convs]))
 
 
 def _key(norm, size, like: torch.Tensor) -> tuple:
@@ -43,8 +69,8 @@ def _key(norm, size, like: torch.Tensor) -> tuple:
     return (tuple(size), like.device, like.dtype) + tuple((p.data_ptr(), p._version) for p in params)
 
 
-def zero_prompt_field(norm, size, like: torch.Tensor) -> torch.Tensor:
-    """``(1, 2C, *size)`` γβ of an all-zero prompt (cached on the norm module)."""
+def zero_prompt_modulation(norm, size, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1 + γ, β)`` of an all-zero prompt, each ``(1, C, *size)`` (cached on the norm module)."""
     cache = norm.__dict__.setdefault("_zero_field_cache", {})
     key = _key(norm, size, like)
     if key not in cache:
@@ -52,9 +78,75 @@ def zero_prompt_field(norm, size, like: torch.Tensor) -> torch.Tensor:
         shared = norm.mlp_shared[0]
         a0 = F.relu(shared.bias).to(like.dtype).view(1, -1, 1, 1, 1).expand(1, -1, *size)
         a0 = a0.contiguous(memory_format=torch.channels_last_3d)
-        w, b = _gb_weights(norm)
-        cache[key] = conv3d(a0, w, b, norm.mlp_gamma.padding[0])
+        w, b = gamma_beta_weights(norm)
+        gb = conv3d(a0, w, b, norm.mlp_gamma.padding[0])
+        c = norm.mlp_gamma.out_channels
+        cache[key] = (1 + gb[:, :c], gb[:, c:])
     return cache[key]
+
+
+def _blocks(t: torch.Tensor, tile: int) -> torch.Tensor:
+    """``(nz, ny, nx, C, tile, tile, tile)`` view of the batch-of-one ``(1, C, D, H, W)`` ``t``
+    (every edge a multiple of ``tile``); assigning to an indexed view writes into ``t``."""
+    n = [s // tile for s in t.shape[2:]]
+    return t[0].unflatten(1, (n[0], tile)).unflatten(3, (n[1], tile)).unflatten(5, (n[2], tile)).permute(1, 3, 5, 0, 2, 4, 6)
+
+
+class FoldedModulation(NamedTuple):
+    """One SPADE norm's modulation for a sparse prompt: the cached zero-prompt field and the
+    exact γβ where the prompt reaches (``kind``/``items`` from :func:`plan_recompute`;
+    ``values`` one ``(1, 2C, *box)`` per box, or ``(N, 2C, t, t, t)`` for the tiles). Never
+    materialises a full-size γ or β on the fast path (:meth:`apply`)."""
+
+    scale: torch.Tensor  # (1, C, *size): 1 + γ of the all-zero prompt
+    shift: torch.Tensor  # (1, C, *size): β of the all-zero prompt
+    kind: str
+    items: object
+    values: object
+
+    def apply(self, normalized: torch.Tensor) -> torch.Tensor:
+        """``normalized · (1 + γ) + β`` for ``normalized`` ``(1, C, *size)``."""
+        out = torch.addcmul(self.shift, normalized, self.scale)
+        c = normalized.shape[1]
+        if self.kind == "boxes":
+            for box, v in zip(self.items, self.values):
+                idx = (slice(None), slice(None)) + tuple(box)
+                out[idx] = torch.addcmul(v[:, c:], normalized[idx], 1 + v[:, :c])
+            return out
+        tile, (iz, iy, ix) = self.items
+        out, normalized = _pad_to_tiles(out, tile), _pad_to_tiles(normalized, tile)
+        v = self.values
+        _blocks(out, tile)[iz, iy, ix] = torch.addcmul(v[:, c:], _blocks(normalized, tile)[iz, iy, ix], 1 + v[:, :c])
+        return _crop(out, self.scale.shape[2:])
+
+    def dense(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full-size ``(γ, β)`` (for checks; the decoder uses :meth:`apply`)."""
+        gamma, beta = self.scale - 1, self.shift.clone()
+        c = gamma.shape[1]
+        if self.kind == "boxes":
+            for box, v in zip(self.items, self.values):
+                idx = (slice(None), slice(None)) + tuple(box)
+                gamma[idx], beta[idx] = v[:, :c], v[:, c:]
+            return gamma, beta
+        tile, (iz, iy, ix) = self.items
+        gamma, beta = _pad_to_tiles(gamma, tile), _pad_to_tiles(beta, tile)
+        _blocks(gamma, tile)[iz, iy, ix] = self.values[:, :c]
+        _blocks(beta, tile)[iz, iy, ix] = self.values[:, c:]
+        size = self.scale.shape[2:]
+        return _crop(gamma, size), _crop(beta, size)
+
+
+def _pad_to_tiles(t: torch.Tensor, tile: int) -> torch.Tensor:
+    """``t`` zero-padded at the far end of each spatial axis to a multiple of ``tile`` (itself
+    when already one)."""
+    pad = []
+    for s in reversed(t.shape[2:]):
+        pad += [0, -(-s // tile) * tile - s]
+    return F.pad(t, pad) if any(pad) else t
+
+
+def _crop(t: torch.Tensor, size) -> torch.Tensor:
+    return t if tuple(t.shape[2:]) == tuple(size) else t[:, :, : size[0], : size[1], : size[2]]
 
 
 #: measured cost per output voxel of a batch of 4³ tiles relative to 8³ tiles or the dense
@@ -71,8 +163,9 @@ def grown_support(prompt: torch.Tensor, halo: int) -> torch.Tensor:
     """``(D, H, W)`` bool: voxels within ``halo`` (chessboard distance) of a non-zero voxel of
     the batch-of-one ``prompt`` ``(1, C, D, H, W)``: where γβ may differ from the zero field."""
     support = (prompt[0] != 0).any(0)
-    if halo > 0 and bool(support.any()):
-        support = F.max_pool3d(support[None, None].float(), 2 * halo + 1, stride=1, padding=halo)[0, 0] > 0
+    if halo > 0 and bool(support.any()):  # (scipy's max filter is separable: ~8x faster here)
+        grown = ndimage.maximum_filter(support.cpu().numpy(), size=2 * halo + 1, mode="constant", cval=0)
+        support = torch.from_numpy(grown).to(support.device)
     return support
 
 
@@ -122,40 +215,66 @@ def plan_recompute(prompt: torch.Tensor, halo: int):
     return best
 
 
-def _exact(norm, actv: torch.Tensor, kind: str, items, size) -> torch.Tensor:
-    """Exact ``(1, 2C, *size)`` γβ: the zero-prompt field, recomputed where ``kind``/``items``
-    (non-empty, from :func:`plan_recompute`) say, from ``actv`` (the shared conv's ReLU output
-    on the whole grid)."""
-    field = zero_prompt_field(norm, size, actv)
-    hg = norm.mlp_gamma.padding[0]
-    w, b = _gb_weights(norm)
+def _box_activation(prompt: torch.Tensor, box, w: torch.Tensor, b: torch.Tensor, hs: int, hg: int) -> torch.Tensor:
+    """The shared convs' ReLU output (``w``, ``b``, padding ``hs``) over ``box`` grown by ``hg``
+    on each side, zero outside the grid (the γβ conv's zero padding), computed from the prompt
+    around the box only: ``(1, hidden, *(box + 2 hg))``."""
+    size = prompt.shape[2:]
+    lo = [s.start - hg - hs for s in box]
+    hi = [s.stop + hg + hs for s in box]
+    src = prompt[(slice(None), slice(None)) + tuple(slice(max(a, 0), min(e, n)) for a, e, n in zip(lo, hi, size))]
+    pad = []
+    for a, e, n in reversed(list(zip(lo, hi, size))):
+        pad += [max(-a, 0), max(e - n, 0)]
+    if any(pad):
+        src = F.pad(src, pad)  # the shared conv's zero padding
+    a = F.relu(conv3d(src.contiguous(memory_format=torch.channels_last_3d), w, b, 0))
+    for d, s in enumerate(box):  # planes outside the grid: zeros, not ReLU(bias)
+        before, after = max(hg - s.start, 0), max(s.stop + hg - size[d], 0)
+        if before:
+            a.narrow(2 + d, 0, before).zero_()
+        if after:
+            a.narrow(2 + d, a.shape[2 + d] - after, after).zero_()
+    return a
+
+
+def _recompute(norms, prompt: torch.Tensor, kind: str, items) -> list:
+    """Exact γβ of each norm where ``kind``/``items`` (non-empty, from :func:`plan_recompute`)
+    say: per norm a list with one ``(1, 2C, *box)`` per box, or ``(N, 2C, t, t, t)`` for the
+    tiles (see :class:`FoldedModulation`). All norms' shared convs run in one pass: on the
+    prompt around each box, or (tiles) on the whole grid."""
+    ws, bs = shared_weights(norms)
+    hs = norms[0].mlp_shared[0].padding[0]  # every SpadeNorm's shared conv: 3×3×3, padding 1
+    hg = norms[0].mlp_gamma.padding[0]  # the norms of a block share their γβ kernel
+    split = [n.mlp_shared[0].out_channels for n in norms]
     if kind == "boxes":
-        ap = F.pad(actv, (hg,) * 6) if hg else actv  # zeros outside the grid: the conv's padding
-        gb = field.clone(memory_format=torch.channels_last_3d)
+        out = [[] for _ in norms]
         for box in items:
-            src = ap[(slice(None), slice(None)) + tuple(slice(s.start, s.stop + 2 * hg) for s in box)]
-            gb[(slice(None), slice(None)) + tuple(box)] = conv3d(
-                src.contiguous(memory_format=torch.channels_last_3d), w, b, 0)
-        return gb
+            acts = _box_activation(prompt, box, ws, bs, hs, hg).split(split, 1)
+            for i, (norm, a) in enumerate(zip(norms, acts)):
+                w, b = gamma_beta_weights(norm)
+                out[i].append(conv3d(a.contiguous(memory_format=torch.channels_last_3d), w, b, 0))
+        return out
+    size = prompt.shape[2:]
     tile, (iz, iy, ix) = items
     n = [-(-s // tile) for s in size]
     extra = [n[d] * tile - size[d] for d in range(3)]
-    # zeros outside the grid: the γβ conv's zero padding (and don't-care voxels past the grid)
-    ap = F.pad(actv, (hg, hg + extra[2], hg, hg + extra[1], hg, hg + extra[0]))
-    span = tile + 2 * hg
-    windows = ap[0].unfold(1, span, tile).unfold(2, span, tile).unfold(3, span, tile)  # (H, nz, ny, nx, s, s, s)
-    batch = windows[:, iz, iy, ix].transpose(0, 1).contiguous(memory_format=torch.channels_last_3d)
-    values = conv3d(batch, w, b, 0)  # (N, 2C, tile, tile, tile)
-    gb = field if not any(extra) else F.pad(field, (0, extra[2], 0, extra[1], 0, extra[0]))
-    gb = gb.clone(memory_format=torch.channels_last_3d)
-    blocks = gb[0].unflatten(1, (n[0], tile)).unflatten(3, (n[1], tile)).unflatten(5, (n[2], tile))
-    blocks.permute(1, 3, 5, 0, 2, 4, 6)[iz, iy, ix] = values  # writes through the view into gb
-    return gb[:, :, : size[0], : size[1], : size[2]] if any(extra) else gb
+    acts = F.relu(conv3d(prompt, ws, bs, hs)).split(split, 1)
+    out = []
+    for norm, a in zip(norms, acts):
+        w, b = gamma_beta_weights(norm)
+        # zeros outside the grid: the γβ conv's zero padding (and don't-care voxels past the grid)
+        ap = F.pad(a, (hg, hg + extra[2], hg, hg + extra[1], hg, hg + extra[0]))
+        span = tile + 2 * hg
+        windows = ap[0].unfold(1, span, tile).unfold(2, span, tile).unfold(3, span, tile)  # (H, nz, ny, nx, s, s, s)
+        batch = windows[:, iz, iy, ix].transpose(0, 1).contiguous(memory_format=torch.channels_last_3d)
+        out.append(conv3d(batch, w, b, 0))  # (N, 2C, tile, tile, tile)
+    return out
 
 
 def folded_modulation(norms, prompt: torch.Tensor):
-    """For a batch-of-one inference prompt at this scale, per norm ``(γ, β)``, each
-    ``(1, C, *size)``, from the cached zero-prompt field and exact values where the prompt
+    """For a batch-of-one inference prompt at this scale, per norm a
+    :class:`FoldedModulation`: the cached zero-prompt field and exact values where the prompt
     reaches (:func:`plan_recompute`); ``None`` when the prompt is dense or the grid small (use
     the ordinary path)."""
     if prompt.shape[0] != 1 or torch.is_grad_enabled() or prompt.device.type != "cpu":
@@ -167,26 +286,13 @@ def folded_modulation(norms, prompt: torch.Tensor):
     cost, kind, items = plan_recompute(prompt, halo)
     if cost > MAX_RECOMPUTE_FRACTION:
         return None
-    out = []
+    fields = [zero_prompt_modulation(n, size, prompt) for n in norms]
     if not items:  # an all-zero prompt: the cached fields as they are
-        for norm in norms:
-            field, c = zero_prompt_field(norm, size, prompt), norm.mlp_gamma.out_channels
-            out.append((field[:, :c], field[:, c:]))
-        return out
-    # both norms' shared convs in one pass over the prompt (cheap: 3 input channels; every
-    # SpadeNorm's shared conv is 3×3×3 with padding 1)
-    shared = [n.mlp_shared[0] for n in norms]
-    wts = torch.cat([s.weight for s in shared])
-    bias = torch.cat([s.bias for s in shared])
-    actv = F.relu(conv3d(prompt, wts, bias, shared[0].padding[0])).split([s.out_channels for s in shared], 1)
-    for norm, a in zip(norms, actv):
-        c = norm.mlp_gamma.out_channels
-        gb = _exact(norm, a, kind, items, size)
-        out.append((gb[:, :c], gb[:, c:]))
-    return out
+        return [FoldedModulation(scale, shift, "boxes", [], []) for scale, shift in fields]
+    values = _recompute(norms, prompt, kind, items)
+    return [FoldedModulation(scale, shift, kind, items, v) for (scale, shift), v in zip(fields, values)]
 
 
-def apply_folded(normalized: torch.Tensor, folded) -> torch.Tensor:
-    """``normalized · (1 + γ) + β`` with ``(γ, β)`` from :func:`folded_modulation` (one norm's entry)."""
-    gamma, beta = folded
-    return torch.addcmul(beta, normalized, 1 + gamma)
+def apply_folded(normalized: torch.Tensor, folded: FoldedModulation) -> torch.Tensor:
+    """``normalized · (1 + γ) + β`` with one norm's entry of :func:`folded_modulation`."""
+    return folded.apply(normalized)
