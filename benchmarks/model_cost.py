@@ -59,20 +59,14 @@ def _organ_prompts(model, cfg) -> dict:
     """Later-click prompts as a session builds them, one per organ of the bundled example CT.
 
     Patch of the preset's size and spacing centred on the organ (labels resampled to the
-    canonical grid); clicks from the click simulator: the first at the organ's centre, a
-    second one correcting a previous mask that is the organ shifted by 3 voxels along x, with
-    soft edges (logit slope 4 per voxel) and stored as the session stores it
-    (:class:`ctsam3d.inference.sparse_volume.SparseVolume`: probabilities < 1/256 are 0).
+    canonical grid); clicks from the click simulator (:func:`_later_click_prompt`).
     """
     import numpy as np
     import SimpleITK as sitk
-    import torch
     from scipy import ndimage
 
-    from ctsam3d.clicks.simulate import first_click, next_click
     from ctsam3d.examples import example_case
     from ctsam3d.geometry.canonical import to_canonical
-    from ctsam3d.inference.sparse_volume import SparseVolume
 
     case = example_case()
     lab = sitk.GetArrayFromImage(to_canonical(sitk.ReadImage(str(case.labels)), cfg.spacing_mm, is_label=True))
@@ -85,18 +79,53 @@ def _organ_prompts(model, cfg) -> dict:
         lo = np.round(ndimage.center_of_mass(organ)).astype(int) - size // 2
         padded = np.pad(organ, [(int(s), int(s)) for s in size])
         target = padded[tuple(slice(int(a + s), int(a + 2 * s)) for a, s in zip(lo, size))]
-        prev_mask = np.roll(target, 3, axis=2)
-        logit = np.where(prev_mask, 4 * ndimage.distance_transform_edt(prev_mask),
-                         -4 * ndimage.distance_transform_edt(~prev_mask))
-        store = SparseVolume()
-        store.write((0, 0, 0), 1.0 / (1.0 + np.exp(-logit)))
-        prev = store.read((0, 0, 0), tuple(int(s) for s in size))
-        c1 = first_click(target)
-        c2, positive = next_click(target, prev > 0.5)
-        pos, neg = [c1] + ([c2] if positive else []), ([] if positive else [c2])
-        prompt = model.render_prompt([pos], [neg], torch.from_numpy(prev)[None, None])
-        prompts[f"organ:{name}"] = prompt
+        prompts[f"organ:{name}"] = _later_click_prompt(model, target)
     return prompts
+
+
+def _later_click_prompt(model, target):
+    """The prompt of a later click on ``target`` (bool patch array): a first click at its
+    centre, a corrective click against a previous mask that is ``target`` shifted by 3 voxels
+    along x with soft edges (logit slope 4 per voxel), stored as a session stores it
+    (:class:`ctsam3d.inference.sparse_volume.SparseVolume`: probabilities < 1/256 are 0, and
+    those above 255/256 — deeper than ~1.4 voxels inside — all the top level)."""
+    import numpy as np
+    import torch
+    from scipy import ndimage
+
+    from ctsam3d.clicks.simulate import first_click, next_click
+    from ctsam3d.inference.sparse_volume import SparseVolume
+
+    size = target.shape
+    prev_mask = np.roll(target, 3, axis=2)
+    logit = np.where(prev_mask, 4 * ndimage.distance_transform_edt(prev_mask),
+                     -4 * ndimage.distance_transform_edt(~prev_mask))
+    store = SparseVolume()
+    store.write((0, 0, 0), 1.0 / (1.0 + np.exp(-logit)))
+    prev = store.read((0, 0, 0), tuple(int(s) for s in size))
+    c1 = first_click(target)
+    c2, positive = next_click(target, prev > 0.5)
+    pos, neg = [c1] + ([c2] if positive else []), ([] if positive else [c2])
+    return model.render_prompt([pos], [neg], torch.from_numpy(prev)[None, None])
+
+
+#: the synthetic large organ: ellipsoid semi-axes (z, y, x) in mm (a liver's extent) and how
+#: far inside its surface, along x, the patch is centred
+LARGE_ORGAN_SEMI_AXES_MM = (80.0, 90.0, 110.0)
+LARGE_ORGAN_DEPTH_MM = 30.0
+
+
+def _large_organ_prompt(model, cfg):
+    """A later click on a large organ that fills most of the patch (synthetic ellipsoid, see
+    :data:`LARGE_ORGAN_SEMI_AXES_MM`), prompt built as in :func:`_later_click_prompt`."""
+    import numpy as np
+
+    size = np.asarray(cfg.patch_size)
+    axes = np.asarray(LARGE_ORGAN_SEMI_AXES_MM) / cfg.spacing_mm
+    centre = (size - 1) / 2 + np.array([0.0, 0.0, axes[2] - LARGE_ORGAN_DEPTH_MM / cfg.spacing_mm])
+    grid = np.indices(tuple(size)).astype(np.float64)
+    r2 = sum(((grid[d] - centre[d]) / axes[d]) ** 2 for d in range(3))
+    return _later_click_prompt(model, r2 <= 1.0)
 
 
 def _measure(preset: str, runs: int, threads: int, queue) -> None:
@@ -126,6 +155,7 @@ def _measure(preset: str, runs: int, threads: int, queue) -> None:
     }
     prompt = prompts["later"]
     prompts.update(_organ_prompts(model, cfg))  # later clicks on real organs
+    prompts["large"] = _large_organ_prompt(model, cfg)  # a later click on a patch-filling organ
 
     model.optimize_for_inference()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,7 +136,7 @@ def test_cache_follows_weight_changes():
     assert _close(gamma, g_ref)  # ...and γ follows it (the cached field was rebuilt)
 
 
-@pytest.mark.parametrize("plan", ["boxes", 8, 4])
+@pytest.mark.parametrize("plan", ["boxes", "slabs", 8, 4])
 @pytest.mark.parametrize("pos, neg", CASES[:3])
 def test_every_recompute_plan_is_exact(plan, pos, neg):
     """Boxes and both tilings give the dense γβ and modulation, whichever the cost model would pick."""
@@ -148,6 +149,8 @@ def test_every_recompute_plan_is_exact(plan, pos, neg):
     grown = spade_fold.grown_support(prompt, 2)
     if plan == "boxes":
         kind, items = "boxes", spade_fold._boxes_of(grown)
+    elif plan == "slabs":
+        kind, items = "boxes", spade_fold._boxes_of(grown, 4)
     else:
         kind, items = "tiles", (plan, spade_fold._tiles_of(grown, plan))
     with torch.inference_mode():
@@ -173,3 +176,75 @@ def test_the_cheaper_plan_is_chosen():
     ring[0, 0, 2:30, 2:30, 27:30] = 0.6
     cost, kind, _ = spade_fold.plan_recompute(_prompt(size, [], [], prev=ring), 2)
     assert kind == "tiles" and cost < 0.8
+    tube = torch.zeros((1, 1, *size))  # a tube along z, drifting in y and x (a spinal cord)
+    for z in range(32):
+        tube[0, 0, z, 4 + z // 2 : 8 + z // 2, 20 - z // 2 : 24 - z // 2] = 0.9
+    cost, kind, boxes = spade_fold.plan_recompute(_prompt(size, [], [], prev=tube), 2)
+    assert kind == "boxes" and len(boxes) > 1 and all(b[0].stop - b[0].start <= 8 for b in boxes)
+    one_box = spade_fold._boxes_of(spade_fold.grown_support(_prompt(size, [], [], prev=tube), 2))
+    assert len(one_box) == 1 and cost < 0.5 * np.prod([s.stop - s.start for s in one_box[0]]) / 32**3
+
+
+TOP = 255.5 / 256  # the session's top stored level
+
+
+@pytest.mark.parametrize(
+    "box, pos, neg",
+    [
+        ((slice(-9, 41), slice(-9, 41), slice(-9, 20)), [(16, 16, 10)], []),         # past 5 grid faces
+        ((slice(-9, 41), slice(2, 41), slice(-9, 41)), [(10, 12, 9)], [(30, 20, 20)]),
+        ((slice(-9, 24), slice(-9, 41), slice(-9, 41)), [], []),                      # no click at all
+    ],
+)
+def test_constant_interior_is_folded_exactly(box, pos, neg):
+    """A large object's later click: inside, the prompt is the constant (0, 0, top level)."""
+    size = (32, 32, 32)
+    blk = _block(2, 3)
+    prev = torch.zeros((1, 1, *size))
+    big = torch.zeros((1, 1, *(s + 18 for s in size)))  # the object, on a grid 9 voxels larger
+    big[(0, 0) + tuple(slice(s.start + 9, s.stop + 9) for s in box)] = 0.3  # a soft shell...
+    big[(0, 0) + tuple(slice(s.start + 10, s.stop + 8) for s in box)] = TOP  # ...around the top level
+    prev = big[:, :, 9:-9, 9:-9, 9:-9].clone()
+    prompt = _prompt(size, pos, neg, prev=prev)
+    x = torch.randn(1, 16, *size).contiguous(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        interior = spade_fold.constant_interior(prompt, 2)
+        assert interior is not None and interior.value == (0.0, 0.0, TOP)
+        assert 0.3 < float(interior.mask.float().sum()) / 32**3 < 0.9
+        cost, _, _ = spade_fold.plan_recompute(prompt, 2, interior)
+        assert cost <= min(spade_fold.MAX_RECOMPUTE_FRACTION, spade_fold.plan_recompute(prompt, 2)[0])
+        folded = spade_fold.folded_modulation([blk.norm_0, blk.norm_1], prompt)
+        assert folded is not None and folded[0].inside is not None
+        for norm, entry in zip([blk.norm_0, blk.norm_1], folded):
+            gamma, beta = entry.dense()
+            g_ref, b_ref = norm.modulation(prompt)
+            assert _close(gamma, g_ref) and _close(beta, b_ref)
+            assert _close(entry.apply(x), x * (1 + g_ref) + b_ref)
+        out = blk(x, prompt)
+    with torch.no_grad(), torch.enable_grad():
+        plain = blk(x.contiguous(), prompt.contiguous())
+    assert _close(out, plain.detach())
+
+
+def test_an_object_filling_most_of_the_grid_is_folded_only_with_its_interior():
+    size = (32, 32, 32)
+    prev = torch.zeros((1, 1, *size))
+    prev[0, 0, :24] = TOP
+    prev[0, 0, 24] = 0.3
+    prompt = _prompt(size, [], [], prev=prev)
+    interior = spade_fold.constant_interior(prompt, 2)
+    assert spade_fold.plan_recompute(prompt, 2)[0] > spade_fold.MAX_RECOMPUTE_FRACTION  # dense path
+    cost, kind, _ = spade_fold.plan_recompute(prompt, 2, interior)
+    # z 22-26: the surface grown by 2, less the interior, in one box
+    assert kind == "boxes" and cost == (5 * 32 * 32 + spade_fold.BOX_OVERHEAD_VOXELS) / 32**3
+
+
+def test_no_interior_where_the_top_level_is_thin_or_clicked():
+    size = (32, 32, 32)
+    prev = torch.zeros((1, 1, *size))
+    prev[0, 0, 4:28, 10:13, 4:28] = TOP  # a 3-voxel-thick sheet: no voxel 2 deep inside it
+    assert spade_fold.constant_interior(_prompt(size, [], [], prev=prev), 2) is None
+    prev[0, 0, 4:28, 4:28, 4:28] = TOP
+    clicks = [(z, y, x) for z in (8, 16, 24) for y in (8, 16, 24) for x in (8, 16, 24)]
+    # clicks everywhere inside: their Gaussians leave no constant interior (σ = 2, radius 8)
+    assert spade_fold.constant_interior(_prompt(size, clicks, [], prev=prev), 2) is None

@@ -95,7 +95,8 @@ class SpadeBlock(nn.Module):
             h = norms[0].mlp_shared[0].out_channels
             a0 = a[:, :h]
             a1 = a[:, h:] if self.convs == 2 else None
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, prompt, a0, gb0), 0.2))
+        inplace = not torch.is_grad_enabled()  # inference: the norms' outputs and dx are fresh tensors
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, prompt, a0, gb0), 0.2, inplace=inplace))
         if self.convs == 2:
-            dx = self.conv_1(F.leaky_relu(self.norm_1(dx, prompt, a1, gb1), 0.2))
-        return x + dx
+            dx = self.conv_1(F.leaky_relu(self.norm_1(dx, prompt, a1, gb1), 0.2, inplace=inplace))
+        return dx.add_(x) if inplace else x + dx

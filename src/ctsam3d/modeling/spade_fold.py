@@ -12,8 +12,15 @@ every patch cross-patch expansion opens (zero previous mask), and later clicks t
 the session stores probabilities below 1/256 as exact zeros
 (:func:`ctsam3d.inference.sparse_volume.quantize`), so the previous mask is zero away from
 the object. The γ/β convolutions are ~60 % of the reference decoder's FLOPs; this removes most
-of them without changing the function (float rounding only). When the recomputation would
-cost most of the dense work, or the grid is small, the ordinary dense path is taken.
+of them without changing the function (float rounding only).
+
+The same holds inside an object: where the previous mask sits at its top level ``m`` (the
+session stores confident probabilities as one level) with no click in a voxel's receptive
+field, the prompt there is the constant ``(0, 0, m)`` and ``γβ`` equals that of a prompt equal
+to it over the whole grid, cached too (:func:`constant_interior`,
+:func:`constant_prompt_modulation`). So a later click deep inside a large organ recomputes γβ
+only around the organ's surface and the clicks. When the recomputation would cost most of
+the dense work, or the grid is small, the ordinary dense path is taken.
 """
 
 from __future__ import annotations
@@ -85,6 +92,60 @@ def zero_prompt_modulation(norm, size, like: torch.Tensor) -> tuple[torch.Tensor
     return cache[key]
 
 
+def constant_prompt_modulation(norm, size, value: tuple[float, ...], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1 + γ, β)``, each ``(1, C, *size)``, of a prompt equal to ``value`` (one number per
+    prompt channel) over the whole grid, zero-padded as always (cached on the norm module, one
+    value at a time)."""
+    cache = norm.__dict__.setdefault("_constant_cache", {})
+    key = (tuple(value),) + _key(norm, size, like)
+    if key not in cache:
+        cache.clear()
+        p = torch.tensor(value, dtype=like.dtype, device=like.device).view(1, -1, 1, 1, 1).expand(1, -1, *size)
+        p = p.contiguous(memory_format=torch.channels_last_3d)
+        shared = norm.mlp_shared[0]
+        a = F.relu(conv3d(p, shared.weight, shared.bias, shared.padding[0]))
+        w, b = gamma_beta_weights(norm)
+        gb = conv3d(a, w, b, norm.mlp_gamma.padding[0])
+        c = norm.mlp_gamma.out_channels
+        cache[key] = (1 + gb[:, :c], gb[:, c:])
+    return cache[key]
+
+
+#: fold a constant interior only when it covers at least this fraction of the grid
+MIN_INTERIOR_FRACTION = 0.02
+
+
+class Interior(NamedTuple):
+    """Voxels whose receptive field sees the constant prompt ``value``: ``box`` (z, y, x
+    slices) bounding them and ``mask`` ``(1, 1, *box)`` bool within it."""
+
+    value: tuple[float, ...]
+    box: tuple[slice, slice, slice]
+    mask: torch.Tensor
+
+
+def constant_interior(prompt: torch.Tensor, halo: int) -> Interior | None:
+    """Where the batch-of-one ``prompt`` ``(1, C, D, H, W)`` equals ``(0, …, 0, m)`` (clicks
+    absent, previous mask — the last channel — at its maximum ``m > 0``) within ``halo``
+    voxels (chessboard distance, inside the grid: the field of that constant prompt,
+    :func:`constant_prompt_modulation`, holds the zero padding's border pattern). ``None``
+    when that covers less than :data:`MIN_INTERIOR_FRACTION` of the grid."""
+    prev = prompt[0, -1]
+    m = float(prev.max())
+    if m <= 0.0:
+        return None
+    same = (prev == m) & (prompt[0, :-1] == 0).all(0)
+    voxels = same.numel()
+    if int(same.sum()) < MIN_INTERIOR_FRACTION * voxels:
+        return None
+    inside = ndimage.minimum_filter(same.cpu().numpy(), size=2 * halo + 1, mode="constant", cval=1)
+    if int(inside.sum()) < MIN_INTERIOR_FRACTION * voxels:
+        return None
+    box = ndimage.find_objects(inside.astype(np.int8))[0]
+    mask = torch.from_numpy(np.ascontiguousarray(inside[box])).to(prompt.device)[None, None]
+    return Interior((0.0,) * (prompt.shape[1] - 1) + (m,), tuple(box), mask)
+
+
 def _blocks(t: torch.Tensor, tile: int) -> torch.Tensor:
     """``(nz, ny, nx, C, tile, tile, tile)`` view of the batch-of-one ``(1, C, D, H, W)`` ``t``
     (every edge a multiple of ``tile``); assigning to an indexed view writes into ``t``."""
@@ -103,11 +164,17 @@ class FoldedModulation(NamedTuple):
     kind: str
     items: object
     values: object
+    #: a constant-prompt interior: (:class:`Interior`, 1 + γ, β of that constant, full size)
+    inside: tuple | None = None
 
     def apply(self, normalized: torch.Tensor) -> torch.Tensor:
         """``normalized · (1 + γ) + β`` for ``normalized`` ``(1, C, *size)``."""
         out = torch.addcmul(self.shift, normalized, self.scale)
         c = normalized.shape[1]
+        if self.inside is not None:
+            where, scale, shift = self.inside
+            idx = (slice(None), slice(None)) + where.box
+            out[idx] = torch.where(where.mask, torch.addcmul(shift[idx], normalized[idx], scale[idx]), out[idx])
         if self.kind == "boxes":
             for box, v in zip(self.items, self.values):
                 idx = (slice(None), slice(None)) + tuple(box)
@@ -123,6 +190,11 @@ class FoldedModulation(NamedTuple):
         """Full-size ``(γ, β)`` (for checks; the decoder uses :meth:`apply`)."""
         gamma, beta = self.scale - 1, self.shift.clone()
         c = gamma.shape[1]
+        if self.inside is not None:
+            where, scale, shift = self.inside
+            idx = (slice(None), slice(None)) + where.box
+            gamma[idx] = torch.where(where.mask, scale[idx] - 1, gamma[idx])
+            beta[idx] = torch.where(where.mask, shift[idx], beta[idx])
         if self.kind == "boxes":
             for box, v in zip(self.items, self.values):
                 idx = (slice(None), slice(None)) + tuple(box)
@@ -188,25 +260,51 @@ def active_tiles(prompt: torch.Tensor, halo: int, tile: int) -> tuple[torch.Tens
     return _tiles_of(grown_support(prompt, halo), tile)
 
 
-def _boxes_of(grown: torch.Tensor) -> list[tuple[slice, slice, slice]]:
-    """One box (z, y, x slices) per 26-connected group of ``grown``."""
-    labels, _ = ndimage.label(grown.cpu().numpy(), structure=np.ones((3, 3, 3), bool))
-    return [b for b in ndimage.find_objects(labels) if b is not None]
+def _boxes_of(grown: torch.Tensor, slab: int | None = None) -> list[tuple[slice, slice, slice]]:
+    """One box (z, y, x slices) per 26-connected group of ``grown``; with ``slab``, per group
+    within each slab of ``slab`` z planes (tighter boxes for supports that run along z)."""
+    g = grown.cpu().numpy()
+    step = slab or g.shape[0]
+    boxes = []
+    for z0 in range(0, g.shape[0], step):
+        labels, _ = ndimage.label(g[z0 : z0 + step], structure=np.ones((3, 3, 3), bool))
+        for b in ndimage.find_objects(labels):
+            if b is not None:
+                boxes.append((slice(b[0].start + z0, b[0].stop + z0), b[1], b[2]))
+    return boxes
 
 
-def plan_recompute(prompt: torch.Tensor, halo: int):
+#: fixed cost of one more box (one more convolution call), in output voxels; measured on the
+#: 32³ γβ convs (2 threads): 16 slab boxes of 2 planes cost more than 8 of 4 planes despite
+#: 10 % fewer voxels
+BOX_OVERHEAD_VOXELS = 256
+#: slab heights (z planes) tried for per-slab boxes
+SLABS = (4, 8)
+
+
+def plan_recompute(prompt: torch.Tensor, halo: int, interior: Interior | None = None):
     """Where to recompute γβ exactly, the cheapest of: one box per connected group of the grown
-    support (best for compact supports, e.g. one click), or 8³ / 4³ tiles (best for spread or
-    curved ones, e.g. a mandible's previous mask). Returns ``(cost, kind, items)`` with the
-    estimated work as a fraction of the dense convolution's, ``kind`` ``"boxes"`` (``items`` a
-    list of slice triples) or ``"tiles"`` (``items`` = ``(edge, (iz, iy, ix))``)."""
+    support less the ``interior`` (best for compact supports, e.g. one click), the same per
+    slab of z planes (supports along z: spinal cord, oesophagus), or 8³ / 4³ tiles (spread or
+    curved supports, e.g. a mandible's previous mask, or an organ's surface). Returns
+    ``(cost, kind, items)`` with the estimated work as a fraction of the dense convolution's,
+    ``kind`` ``"boxes"`` (``items`` a list of slice triples) or ``"tiles"`` (``items`` =
+    ``(edge, (iz, iy, ix))``)."""
     grown = grown_support(prompt, halo)
+    if interior is not None:
+        grown = grown.clone()
+        idx = interior.box
+        grown[idx] &= ~interior.mask[0, 0]
     size = tuple(grown.shape)
     voxels = size[0] * size[1] * size[2]
     if not bool(grown.any()):
         return 0.0, "boxes", []
-    boxes = _boxes_of(grown)
-    best = (sum(int(np.prod([s.stop - s.start for s in b])) for b in boxes) / voxels, "boxes", boxes)
+    best = None
+    for slab in (None,) + tuple(t for t in SLABS if t < size[0]):
+        boxes = _boxes_of(grown, slab)
+        cost = sum(int(np.prod([s.stop - s.start for s in b])) + BOX_OVERHEAD_VOXELS for b in boxes) / voxels
+        if best is None or cost < best[0]:
+            best = (cost, "boxes", boxes)
     for edge in tile_edges(size):
         found = _tiles_of(grown, edge)
         cost = found[0].numel() * edge**3 * (TILE4_COST if edge < 8 else 1.0) / voxels
@@ -283,14 +381,19 @@ def folded_modulation(norms, prompt: torch.Tensor):
     if min(size) < MIN_FOLD_EDGE:
         return None
     halo = max(n.mlp_gamma.padding[0] + n.mlp_shared[0].padding[0] for n in norms)
-    cost, kind, items = plan_recompute(prompt, halo)
+    interior = constant_interior(prompt, halo)
+    cost, kind, items = plan_recompute(prompt, halo, interior)
     if cost > MAX_RECOMPUTE_FRACTION:
         return None
     fields = [zero_prompt_modulation(n, size, prompt) for n in norms]
-    if not items:  # an all-zero prompt: the cached fields as they are
-        return [FoldedModulation(scale, shift, "boxes", [], []) for scale, shift in fields]
-    values = _recompute(norms, prompt, kind, items)
-    return [FoldedModulation(scale, shift, kind, items, v) for (scale, shift), v in zip(fields, values)]
+    inside = [None] * len(norms)
+    if interior is not None:
+        inside = [(interior,) + constant_prompt_modulation(n, size, interior.value, prompt) for n in norms]
+    values = _recompute(norms, prompt, kind, items) if items else [[] for _ in norms]
+    return [
+        FoldedModulation(scale, shift, kind, items, v, ins)
+        for (scale, shift), v, ins in zip(fields, values, inside)
+    ]
 
 
 def apply_folded(normalized: torch.Tensor, folded: FoldedModulation) -> torch.Tensor:
