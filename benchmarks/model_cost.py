@@ -9,11 +9,13 @@ For each preset (each in a fresh process, so peak memory is its own):
   convolutions and matmuls; 1 multiply-add = 2 FLOPs);
 * peak resident memory of the process after building the model, one encode and one decode (MB);
 * latency with ``--threads`` CPU threads, p50 and p95 over ``--runs`` runs, of encode-once and
-  of a per-click decode for a *later click* (three clicks, dense previous mask — the worst
-  case, an object filling the patch; the table's decode column), a *first click* (one click,
+  of a per-click decode for a *later click* (three clicks, a previous mask that is random,
+  non-zero and different in every voxel — the worst case for prompt folding, no session
+  produces it; the table's decode column), a *first click* (one click,
   zero previous mask — also every patch that cross-patch expansion opens), and an *organ
   click*: a later click on each organ of the bundled example CT, prompt built as a session
-  builds it (:func:`_organ_prompts`), pooled over the organs;
+  builds it (:func:`_organ_prompts`), pooled over the organs; and a *large* click: a later
+  click on a synthetic organ that fills most of the patch (:func:`_large_organ_prompt`);
 * for ``ctsam3d-paper``, the reference's own per-click decode (``benchmarks/reference_decode.py``,
   same weights, the released code's op order) timed interleaved with ours in the same process,
   the speed-up, and the largest difference between the two outputs (reference-exact mode).
@@ -150,7 +152,7 @@ def _measure(preset: str, runs: int, threads: int, queue) -> None:
     pos = [[tuple(c), (c[0] + 6, c[1] - 5, c[2] + 4)]]
     neg = [[(4, 4, 4)]]
     prompts = {
-        "later": model.render_prompt(pos, neg, prev),  # dense previous mask
+        "later": model.render_prompt(pos, neg, prev),  # random previous mask, non-zero everywhere
         "first": model.render_prompt([pos[0][:1]], [[]], None),  # zero previous mask
     }
     prompt = prompts["later"]
@@ -283,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['preset']:15} {r['params'] / 1e6:8.2f}M {r['params_mb_fp32']:6.1f} "
               f"{r['encoder_gflops_per_patch']:7.2f} {r['decoder_gflops_per_click']:7.2f} {r['peak_rss_mb']:8.0f} "
               f"{r['encode_ms_p50']:7.0f}/{r['encode_ms_p95']:<7.0f} {r['decode_ms_p50']:7.0f}/{r['decode_ms_p95']:<7.0f}")
-        for kind in ("first", "later", "organ"):
+        for kind in ("first", "later", "organ", "large"):
             if f"decode_{kind}_click_ms_p50" not in r:
                 continue
             line = (f"{'':15} {kind} click: decode p50/p95 {r[f'decode_{kind}_click_ms_p50']:.0f}/"
@@ -294,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"{r[f'decode_{kind}_click_speedup_p50']:.2f}x; max |ours - reference| = "
                          f"{r[f'max_abs_diff_vs_reference_{kind}']:.1e}")
             print(line)
+        per_organ = [(k[len("decode_organ:"):-len("_click_speedup_p50")], v) for k, v in r.items()
+                     if k.startswith("decode_organ:") and k.endswith("_click_speedup_p50")]
+        if per_organ:
+            print(f"{'':15} per organ speed-up: " + ", ".join(f"{k} {v:.2f}x" for k, v in per_organ))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "command": " ".join(["python", "benchmarks/model_cost.py",
