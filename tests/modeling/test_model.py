@@ -1,6 +1,6 @@
 """Network contract per preset: shapes, gradients, determinism, empty prompt, CPP.
 
-The paper preset is large for a 2-core machine, so only the cheap checks run on it.
+The paper preset is large for a 2-core machine: its checks run on half patches (32×64×64).
 """
 
 from __future__ import annotations
@@ -143,6 +143,40 @@ def test_batched_cpu_inference_decodes_each_item_like_a_batch_of_one():
     assert logits.shape == (3, 1, *size) and q.shape == (3, 1)
     for b in range(3):
         assert torch.equal(logits[b : b + 1], single[b][0]) and torch.equal(q[b : b + 1], single[b][1])
+    assert torch.allclose(logits, ref_logits.detach(), atol=1e-4, rtol=1e-4)
+    assert torch.allclose(q, ref_q.detach(), atol=1e-5)
+
+
+@pytest.mark.parametrize("reference_exact", [True, False])
+def test_paper_inference_path_matches_training_path_on_a_large_object(reference_exact, monkeypatch):
+    """The paper decoder's CPU inference shortcuts (streamed tail, folding with boxes, slabs and
+    a constant interior) compute the autograd path's function on a later click inside a large
+    object stored the session's way (top level inside, a soft shell, zeros outside)."""
+    from ctsam3d.modeling import spade_fold
+
+    size = (32, 64, 64)  # half a paper patch: same modules, half the cost
+    model = _model("ctsam3d-paper", patch_size=size, reference_exact=reference_exact).eval()
+    image = _image(model.config)
+    prev = torch.zeros((1, 1, *size))  # an object covering x >= 4: a soft shell, then the top level
+    prev[0, 0, :, :, 4:] = 0.4
+    prev[0, 0, :, :, 6:] = 255.5 / 256
+    prompt = model.render_prompt([[(16, 40, 40)]], [[]], prev)
+    with torch.no_grad():
+        torch.set_grad_enabled(True)
+        ref_logits, ref_q = model.decode(model.encode(image), prompt)
+    applied = []  # (grid, kind, with an interior) of every folded modulation applied
+    real_apply = spade_fold.FoldedModulation.apply
+
+    def spy(self, normalized):
+        applied.append((tuple(normalized.shape[2:]), self.kind, self.inside is not None))
+        return real_apply(self, normalized)
+
+    monkeypatch.setattr(spade_fold.FoldedModulation, "apply", spy)
+    with torch.inference_mode():
+        model.optimize_for_inference()
+        logits, q = model.decode(model.encode(image), prompt)
+    # the biggest scale folded, the object's interior taken from the cached constant field
+    assert ((16, 32, 32), True) in {(g, inside) for g, _, inside in applied}
     assert torch.allclose(logits, ref_logits.detach(), atol=1e-4, rtol=1e-4)
     assert torch.allclose(q, ref_q.detach(), atol=1e-5)
 
