@@ -18,7 +18,8 @@ features over the patch).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from .layers import add_taps
 
 #: input voxels per slab (4 z planes of a 32² grid): measured fastest on a 2-core CPU, and
 #: small enough that a slab's 64-channel upsampled block (4 MB) stays in cache
@@ -29,13 +30,10 @@ def upsample_head(x: torch.Tensor, upscale, head) -> tuple[torch.Tensor, torch.T
     """``upscale``: the :class:`~ctsam3d.modeling.psap_decoder.Upscale` CNA (ConvTranspose2x →
     ChannelLayerNorm → GELU); ``head``: the mask head conv (odd kernel, 'same' padding), of
     which output channel 0 is computed. Returns ``(logits (B, 1, 2D, 2H, 2W), pooled (B, Cout))``."""
-    conv, ln = upscale.cna[0], upscale.cna[1]
     b, cin, d, h, w = x.shape
-    cout = conv.out_channels
+    cout = upscale.cna[0].out_channels
     k = head.kernel_size[0]
     p = k // 2
-    wt = conv.weight.permute(0, 2, 3, 4, 1).reshape(cin, 8 * cout)  # columns (kz, ky, kx, co)
-    bias8 = conv.bias.repeat(8)
     wh = head.weight[0].reshape(cout, k**3).t().contiguous()  # (k³, cout): one row per tap
     slab = max(1, SLAB_VOXELS // (h * w))
     logits, pooled = [], []
@@ -44,18 +42,11 @@ def upsample_head(x: torch.Tensor, upscale, head) -> tuple[torch.Tensor, torch.T
         total = x.new_zeros(cout)
         xl = x[item].permute(1, 2, 3, 0)  # (d, h, w, cin): a view for channels-last input
         for z0 in range(0, d, slab):
-            z1 = min(d, z0 + slab)
-            zs = z1 - z0
-            y = torch.addmm(bias8, xl[z0:z1].reshape(-1, cin), wt).view(-1, cout)  # rows (z, y, x, a, b, c)
-            y = F.gelu(F.layer_norm(y, (cout,), ln.weight, ln.bias, ln.eps))
+            zs = min(d, z0 + slab) - z0
+            y = upscale.rows(xl[z0 : z0 + zs].reshape(-1, cin))  # rows (z, y, x, a, b, c)
             total += y.sum(0)
             taps = torch.mm(wh, y.t()).view(k**3, zs, h, w, 2, 2, 2)
-            taps = taps.permute(0, 1, 4, 2, 5, 3, 6).reshape(k, k, k, 2 * zs, 2 * h, 2 * w)
-            for kz in range(k):  # input voxel z contributes to output z + p - kz
-                zo = 2 * p - kz + 2 * z0
-                for ky in range(k):
-                    for kx in range(k):
-                        out[zo : zo + 2 * zs, 2 * p - ky : 2 * p - ky + 2 * h, 2 * p - kx : 2 * p - kx + 2 * w] += taps[kz, ky, kx]
+            add_taps(out, taps.permute(0, 1, 4, 2, 5, 3, 6).reshape(k, k, k, 2 * zs, 2 * h, 2 * w), 2 * z0)
         logits.append(out[p : p + 2 * d, p : p + 2 * h, p : p + 2 * w] + head.bias[0])
         pooled.append(total / (8 * d * h * w))
     return torch.stack(logits)[:, None], torch.stack(pooled)

@@ -48,13 +48,24 @@ def conv3d_one_output(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor)
     k = weight.shape[-1]
     p = k // 2
     taps = (x.permute(0, 2, 3, 4, 1).reshape(-1, c) @ weight[0].reshape(c, k**3)).t()
-    taps = taps.reshape(k, k, k, b, d, h, w)
     out = x.new_zeros((b, d + 2 * p, h + 2 * p, w + 2 * p))
+    add_taps(out, taps.reshape(k, k, k, b, d, h, w))
+    return (out[:, p : p + d, p : p + h, p : p + w] + bias).unsqueeze(1)
+
+
+def add_taps(out: torch.Tensor, taps: torch.Tensor, z0: int = 0) -> None:
+    """Sum a 'same'-padded conv's per-tap products into ``out``: ``taps`` ``(k, k, k, ..., d, h, w)``
+    holds each input voxel's product with tap ``(kz, ky, kx)``; ``out`` ``(..., D + 2p, H + 2p,
+    W + 2p)`` (``p = k // 2``) is the output padded by ``p`` on each side, and the taps' first
+    z plane is input plane ``z0``. In place."""
+    k = taps.shape[0]
+    p = k // 2
+    d, h, w = taps.shape[-3:]
     for kz in range(k):  # input voxel z contributes to output z + p - kz
+        zo = z0 + 2 * p - kz
         for ky in range(k):
             for kx in range(k):
-                out[:, 2 * p - kz : 2 * p - kz + d, 2 * p - ky : 2 * p - ky + h, 2 * p - kx : 2 * p - kx + w] += taps[kz, ky, kx]
-    return (out[:, p : p + d, p : p + h, p : p + w] + bias).unsqueeze(1)
+                out[..., zo : zo + d, 2 * p - ky : 2 * p - ky + h, 2 * p - kx : 2 * p - kx + w] += taps[kz, ky, kx]
 
 
 class Conv3d(nn.Conv3d):

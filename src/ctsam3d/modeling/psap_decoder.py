@@ -53,17 +53,22 @@ class Upscale(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or torch.is_grad_enabled():
             return self.cna(x)
-        # CPU inference, fused: one matmul (+bias) whose rows are (voxel, 2x2x2 offset) with
-        # channels last, LayerNorm and GELU on that, then a single rearrangement to the grid.
-        conv, ln = self.cna[0], self.cna[1]
+        # CPU inference, fused: rows of (voxel, 2x2x2 offset), then one rearrangement to the grid
         b, cin, d, h, w = x.shape
-        cout = conv.out_channels
-        xt = x.permute(0, 2, 3, 4, 1).reshape(-1, cin)
-        wt = conv.weight.permute(0, 2, 3, 4, 1).reshape(cin, 8 * cout)  # columns (kz, ky, kx, co)
-        y = torch.addmm(conv.bias.repeat(8), xt, wt).view(-1, cout)
-        y = F.gelu(F.layer_norm(y, (cout,), ln.weight, ln.bias, ln.eps))
+        cout = self.cna[0].out_channels
+        y = self.rows(x.permute(0, 2, 3, 4, 1).reshape(-1, cin))
         y = y.view(b, d, h, w, 2, 2, 2, cout).permute(0, 1, 4, 2, 5, 3, 6, 7)
         return y.reshape(b, 2 * d, 2 * h, 2 * w, cout).permute(0, 4, 1, 2, 3)
+
+    def rows(self, xt: torch.Tensor) -> torch.Tensor:
+        """The CNA on channels-last rows (inference): ``xt`` ``(N, Cin)``, one row per input
+        voxel → ``(8 N, Cout)``, rows ordered (voxel, kz, ky, kx): one matmul (+bias), then
+        LayerNorm and GELU per row."""
+        conv, ln = self.cna[0], self.cna[1]
+        cout = conv.out_channels
+        wt = conv.weight.permute(0, 2, 3, 4, 1).reshape(xt.shape[1], 8 * cout)  # columns (kz, ky, kx, co)
+        y = torch.addmm(conv.bias.repeat(8), xt, wt).view(-1, cout)
+        return F.gelu(F.layer_norm(y, (cout,), ln.weight, ln.bias, ln.eps))
 
 
 class PSAPDecoder(nn.Module):

@@ -76,39 +76,27 @@ def _key(norm, size, like: torch.Tensor) -> tuple:
     return (tuple(size), like.device, like.dtype) + tuple((p.data_ptr(), p._version) for p in params)
 
 
-def zero_prompt_modulation(norm, size, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(1 + γ, β)`` of an all-zero prompt, each ``(1, C, *size)`` (cached on the norm module)."""
-    cache = norm.__dict__.setdefault("_zero_field_cache", {})
-    key = _key(norm, size, like)
-    if key not in cache:
-        cache.clear()  # weights changed or a new size: keep one entry
-        shared = norm.mlp_shared[0]
-        a0 = F.relu(shared.bias).to(like.dtype).view(1, -1, 1, 1, 1).expand(1, -1, *size)
-        a0 = a0.contiguous(memory_format=torch.channels_last_3d)
-        w, b = gamma_beta_weights(norm)
-        gb = conv3d(a0, w, b, norm.mlp_gamma.padding[0])
-        c = norm.mlp_gamma.out_channels
-        cache[key] = (1 + gb[:, :c], gb[:, c:])
-    return cache[key]
-
-
 def constant_prompt_modulation(norm, size, value: tuple[float, ...], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(1 + γ, β)``, each ``(1, C, *size)``, of a prompt equal to ``value`` (one number per
-    prompt channel) over the whole grid, zero-padded as always (cached on the norm module, one
-    value at a time)."""
+    prompt channel) over the whole grid, zero-padded as always (cached on the norm module: the
+    all-zero prompt's field and one other value's)."""
     cache = norm.__dict__.setdefault("_constant_cache", {})
+    slot = "zero" if not any(value) else "other"
     key = (tuple(value),) + _key(norm, size, like)
-    if key not in cache:
-        cache.clear()
-        p = torch.tensor(value, dtype=like.dtype, device=like.device).view(1, -1, 1, 1, 1).expand(1, -1, *size)
-        p = p.contiguous(memory_format=torch.channels_last_3d)
+    if cache.get(slot, (None,))[0] != key:  # weights, size or value changed
         shared = norm.mlp_shared[0]
-        a = F.relu(conv3d(p, shared.weight, shared.bias, shared.padding[0]))
+        p = torch.tensor(value, dtype=like.dtype, device=like.device).view(1, -1, 1, 1, 1).expand(1, -1, *size)
+        a = F.relu(conv3d(p.contiguous(memory_format=torch.channels_last_3d), shared.weight, shared.bias, shared.padding[0]))
         w, b = gamma_beta_weights(norm)
         gb = conv3d(a, w, b, norm.mlp_gamma.padding[0])
         c = norm.mlp_gamma.out_channels
-        cache[key] = (1 + gb[:, :c], gb[:, c:])
-    return cache[key]
+        cache[slot] = (key, (1 + gb[:, :c], gb[:, c:]))
+    return cache[slot][1]
+
+
+def zero_prompt_modulation(norm, size, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1 + γ, β)`` of an all-zero prompt, each ``(1, C, *size)`` (cached)."""
+    return constant_prompt_modulation(norm, size, (0.0,) * norm.mlp_shared[0].in_channels, like)
 
 
 #: fold a constant interior only when it covers at least this fraction of the grid
@@ -208,13 +196,16 @@ class FoldedModulation(NamedTuple):
         return _crop(gamma, size), _crop(beta, size)
 
 
+def _tile_extra(size, tile: int) -> list[int]:
+    """Voxels past the grid's far end, per axis, of the last ``tile`` along it."""
+    return [-(-s // tile) * tile - s for s in size]
+
+
 def _pad_to_tiles(t: torch.Tensor, tile: int) -> torch.Tensor:
     """``t`` zero-padded at the far end of each spatial axis to a multiple of ``tile`` (itself
     when already one)."""
-    pad = []
-    for s in reversed(t.shape[2:]):
-        pad += [0, -(-s // tile) * tile - s]
-    return F.pad(t, pad) if any(pad) else t
+    extra = _tile_extra(t.shape[2:], tile)
+    return F.pad(t, [v for e in reversed(extra) for v in (0, e)]) if any(extra) else t
 
 
 def _crop(t: torch.Tensor, size) -> torch.Tensor:
@@ -242,13 +233,8 @@ def grown_support(prompt: torch.Tensor, halo: int) -> torch.Tensor:
 
 
 def _tiles_of(grown: torch.Tensor, tile: int) -> tuple[torch.Tensor, ...]:
-    size = grown.shape
-    n = [-(-s // tile) for s in size]
-    pads = []
-    for d in (2, 1, 0):
-        pads += [0, n[d] * tile - size[d]]
-    if any(pads):
-        grown = F.pad(grown[None].float(), pads)[0] > 0
+    grown = _pad_to_tiles(grown[None, None].float(), tile)[0, 0] > 0
+    n = [s // tile for s in grown.shape]
     t = grown.view(n[0], tile, n[1], tile, n[2], tile).any(5).any(3).any(1)
     return t.nonzero(as_tuple=True)
 
@@ -353,10 +339,8 @@ def _recompute(norms, prompt: torch.Tensor, kind: str, items) -> list:
                 w, b = gamma_beta_weights(norm)
                 out[i].append(conv3d(a.contiguous(memory_format=torch.channels_last_3d), w, b, 0))
         return out
-    size = prompt.shape[2:]
     tile, (iz, iy, ix) = items
-    n = [-(-s // tile) for s in size]
-    extra = [n[d] * tile - size[d] for d in range(3)]
+    extra = _tile_extra(prompt.shape[2:], tile)
     acts = F.relu(conv3d(prompt, ws, bs, hs)).split(split, 1)
     out = []
     for norm, a in zip(norms, acts):
