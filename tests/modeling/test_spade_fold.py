@@ -78,8 +78,8 @@ def test_later_click_with_a_sparse_previous_mask_is_folded_exactly():
     prompt = _prompt(size, [(12, 12, 12), (13, 12, 16)], [(13, 12, 21)], prev=prev)
     x = torch.randn(1, 16, *size).contiguous(memory_format=torch.channels_last_3d)
     with torch.inference_mode():
-        tiles = spade_fold.active_tiles(prompt, 2, 8)
-        assert 0 < tiles[0].numel() < 64  # 4³ tiles of 8: only some recomputed
+        grown = spade_fold.grown_support(prompt, 2)
+        assert 0 < float(grown.float().mean()) < 0.5  # only part of the grid recomputed
         folded = spade_fold.folded_modulation([blk.norm_0, blk.norm_1], prompt)
         assert folded is not None
         for norm, entry in zip([blk.norm_0, blk.norm_1], folded):
@@ -92,15 +92,14 @@ def test_later_click_with_a_sparse_previous_mask_is_folded_exactly():
     assert _close(out, plain.detach())
 
 
-@pytest.mark.parametrize("size, halo, tile", [((16, 16, 16), 2, 4), ((13, 9, 17), 1, 4), ((40, 33, 32), 2, 8)])
-def test_active_tiles_cover_exactly_the_grown_support(size, halo, tile):
+@pytest.mark.parametrize("size, halo", [((16, 16, 16), 2), ((13, 9, 17), 1), ((40, 33, 32), 2)])
+def test_grown_support_is_the_prompt_dilated_within_the_grid(size, halo):
     g = torch.Generator().manual_seed(sum(size))
     prompt = torch.zeros((1, 3, *size))
     for _ in range(3):
         z, y, x = (int(torch.randint(0, s, (1,), generator=g)) for s in size)
         prompt[0, 1, z, y, x] = 1.0
-    iz, iy, ix = spade_fold.active_tiles(prompt, halo, tile)
-    got = {(int(a), int(b), int(c)) for a, b, c in zip(iz, iy, ix)}
+    got = {tuple(v) for v in spade_fold.grown_support(prompt, halo).nonzero().tolist()}
     want = set()
     for z, y, x in (prompt[0] != 0).any(0).nonzero().tolist():
         for dz in range(-halo, halo + 1):
@@ -108,8 +107,17 @@ def test_active_tiles_cover_exactly_the_grown_support(size, halo, tile):
                 for dx in range(-halo, halo + 1):
                     p = (z + dz, y + dy, x + dx)
                     if all(0 <= p[a] < size[a] for a in range(3)):
-                        want.add(tuple(v // tile for v in p))
+                        want.add(p)
     assert got == want
+
+
+def test_voxels_index_the_grid_in_raster_order():
+    grown = torch.zeros((5, 6, 7), dtype=torch.bool)
+    grown[1, 2, 3] = grown[4, 0, 6] = grown[1, 5, 0] = True
+    voxels = spade_fold._voxels_of(grown)
+    assert voxels.coords.tolist() == [[1, 2, 3], [1, 5, 0], [4, 0, 6]]
+    assert voxels.index.tolist() == [(1 * 6 + 2) * 7 + 3, (1 * 6 + 5) * 7, (4 * 6) * 7 + 6]
+    assert voxels.box == (slice(1, 5), slice(0, 6), slice(0, 7))
 
 
 def test_dense_prompt_is_not_folded():
@@ -128,7 +136,7 @@ def test_cache_follows_weight_changes():
         blk.norm_0.mlp_gamma.bias.add_(1.0)
     with torch.inference_mode():
         second = spade_fold.folded_modulation([blk.norm_0], prompt)[0].dense()[1]
-        assert spade_fold.active_tiles(prompt, 2, 4)[0].numel() == 0  # empty prompt: no tiles
+        assert not spade_fold.grown_support(prompt, 2).any()  # empty prompt: nothing recomputed
     assert _close(second, first)  # β unchanged by a γ bias change...
     with torch.inference_mode():
         gamma = spade_fold.folded_modulation([blk.norm_0], prompt)[0].dense()[0]
@@ -136,33 +144,47 @@ def test_cache_follows_weight_changes():
     assert _close(gamma, g_ref)  # ...and γ follows it (the cached field was rebuilt)
 
 
-@pytest.mark.parametrize("plan", ["boxes", "slabs", 8, 4])
+@pytest.mark.parametrize("plan", ["boxes", "voxels"])
+@pytest.mark.parametrize("gamma_kernel", [3, 1])
+@pytest.mark.parametrize("layout", [torch.channels_last_3d, torch.contiguous_format])
 @pytest.mark.parametrize("pos, neg", CASES[:3])
-def test_every_recompute_plan_is_exact(plan, pos, neg):
-    """Boxes and both tilings give the dense γβ and modulation, whichever the cost model would pick."""
-    size = (40, 36, 32)  # 36 and 40 are not multiples of 8: tiles past the grid edge
-    blk = _block(2, 3)
+def test_every_recompute_plan_is_exact(plan, gamma_kernel, layout, pos, neg):
+    """Both plans give the dense γβ and modulation, whichever the cost model would pick, for
+    either layout of the normalised features."""
+    size = (40, 36, 32)
+    blk = _block(2, gamma_kernel)
     prev = torch.zeros((1, 1, *size))
     prev[0, 0, 5:30, 20:24, 3:9] = 0.7  # a thin curved-ish slab next to the clicks
     prev[0, 0, 28:31, 3:24, 3:6] = 0.3
     prompt = _prompt(size, pos, neg, prev=prev)
-    grown = spade_fold.grown_support(prompt, 2)
-    if plan == "boxes":
-        kind, items = "boxes", spade_fold._boxes_of(grown)
-    elif plan == "slabs":
-        kind, items = "boxes", spade_fold._boxes_of(grown, 4)
-    else:
-        kind, items = "tiles", (plan, spade_fold._tiles_of(grown, plan))
+    halo = 1 + gamma_kernel // 2
+    grown = spade_fold.grown_support(prompt, halo)
+    items = spade_fold._boxes_of(grown) if plan == "boxes" else spade_fold._voxels_of(grown)
     with torch.inference_mode():
         scale, shift = spade_fold.zero_prompt_modulation(blk.norm_0, size, prompt)
-        values = spade_fold._recompute([blk.norm_0], prompt, kind, items)[0]
-        folded = spade_fold.FoldedModulation(scale, shift, kind, items, values)
+        values = spade_fold._recompute([blk.norm_0], prompt, plan, items)[0]
+        folded = spade_fold.FoldedModulation(scale, shift, plan, items, values)
         g_ref, b_ref = blk.norm_0.modulation(prompt)
         gamma, beta = folded.dense()
-        x = torch.randn(1, 16, *size).contiguous(memory_format=torch.channels_last_3d)
+        x = torch.randn(1, 16, *size).contiguous(memory_format=layout)
         modulated = folded.apply(x)
     assert _close(gamma, g_ref) and _close(beta, b_ref)
     assert modulated.shape == x.shape and _close(modulated, x * (1 + g_ref) + b_ref)
+
+
+def test_voxel_chunks_join_exactly(monkeypatch):
+    """Voxels recomputed in several chunks (the last one short) equal one chunk."""
+    size = (24, 24, 24)
+    blk = _block(1, 3)
+    prev = torch.zeros((1, 1, *size))
+    prev[0, 0, 4:20, 6:9, 4:20] = 0.5
+    prompt = _prompt(size, [(12, 12, 12)], [], prev=prev)
+    voxels = spade_fold._voxels_of(spade_fold.grown_support(prompt, 2))
+    with torch.inference_mode():
+        whole = spade_fold._recompute([blk.norm_0], prompt, "voxels", voxels)[0]
+        monkeypatch.setattr(spade_fold, "VOXEL_CHUNK", 1000)
+        chunked = spade_fold._recompute([blk.norm_0], prompt, "voxels", voxels)[0]
+    assert voxels.index.numel() % 1000 != 0 and torch.equal(whole, chunked)
 
 
 def test_the_cheaper_plan_is_chosen():
@@ -171,18 +193,19 @@ def test_the_cheaper_plan_is_chosen():
     cost, kind, _ = spade_fold.plan_recompute(one_click, 2)
     assert kind == "boxes" and cost < 0.3  # (17 + 4)³ of 32³
     ring = torch.zeros((1, 1, *size))  # a U-shaped previous mask: one box would be the whole grid
-    ring[0, 0, 2:30, 2:5, 2:30] = 0.6
-    ring[0, 0, 2:30, 2:30, 2:5] = 0.6
-    ring[0, 0, 2:30, 2:30, 27:30] = 0.6
-    cost, kind, _ = spade_fold.plan_recompute(_prompt(size, [], [], prev=ring), 2)
-    assert kind == "tiles" and cost < 0.8
+    ring[0, 0, 2:30, 3, 2:30] = 0.6
+    ring[0, 0, 2:30, 2:30, 3] = 0.6
+    ring[0, 0, 2:30, 2:30, 28] = 0.6
+    cost, kind, voxels = spade_fold.plan_recompute(_prompt(size, [], [], prev=ring), 2)
+    grown = spade_fold.grown_support(_prompt(size, [], [], prev=ring), 2)
+    assert kind == "voxels" and voxels.index.numel() == int(grown.sum()) and cost < 0.8
     tube = torch.zeros((1, 1, *size))  # a tube along z, drifting in y and x (a spinal cord)
     for z in range(32):
         tube[0, 0, z, 4 + z // 2 : 8 + z // 2, 20 - z // 2 : 24 - z // 2] = 0.9
-    cost, kind, boxes = spade_fold.plan_recompute(_prompt(size, [], [], prev=tube), 2)
-    assert kind == "boxes" and len(boxes) > 1 and all(b[0].stop - b[0].start <= 8 for b in boxes)
+    cost, kind, _ = spade_fold.plan_recompute(_prompt(size, [], [], prev=tube), 2)
     one_box = spade_fold._boxes_of(spade_fold.grown_support(_prompt(size, [], [], prev=tube), 2))
-    assert len(one_box) == 1 and cost < 0.5 * np.prod([s.stop - s.start for s in one_box[0]]) / 32**3
+    assert len(one_box) == 1 and kind == "voxels"
+    assert cost < 0.5 * np.prod([s.stop - s.start for s in one_box[0]]) / 32**3
 
 
 TOP = 255.5 / 256  # the session's top stored level
