@@ -199,6 +199,8 @@ def test_the_cheaper_plan_is_chosen():
     cost, kind, voxels = spade_fold.plan_recompute(_prompt(size, [], [], prev=ring), 2)
     grown = spade_fold.grown_support(_prompt(size, [], [], prev=ring), 2)
     assert kind == "voxels" and voxels.index.numel() == int(grown.sum()) and cost < 0.8
+    # a narrow γβ conv (the lite preset's 16 hidden × 1 tap) is never gathered voxel by voxel
+    assert spade_fold.plan_recompute(_prompt(size, [], [], prev=ring), 2, width=16)[1] == "boxes"
     tube = torch.zeros((1, 1, *size))  # a tube along z, drifting in y and x (a spinal cord)
     for z in range(32):
         tube[0, 0, z, 4 + z // 2 : 8 + z // 2, 20 - z // 2 : 24 - z // 2] = 0.9
@@ -219,8 +221,9 @@ TOP = 255.5 / 256  # the session's top stored level
         ((slice(-9, 24), slice(-9, 41), slice(-9, 41)), [], []),                      # no click at all
     ],
 )
-def test_constant_interior_is_folded_exactly(box, pos, neg):
+def test_constant_interior_is_folded_exactly(box, pos, neg, monkeypatch):
     """A large object's later click: inside, the prompt is the constant (0, 0, top level)."""
+    monkeypatch.setattr(spade_fold, "MIN_VOXEL_WIDTH", 0)  # the test block's γβ conv is narrow
     size = (32, 32, 32)
     blk = _block(2, 3)
     prev = torch.zeros((1, 1, *size))

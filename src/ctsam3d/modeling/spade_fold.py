@@ -252,6 +252,11 @@ def _voxels_of(grown: torch.Tensor) -> Voxels:
 #: patch-filling organ: 1.45-1.6 on 32³ grids, 1.13-1.2 on 16³, where oneDNN's dense
 #: convolution is less efficient per voxel)
 VOXEL_COST = {32: 1.5, 0: 1.2}
+#: narrowest γβ conv (hidden channels · kernel taps per output voxel) recomputed voxel by
+#: voxel: for narrow ones the gathering and bookkeeping cost more than the convolution they
+#: save (``ctsam3d-lite``, 16 hidden × 1 tap: decode 5 % slower with it; the paper's 128 × 27:
+#: faster)
+MIN_VOXEL_WIDTH = 512
 #: voxels whose taps are gathered and multiplied at once (a 28 MB gather for 128 hidden, 3³)
 VOXEL_CHUNK = 2048
 
@@ -268,10 +273,11 @@ def voxel_cost(size) -> float:
 BOX_OVERHEAD_VOXELS = 256
 
 
-def plan_recompute(prompt: torch.Tensor, halo: int, interior: Interior | None = None):
+def plan_recompute(prompt: torch.Tensor, halo: int, interior: Interior | None = None, width: int = MIN_VOXEL_WIDTH):
     """Where to recompute γβ exactly, the cheaper of: one box per connected group of the grown
     support less the ``interior`` (compact supports, e.g. one click), or each voxel of it
-    (spread or curved supports, e.g. a mandible's previous mask, an organ's surface). Returns
+    (spread or curved supports, e.g. a mandible's previous mask, an organ's surface) when the
+    γβ conv is at least :data:`MIN_VOXEL_WIDTH` wide (``width``: hidden channels · taps). Returns
     ``(cost, kind, items)``: the estimated work as a fraction of the dense convolution's,
     ``kind`` ``"boxes"`` (``items`` a list of slice triples) or ``"voxels"`` (``items`` a
     :class:`Voxels`)."""
@@ -286,7 +292,7 @@ def plan_recompute(prompt: torch.Tensor, halo: int, interior: Interior | None = 
         return 0.0, "boxes", []
     boxes = _boxes_of(grown)
     box_cost = sum(int(np.prod([s.stop - s.start for s in b])) + BOX_OVERHEAD_VOXELS for b in boxes) / voxels
-    each_voxel = int(grown.sum()) * voxel_cost(size) / voxels
+    each_voxel = int(grown.sum()) * voxel_cost(size) / voxels if width >= MIN_VOXEL_WIDTH else float("inf")
     if box_cost <= each_voxel:
         return box_cost, "boxes", boxes
     return each_voxel, "voxels", _voxels_of(grown)
@@ -377,7 +383,8 @@ def folded_modulation(norms, prompt: torch.Tensor):
         return None
     halo = max(n.mlp_gamma.padding[0] + n.mlp_shared[0].padding[0] for n in norms)
     interior = constant_interior(prompt, halo)
-    cost, kind, items = plan_recompute(prompt, halo, interior)
+    width = min(n.mlp_gamma.in_channels * n.mlp_gamma.kernel_size[0] ** 3 for n in norms)
+    cost, kind, items = plan_recompute(prompt, halo, interior, width)
     if cost > MAX_RECOMPUTE_FRACTION:
         return None
     fields = [zero_prompt_modulation(n, size, prompt) for n in norms]
