@@ -82,17 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                 norm = block.norm_0
                 p = pyramid.at((edge,) * 3).contiguous(memory_format=torch.channels_last_3d)
                 interior = sf.constant_interior(p, 2)
-                grown = sf.grown_support(p, 2)
-                if interior is not None:
-                    grown = grown.clone()
-                    grown[interior.box] &= ~interior.mask[0, 0]
-                voxels = edge**3
+                grown = sf.needed_voxels(p, 2, interior)
                 boxes = sf._boxes_of(grown)
-                box_est = sum(
-                    (b[0].stop - b[0].start) * (b[1].stop - b[1].start) * (b[2].stop - b[2].start)
-                    + sf.BOX_OVERHEAD_VOXELS for b in boxes
-                ) / voxels
-                voxel_est = int(grown.sum()) * sf.voxel_cost(grown.shape) / voxels
+                box_est, voxel_est = sf.boxes_cost(boxes, grown.shape), sf.voxels_cost(grown)
                 _, chosen, _ = sf.plan_recompute(p, 2, interior, width=10**9)
                 plans = {
                     "boxes": lambda: sf._recompute([norm], p, "boxes", boxes),
@@ -109,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                         times[k].append((time.perf_counter() - t) * 1e3)
                 med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
                 rows.append({
-                    "prompt": name, "grid": edge, "need": int(grown.sum()) / voxels,
+                    "prompt": name, "grid": edge, "need": float(grown.float().mean()),
                     "estimate_boxes": box_est, "estimate_voxels": voxel_est, "chosen": chosen,
                     **{f"{k}_ms": v for k, v in med.items()},
                     **{f"{k}_fraction": med[k] / med["dense"] for k in ("boxes", "voxels")},

@@ -188,23 +188,11 @@ class FoldedModulation(NamedTuple):
         return out
 
     def dense(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Full-size ``(γ, β)`` (for checks; the decoder uses :meth:`apply`)."""
-        gamma = (self.scale - 1).contiguous(memory_format=torch.channels_last_3d)
-        beta = self.shift.clone(memory_format=torch.channels_last_3d)
-        c = gamma.shape[1]
-        if self.inside is not None:
-            where, scale, shift = self.inside
-            idx = (slice(None), slice(None)) + where.box
-            gamma[idx] = torch.where(where.mask, scale[idx] - 1, gamma[idx])
-            beta[idx] = torch.where(where.mask, shift[idx], beta[idx])
-        if self.kind == "boxes":
-            for box, v in zip(self.items, self.values):
-                idx = (slice(None), slice(None)) + tuple(box)
-                gamma[idx], beta[idx] = v[:, :c], v[:, c:]
-            return gamma, beta
-        _rows(gamma).index_copy_(0, self.items.index, self.values[:, :c])
-        _rows(beta).index_copy_(0, self.items.index, self.values[:, c:])
-        return gamma, beta
+        """Full-size ``(γ, β)`` (for checks; the decoder uses :meth:`apply`): β is the
+        modulation of zeros, 1 + γ + β that of ones."""
+        zeros = torch.zeros_like(self.scale, memory_format=torch.channels_last_3d)
+        beta = self.apply(zeros)
+        return self.apply(zeros + 1) - beta - 1, beta
 
 
 def grown_support(prompt: torch.Tensor, halo: int) -> torch.Tensor:
@@ -273,6 +261,28 @@ def voxel_cost(size) -> float:
 BOX_OVERHEAD_VOXELS = 256
 
 
+def needed_voxels(prompt: torch.Tensor, halo: int, interior: Interior | None = None) -> torch.Tensor:
+    """``(D, H, W)`` bool: where γβ must be recomputed, the :func:`grown_support` less the
+    constant ``interior``."""
+    grown = grown_support(prompt, halo)
+    if interior is not None:
+        grown = grown.clone()
+        grown[interior.box] &= ~interior.mask[0, 0]
+    return grown
+
+
+def boxes_cost(boxes, size) -> float:
+    """Estimated work of recomputing ``boxes`` as a fraction of the dense convolution's over a
+    grid of ``size`` (each box's voxels plus :data:`BOX_OVERHEAD_VOXELS`)."""
+    return sum(int(np.prod([s.stop - s.start for s in b])) + BOX_OVERHEAD_VOXELS for b in boxes) / int(np.prod(size))
+
+
+def voxels_cost(needed: torch.Tensor) -> float:
+    """Estimated work of recomputing the ``needed`` voxels one by one, as a fraction of the
+    dense convolution's (:data:`VOXEL_COST` per voxel)."""
+    return int(needed.sum()) * voxel_cost(needed.shape) / needed.numel()
+
+
 def plan_recompute(prompt: torch.Tensor, halo: int, interior: Interior | None = None, width: int = MIN_VOXEL_WIDTH):
     """Where to recompute γβ exactly, the cheaper of: one box per connected group of the grown
     support less the ``interior`` (compact supports, e.g. one click), or each voxel of it
@@ -281,21 +291,15 @@ def plan_recompute(prompt: torch.Tensor, halo: int, interior: Interior | None = 
     ``(cost, kind, items)``: the estimated work as a fraction of the dense convolution's,
     ``kind`` ``"boxes"`` (``items`` a list of slice triples) or ``"voxels"`` (``items`` a
     :class:`Voxels`)."""
-    grown = grown_support(prompt, halo)
-    if interior is not None:
-        grown = grown.clone()
-        idx = interior.box
-        grown[idx] &= ~interior.mask[0, 0]
-    size = tuple(grown.shape)
-    voxels = size[0] * size[1] * size[2]
+    grown = needed_voxels(prompt, halo, interior)
     if not bool(grown.any()):
         return 0.0, "boxes", []
     boxes = _boxes_of(grown)
-    box_cost = sum(int(np.prod([s.stop - s.start for s in b])) + BOX_OVERHEAD_VOXELS for b in boxes) / voxels
-    each_voxel = int(grown.sum()) * voxel_cost(size) / voxels if width >= MIN_VOXEL_WIDTH else float("inf")
-    if box_cost <= each_voxel:
-        return box_cost, "boxes", boxes
-    return each_voxel, "voxels", _voxels_of(grown)
+    by_boxes = boxes_cost(boxes, grown.shape)
+    by_voxel = voxels_cost(grown) if width >= MIN_VOXEL_WIDTH else float("inf")
+    if by_boxes <= by_voxel:
+        return by_boxes, "boxes", boxes
+    return by_voxel, "voxels", _voxels_of(grown)
 
 
 def _box_activation(prompt: torch.Tensor, box, w: torch.Tensor, b: torch.Tensor, hs: int, hg: int) -> torch.Tensor:
