@@ -198,7 +198,8 @@ def test_the_cheaper_plan_is_chosen():
     ring[0, 0, 2:30, 2:30, 28] = 0.6
     cost, kind, voxels = spade_fold.plan_recompute(_prompt(size, [], [], prev=ring), 2)
     grown = spade_fold.grown_support(_prompt(size, [], [], prev=ring), 2)
-    assert kind == "voxels" and voxels.index.numel() == int(grown.sum()) and cost < 0.8
+    # cheaper voxel by voxel than the one box, the whole grid
+    assert kind == "voxels" and voxels.index.numel() == int(grown.sum()) and cost < 1.0
     # a narrow γβ conv (the lite preset's 16 hidden × 1 tap) is never gathered voxel by voxel
     assert spade_fold.plan_recompute(_prompt(size, [], [], prev=ring), 2, width=16)[1] == "boxes"
     tube = torch.zeros((1, 1, *size))  # a tube along z, drifting in y and x (a spinal cord)
@@ -224,6 +225,7 @@ TOP = 255.5 / 256  # the session's top stored level
 def test_constant_interior_is_folded_exactly(box, pos, neg, monkeypatch):
     """A large object's later click: inside, the prompt is the constant (0, 0, top level)."""
     monkeypatch.setattr(spade_fold, "MIN_VOXEL_WIDTH", 0)  # the test block's γβ conv is narrow
+    monkeypatch.setattr(spade_fold, "VOXEL_COST", {0: 1.0})  # and its dense conv plain, no Winograd
     size = (32, 32, 32)
     blk = _block(2, 3)
     prev = torch.zeros((1, 1, *size))

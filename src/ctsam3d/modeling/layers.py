@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import winograd
+
 _HAS_MKLDNN = hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available()
 
 
@@ -30,8 +32,11 @@ def _fast_ok(x: torch.Tensor) -> bool:
 
 
 def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
-    """Stride-1 3D convolution through oneDNN on CPU inference, ``F.conv3d`` otherwise."""
+    """Stride-1 3D convolution through oneDNN on CPU inference (wide 3×3×3 ones with Winograd
+    along z, :mod:`ctsam3d.modeling.winograd`), ``F.conv3d`` otherwise."""
     if _fast_ok(x):
+        if winograd.applies(x, weight, padding):
+            return winograd.conv3d_winograd_z(x, weight, bias, padding)
         if x.is_contiguous(memory_format=torch.channels_last_3d):
             weight = weight.contiguous(memory_format=torch.channels_last_3d)
         return torch.mkldnn_convolution(x, weight, bias, [padding] * 3, [1] * 3, [1] * 3, 1)
@@ -69,9 +74,13 @@ def add_taps(out: torch.Tensor, taps: torch.Tensor, z0: int = 0) -> None:
 
 
 class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` that uses oneDNN for every CPU float32 inference call."""
+    """``nn.Conv3d`` that uses oneDNN for every CPU float32 inference call (as :func:`conv3d`
+    when stride-1, cubic padding and ungrouped)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plain = self.stride == (1, 1, 1) and self.dilation == (1, 1, 1) and self.groups == 1
+        if _fast_ok(x) and plain and self.padding_mode == "zeros" and self.padding in ((0,) * 3, (1,) * 3):
+            return conv3d(x, self.weight, self.bias, self.padding[0])
         if _fast_ok(x) and self.padding_mode == "zeros" and isinstance(self.padding, tuple):
             w = self.weight
             if x.is_contiguous(memory_format=torch.channels_last_3d):

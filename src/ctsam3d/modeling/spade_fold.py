@@ -237,9 +237,10 @@ def _voxels_of(grown: torch.Tensor) -> Voxels:
 
 #: measured cost per recomputed voxel of the voxel-by-voxel plan relative to the dense
 #: convolution's (128 hidden → 2C, 2 threads, supports of the bundled CT's organs and of a
-#: patch-filling organ: 1.45-1.6 on 32³ grids, 1.13-1.2 on 16³, where oneDNN's dense
-#: convolution is less efficient per voxel)
-VOXEL_COST = {32: 1.5, 0: 1.2}
+#: patch-filling organ, ``benchmarks/fold_plans.py``: 2.0-2.2 on 32³ grids, 2.0-2.1 on 16³;
+#: the dense convolution runs Winograd F(4, 3) along z, :mod:`ctsam3d.modeling.winograd`,
+#: the gathered voxels a plain product)
+VOXEL_COST = {32: 2.1, 0: 2.0}
 #: narrowest γβ conv (hidden channels · kernel taps per output voxel) recomputed voxel by
 #: voxel: for narrow ones the gathering and bookkeeping cost more than the convolution they
 #: save (``ctsam3d-lite``, 16 hidden × 1 tap: decode 5 % slower with it; the paper's 128 × 27:
