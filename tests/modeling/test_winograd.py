@@ -111,3 +111,23 @@ def test_conv_layers_use_it_in_cpu_inference_only(monkeypatch):
     trained = conv(x)  # autograd: the standard convolution
     assert len(calls) == 2 and trained.requires_grad
     torch.testing.assert_close(trained.detach(), F.conv3d(x, w, bias, padding=1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("m", sorted(winograd.TRANSFORMS))
+def test_transforms_are_the_winograd_matrices(m):
+    """The shared-partial-sum transforms compute Bᵀ d and Aᵀ M of :data:`winograd.TRANSFORMS`
+    (the output one also for a last tile cut short by the output depth)."""
+    bt, _, at = (torch.tensor(t, dtype=torch.float64) for t in winograd.TRANSFORMS[m])
+    g = torch.Generator().manual_seed(m)
+    d = torch.randn((m + 2, 1, 2, 3, 4, 5), generator=g, dtype=torch.float64)
+    got = torch.stack(winograd.input_transform(m, list(d)))
+    torch.testing.assert_close(got, torch.einsum("kj,j...->k...", bt, d))
+    mk = torch.randn((m + 2, 1, 2, 3, 4, 5), generator=g, dtype=torch.float64)
+    want = torch.einsum("rk,k...->r...", at, mk)
+    out = torch.full((m, 1, 2, 3, 4, 5), float("nan"), dtype=torch.float64)
+    views = [out[r, :, :, : 3 - (r >= m - 1)] for r in range(m)]  # the last row one plane short
+    winograd.output_transform(m, list(mk), views)
+    for r in range(m):
+        n = views[r].shape[2]
+        torch.testing.assert_close(out[r, :, :, :n], want[r, :, :, :n])
+        assert torch.isnan(out[r, :, :, n:]).all()  # nothing written past the output

@@ -117,18 +117,47 @@ def _planes(x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     return F.pad(inner, (0, 0, 0, 0, max(0, -lo), max(0, hi - d))).contiguous(memory_format=torch.channels_last_3d)
 
 
-def _combine(row, terms, out=None):
-    """``Σ row[j] · terms[j]`` over the non-zero coefficients (into ``out`` when given)."""
-    nz = [(c, t) for c, t in zip(row, terms) if c != 0]
-    (c0, t0), (c1, t1) = nz[0], nz[1]  # every row of the transforms has two or more terms
-    if c0 == 1:
-        acc = torch.add(t0, t1, alpha=c1, out=out) if out is not None else torch.add(t0, t1, alpha=c1)
-    else:
-        acc = torch.mul(t0, c0, out=out) if out is not None else torch.mul(t0, c0)
-        acc.add_(t1, alpha=c1)
-    for c, t in nz[2:]:
-        acc.add_(t, alpha=c)
-    return acc
+def input_transform(m: int, d: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Bᵀ d: the ``m + 2`` transformed planes from the ``m + 2`` input planes ``d`` (tensors of
+    one shape), with shared partial sums (F(4, 3): 14 passes instead of 22)."""
+    if m == 2:
+        d0, d1, d2, d3 = d
+        return [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
+    d0, d1, d2, d3, d4, d5 = d
+    s, t = d1 + d2, d3 + d4
+    sm, tm = d1 - d2, d4 - d3
+    e, f = d4 - d2, d3 - d1
+    return [
+        torch.add(d4, d0, alpha=4).add_(d2, alpha=-5),
+        t.add_(s, alpha=-4),
+        tm.add_(sm, alpha=4),
+        torch.add(e, f, alpha=2),
+        e.add_(f, alpha=-2),
+        torch.add(d5, d1, alpha=4).add_(d3, alpha=-5),
+    ]
+
+
+def output_transform(m: int, mk: list[torch.Tensor], out: list[torch.Tensor]) -> None:
+    """Aᵀ M into ``out`` (the ``m`` output-plane views, each as long as the products along z or
+    shorter: a tile's last planes may lie past the output), with shared partial sums (F(4, 3):
+    10 passes instead of 17)."""
+    if m == 2:
+        m0, m1, m2, m3 = mk
+        (n0, n1), (o0, o1) = (o.shape[2] for o in out), out
+        torch.add(m1[:, :, :n0], m2[:, :, :n0], out=o0).add_(m0[:, :, :n0])
+        if n1:
+            torch.sub(m1[:, :, :n1], m2[:, :, :n1], out=o1).sub_(m3[:, :, :n1])
+        return
+    m0, m1, m2, m3, m4, m5 = mk
+    a, b = m1 + m2, m1 - m2
+    c, dd = m3 + m4, m3 - m4
+    rows = [(a, c, 1, m0), (b, dd, 2, None), (a, c, 4, None), (b, dd, 8, m5)]
+    for (x, y, alpha, extra), o in zip(rows, out):
+        n = o.shape[2]
+        if n:
+            torch.add(x[:, :, :n], y[:, :, :n], alpha=alpha, out=o)
+            if extra is not None:
+                o.add_(extra[:, :, :n])
 
 
 def conv3d_winograd_z(
@@ -141,7 +170,6 @@ def conv3d_winograd_z(
     b, _, d, h, w = x.shape
     p, m = padding, m or TILE
     do, ho, wo = d + 2 * p - 2, h + 2 * p - 2, w + 2 * p - 2
-    bt, _, at = TRANSFORMS[m]
     g = filters(weight, m)
     out = torch.empty((b, weight.shape[0], do, ho, wo), dtype=x.dtype, memory_format=torch.channels_last_3d)
     tiles = -(-do // m)
@@ -149,16 +177,13 @@ def conv3d_winograd_z(
         n = min(chunk, tiles - t0)
         z0 = m * t0  # first output plane of the chunk; its input planes start at z0 - p
         s = _planes(x, z0 - p, z0 - p + m * n + 2)
-        dj = [s[:, :, j : j + m * (n - 1) + 1 : m] for j in range(m + 2)]
+        u = input_transform(m, [s[:, :, j : j + m * (n - 1) + 1 : m] for j in range(m + 2)])
         mk = [
             torch.mkldnn_convolution(
-                _combine(row, dj).contiguous(memory_format=torch.channels_last_3d),
-                gk, bias if k == 1 else None, [0, p, p], [1] * 3, [1] * 3, 1,
+                uk.contiguous(memory_format=torch.channels_last_3d), gk, bias if k == 1 else None,
+                [0, p, p], [1] * 3, [1] * 3, 1,
             )
-            for k, (row, gk) in enumerate(zip(bt, g))
+            for k, (uk, gk) in enumerate(zip(u, g))
         ]  # the bias enters every output plane through M1 (Aᵀ's column 1 is all ones)
-        for r, row in enumerate(at):
-            count = min(n, -(-(do - z0 - r) // m))  # a tile's last planes may lie past the output
-            if count > 0:
-                _combine(row, [t[:, :, :count] for t in mk], out=out[:, :, z0 + r : z0 + r + m * (count - 1) + 1 : m])
+        output_transform(m, mk, [out[:, :, z0 + r : z0 + m * n : m] for r in range(m)])
     return out
