@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctsam3d.modeling.layers import instance_norm
+from ctsam3d.modeling.layers import TRANSPOSE_BLOCK, instance_norm, standard_layout
 
 torch.set_num_threads(1)
 
@@ -48,3 +48,10 @@ def test_instance_norm_matches_pytorch(layout, exact):
         trained.sum().backward()
     assert torch.allclose(fast, want, atol=1e-5) and torch.allclose(trained.detach(), want, atol=1e-6)
     assert y.grad is not None
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(1, 8, 3, 11, TRANSPOSE_BLOCK // 11 + 5)])  # blocks + a remainder
+def test_standard_layout_copies_exactly(shape):
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last_3d)
+    got = standard_layout(x)
+    assert got.is_contiguous() and torch.equal(got, x)

@@ -112,6 +112,26 @@ class ConvTranspose2x(nn.ConvTranspose3d):
         return y.permute(0, 4, 1, 2, 3)  # (B, cout, 2D, 2H, 2W), channels_last_3d layout
 
 
+#: voxels per block of :func:`standard_layout`'s transposing copy (a 128-channel block is 0.5 MB,
+#: in cache): 3.7 ms instead of 14 ms for ``contiguous()`` on a 128 × 32³ tensor (2 threads)
+TRANSPOSE_BLOCK = 1024
+
+
+def standard_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(B, C, D, H, W)`` channels-last → the same values in the standard contiguous
+    layout, copied in blocks of :data:`TRANSPOSE_BLOCK` voxels that stay in cache (PyTorch's
+    ``contiguous()`` transposes the whole tensor at once, cache-unfriendly). Bit-identical."""
+    b, c = x.shape[:2]
+    n = x[0, 0].numel()
+    out = x.new_empty(x.shape)
+    for item in range(b):
+        rows = x[item].permute(1, 2, 3, 0).reshape(n, c)  # a view: channels-last
+        cols = out[item].view(c, n)
+        for s in range(0, n, TRANSPOSE_BLOCK):
+            cols[:, s : s + TRANSPOSE_BLOCK].copy_(rows[s : s + TRANSPOSE_BLOCK].t())
+    return out
+
+
 def instance_norm(x: torch.Tensor, eps: float = 1e-5, *, exact: bool = False) -> torch.Tensor:
     """Affine-free instance norm of ``(B, C, D, H, W)``.
 
@@ -119,7 +139,7 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5, *, exact: bool = False) ->
     contiguous tensor bit for bit, the reference's float32 rounding: the released decoder
     amplifies rounding differences here ~1000× (two correct float32 variance formulas give
     masks 2e-4 apart). For channels-last CPU inference the statistics come from that kernel
-    (:func:`torch.batch_norm_update_stats` on a standard-layout copy) and are applied in the
+    (:func:`torch.batch_norm_update_stats` on a standard-layout copy, :func:`standard_layout`) and are applied in the
     channels-last layout as the kernel applies them (``x · invstd + (−mean · invstd)``, one
     fused multiply-add; ``invstd`` from the variance in double), which spares the normalised
     tensor's round trip through the standard layout. Otherwise CPU inference on channels-last
@@ -133,7 +153,7 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5, *, exact: bool = False) ->
         return xc * torch.rsqrt(var + eps)
     if channels_last and inference_cpu and x.dtype == torch.float32:
         b, c = x.shape[:2]
-        mean, var = torch.batch_norm_update_stats(x.contiguous().view(1, b * c, -1), None, None, 1.0)
+        mean, var = torch.batch_norm_update_stats(standard_layout(x).view(1, b * c, -1), None, None, 1.0)
         invstd = (1.0 / torch.sqrt(var.double() + eps)).float()
         shape = (b, c, 1, 1, 1)
         return torch.addcmul((-mean * invstd).view(shape), x, invstd.view(shape))

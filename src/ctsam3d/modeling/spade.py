@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import Conv3d, conv3d, instance_norm
-from .spade_fold import apply_folded, folded_modulation, gamma_beta_weights, shared_weights
+from .spade_fold import apply_folded, folded_modulation, gamma_beta_weights_plus_one, shared_weights
 
 
 class SpadeNorm(nn.Module):
@@ -53,12 +53,13 @@ class SpadeNorm(nn.Module):
             return apply_folded(instance_norm(x, eps=1e-5, exact=self.exact_norm), folded)
         if actv is None or torch.is_grad_enabled():
             gamma, beta = self.modulation(prompt)
-        else:  # inference: γ and β in one conv (same function, one pass over actv)
-            c = self.mlp_gamma.out_channels
-            w, b = gamma_beta_weights(self)
-            gb = conv3d(actv, w, b, self.mlp_gamma.padding[0])
-            gamma, beta = gb[:, :c], gb[:, c:]
-        return instance_norm(x, eps=1e-5, exact=self.exact_norm) * (1 + gamma) + beta
+            return instance_norm(x, eps=1e-5, exact=self.exact_norm) * (1 + gamma) + beta
+        # inference: 1 + γ and β in one conv (same function, one pass over actv), applied in
+        # one fused multiply-add
+        c = self.mlp_gamma.out_channels
+        w, b = gamma_beta_weights_plus_one(self)
+        gb = conv3d(actv, w, b, self.mlp_gamma.padding[0])
+        return torch.addcmul(gb[:, c:], instance_norm(x, eps=1e-5, exact=self.exact_norm), gb[:, :c])
 
 
 class SpadeBlock(nn.Module):

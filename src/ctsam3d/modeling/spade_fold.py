@@ -69,6 +69,17 @@ def gamma_beta_weights(norm) -> tuple[torch.Tensor, torch.Tensor]:
     return w, b
 
 
+def gamma_beta_weights_plus_one(norm) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gamma_beta_weights` with 1 added to the γ biases: the conv gives ``(1 + γ, β)``,
+    so that the modulation is one fused multiply-add. Cached."""
+
+    def make(biases):
+        return torch.cat([biases[0] + 1, biases[1]])
+
+    w, _ = gamma_beta_weights(norm)
+    return w, cached(norm, "gb_bias_plus_one", (norm.mlp_gamma.bias, norm.mlp_beta.bias), make)
+
+
 def gamma_beta_pointwise(norm) -> torch.Tensor:
     """A SPADE norm's γβ conv as a 1×1×1 conv over gathered taps: weight ``(2C, k³ · hidden, 1,
     1, 1)`` (channels-last), input channels ordered (kz, ky, kx, hidden), so that one voxel's
