@@ -34,7 +34,7 @@ def upsample_head(x: torch.Tensor, upscale, head) -> tuple[torch.Tensor, torch.T
     cout = upscale.cna[0].out_channels
     k = head.kernel_size[0]
     p = k // 2
-    wh = head.weight[0].reshape(cout, k**3).t().contiguous()  # (k³, cout): one row per tap
+    wh = head.weight[0].reshape(cout, k**3)  # (cout, k³): one column per tap
     slab = max(1, SLAB_VOXELS // (h * w))
     logits, pooled = [], []
     for item in range(b):
@@ -45,8 +45,9 @@ def upsample_head(x: torch.Tensor, upscale, head) -> tuple[torch.Tensor, torch.T
             zs = min(d, z0 + slab) - z0
             y = upscale.rows(xl[z0 : z0 + zs].reshape(-1, cin))  # rows (z, y, x, a, b, c)
             total += y.sum(0)
-            taps = torch.mm(wh, y.t()).view(k**3, zs, h, w, 2, 2, 2)
-            add_taps(out, taps.permute(0, 1, 4, 2, 5, 3, 6).reshape(k, k, k, 2 * zs, 2 * h, 2 * w), 2 * z0)
+            # rows × taps (a tall product, faster than taps × rows), then tap-major planes
+            taps = torch.mm(y, wh).view(zs, h, w, 2, 2, 2, k**3)
+            add_taps(out, taps.permute(6, 0, 3, 1, 4, 2, 5).reshape(k, k, k, 2 * zs, 2 * h, 2 * w), 2 * z0)
         logits.append(out[p : p + 2 * d, p : p + 2 * h, p : p + 2 * w] + head.bias[0])
         pooled.append(total / (8 * d * h * w))
     return torch.stack(logits)[:, None], torch.stack(pooled)
