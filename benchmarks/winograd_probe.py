@@ -1,19 +1,23 @@
-"""Would Winograd convolution speed up the paper decoder's dense per-click decode on CPU?
+"""Which Winograd convolution speeds up the paper decoder's 3×3×3 convolutions on CPU?
 
-    python benchmarks/winograd_probe.py [--threads 2] [--runs 5]
+    python benchmarks/winograd_probe.py [--threads 2] [--runs 7]
 
-Issue 3 asks for the ``ctsam3d-paper`` decoder to be 2x faster than the reference on later
-clicks without changing its outputs beyond float tolerance. Its cost is 3x3x3 convolutions
-on 32^3 and 16^3 grids with 128-512 channels that oneDNN already runs near this CPU's peak,
-so only fewer multiplications could give 2x. Winograd F(2x2x2, 3x3x3) needs 64 instead of
-216 multiplications per 8 outputs (3.4x fewer). This probe implements it with PyTorch
-tensor ops (input/output transforms as strided adds, the 64 products as one batched matmul,
-processed in slabs of z tiles) and times it against the direct oneDNN convolution used by
-the decoder, on the decoder's own layer shapes, interleaved in one process. It also reports
-each method's largest error against a float64 convolution.
+Issue 3 asks for the ``ctsam3d-paper`` decoder to be 2x faster than the reference without
+changing its outputs beyond float tolerance. Its cost is 3x3x3 convolutions on 32^3 and 16^3
+grids with 128-512 channels that oneDNN already runs near this CPU's peak, so only fewer
+multiplications help. Timed interleaved in one process, on the decoder's layer shapes and on
+smaller ones near the size where the package stops using Winograd
+(:data:`ctsam3d.modeling.winograd.MIN_WORK`):
 
-Prints a table and writes ``benchmarks/results/winograd_probe.json``. Not used by the
-package: the result (see docs/benchmarks.md) is why.
+* ``direct``: oneDNN's convolution (``torch.mkldnn_convolution``);
+* ``3d``: full F(2x2x2, 3x3x3) with PyTorch tensor ops (64 instead of 216 multiplications per
+  8 outputs, transforms as strided adds, the products as one batched matmul; same-padded
+  shapes only). Not used: its transforms move 8x the data (below);
+* ``z2`` / ``z4``: F(2, 3) / F(4, 3) along z only, the products as oneDNN 1x3x3
+  convolutions (:mod:`ctsam3d.modeling.winograd`; the package uses F(4, 3)).
+
+Also each method's largest error against a float64 convolution. Prints a table and writes
+``benchmarks/results/winograd_probe.json``.
 """
 
 from __future__ import annotations
@@ -27,14 +31,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ctsam3d.modeling.layers import conv3d
 
 ROOT = Path(__file__).resolve().parents[1]
 #: F(2, 3) filter transform (4 x 3)
 G = torch.tensor([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=torch.float64)
-#: (grid side, in channels, out channels) of the paper decoder's large convs: level 5 (32^3,
-#: 128 ch: conv_0/conv_1 and fused gamma-beta 128->256) and level 4 (16^3, 256 ch; 256->512)
-SHAPES = [(32, 128, 256), (32, 128, 128), (16, 256, 512), (16, 256, 256)]
 
 
 def filter_transform(w: torch.Tensor) -> torch.Tensor:
@@ -83,47 +83,75 @@ def winograd_conv3d(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor, zchunk
     return (out[:, :d, :h, :w] + bias).permute(0, 4, 1, 2, 3)
 
 
+#: (grid, in channels, out channels, padding): the paper decoder's convs (32³: conv_0/conv_1
+#: 128→128 and fused γβ 128→256; 16³: 256→256 and 128→512), then γβ boxes (valid convs) and
+#: small convs near the threshold
+CASES = [
+    ((32, 32, 32), 128, 256, 1), ((32, 32, 32), 128, 128, 1), ((16, 16, 16), 128, 512, 1),
+    ((16, 16, 16), 256, 256, 1), ((20, 14, 14), 128, 256, 0), ((12, 12, 12), 128, 256, 0),
+    ((10, 10, 10), 128, 256, 0), ((8, 8, 8), 256, 256, 1), ((8, 8, 8), 128, 128, 1), ((32, 32, 32), 64, 64, 1),
+]
+
+
 def main() -> None:
+    from ctsam3d.modeling.winograd import applies, conv3d_winograd_z
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--runs", type=int, default=7)
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "winograd_probe.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
+    cl = torch.channels_last_3d
     rows = []
     with torch.inference_mode():
-        for side, cin, cout in SHAPES:
-            x = torch.randn((1, cin, side, side, side), generator=g).contiguous(memory_format=torch.channels_last_3d)
-            w = 0.05 * torch.randn((cout, cin, 3, 3, 3), generator=g)
+        for size, cin, cout, pad in CASES:
+            x = torch.randn((1, cin, *size), generator=g).relu().contiguous(memory_format=cl)
+            w = torch.randn((cout, cin, 3, 3, 3), generator=g) / (3 * cin**0.5)
             bias = torch.randn(cout, generator=g)
-            u = filter_transform(w)
-            exact = F.conv3d(x.double(), w.double(), bias.double(), padding=1)
-            runs = {"direct": lambda: conv3d(x, w, bias, 1), "winograd": lambda: winograd_conv3d(x, u, bias)}
+            wc = w.contiguous(memory_format=cl)
+            exact = F.conv3d(x.double(), w.double(), bias.double(), padding=pad)
+            runs = {
+                "direct": lambda: torch.mkldnn_convolution(x, wc, bias, [pad] * 3, [1] * 3, [1] * 3, 1),
+                "z2": lambda: conv3d_winograd_z(x, w, bias, pad, 2),
+                "z4": lambda: conv3d_winograd_z(x, w, bias, pad, 4),
+            }
+            if pad == 1:
+                u = filter_transform(w)
+                runs["3d"] = lambda: winograd_conv3d(x, u, bias)
             err = {k: float((f().double() - exact).abs().max()) for k, f in runs.items()}
             times: dict[str, list[float]] = {k: [] for k in runs}
-            for _ in range(args.runs):  # interleaved, so both see the same machine load
+            for _ in range(args.runs):  # interleaved, so all see the same machine load
                 for k, f in runs.items():
                     t0 = time.perf_counter()
                     f()
                     times[k].append(time.perf_counter() - t0)
             med = {k: sorted(v)[len(v) // 2] * 1000 for k, v in times.items()}
             rows.append({
-                "grid": side, "cin": cin, "cout": cout,
-                "direct_ms": round(med["direct"], 1), "winograd_ms": round(med["winograd"], 1),
-                "speedup": round(med["direct"] / med["winograd"], 2),
-                "direct_max_err": err["direct"], "winograd_max_err": err["winograd"],
+                "size": list(size), "cin": cin, "cout": cout, "padding": pad,
+                "used_by_package": applies(x, w, pad),
+                **{f"{k}_ms": round(v, 2) for k, v in med.items()},
+                **{f"{k}_speedup": round(med["direct"] / v, 2) for k, v in med.items() if k != "direct"},
+                **{f"{k}_max_err": v for k, v in err.items()},
                 "max_abs_output": float(exact.abs().max()),
             })
-    print(f"| grid | Cin→Cout | direct oneDNN ms | Winograd F(2,3) ms | speed-up | max err direct | max err Winograd |")
-    print("|---|---|---|---|---|---|---|")
+    print("| grid (pad) | Cin→Cout | used | direct ms | F(4,3) z ms | F(2,3) z ms | F(2³,3³) ms | "
+          "speed-up z4 / z2 / 3d | max err direct / z4 / z2 / 3d |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['grid']}³ | {r['cin']}→{r['cout']} | {r['direct_ms']} | {r['winograd_ms']} | {r['speedup']}× "
-              f"| {r['direct_max_err']:.1e} | {r['winograd_max_err']:.1e} |")
+        grid = "×".join(map(str, r["size"]))
+        t3 = r.get("3d_ms", "–")
+        sp3 = f"{r['3d_speedup']}×" if "3d_speedup" in r else "–"
+        e3 = f"{r['3d_max_err']:.1e}" if "3d_max_err" in r else "–"
+        print(f"| {grid} ({r['padding']}) | {r['cin']}→{r['cout']} | {'yes' if r['used_by_package'] else 'no'} "
+              f"| {r['direct_ms']} | {r['z4_ms']} | {r['z2_ms']} | {t3} | {r['z4_speedup']}× / {r['z2_speedup']}× / {sp3} "
+              f"| {r['direct_max_err']:.1e} / {r['z4_max_err']:.1e} / {r['z2_max_err']:.1e} / {e3} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "threads": args.threads, "runs": args.runs, "torch": torch.__version__,
-        "machine": platform.machine(), "rows": rows,
+        "machine": platform.machine(), "command": f"python benchmarks/winograd_probe.py --runs {args.runs}",
+        "rows": rows,
     }, indent=1))
     print(f"wrote {args.json}")
 

@@ -80,9 +80,10 @@ def test_filters_follow_the_weight():
 @pytest.mark.parametrize(
     "cin, cout, size, padding, used",
     [
-        (128, 128, (16, 16, 10), 1, True),  # the paper decoder's widths: 128 · 128 · 2560 ≥ 2²⁵
-        (128, 256, (13, 12, 12), 0, True),  # a γβ box: 11 · 10 · 10 output voxels
+        (128, 128, (16, 16, 10), 1, True),  # the paper decoder's widths, 128 · 128 · 2560 voxels
+        (128, 256, (14, 13, 13), 0, True),  # a γβ box: 12 · 11 · 11 output voxels
         (128, 128, (8, 8, 8), 1, False),  # too little work: the transforms cost more
+        (256, 256, (8, 8, 8), 1, False),
         (64, 256, (32, 32, 32), 1, False),  # too narrow
         (128, 128, (4, 32, 32), 0, False),  # 2 output planes: no tile to share
         (256, 256, (8, 8, 8), 2, False),  # padding other than 0 or 1

@@ -40,9 +40,10 @@ TILE_CHUNK = 4
 #: narrowest convolution worth transforming (input and output channels): narrower ones run
 #: below oneDNN's peak already and the transforms cost more than the products they save
 MIN_CHANNELS = 128
-#: smallest convolution worth transforming, in Cin · Cout · output voxels (about a 128 → 256
-#: conv on 10³ output voxels; smaller ones gained nothing or lost, ``benchmarks/winograd_probe.py``)
-MIN_WORK = 32_000_000
+#: smallest convolution worth transforming, in Cin · Cout · output voxels: a 128 → 256 conv on
+#: 10³ output voxels (33 M) gained nothing and 256 → 256 on 8³ (34 M) lost, 128 → 256 on
+#: 18 × 12 × 12 (85 M) gained 1.1× (``benchmarks/winograd_probe.py``, 2 threads)
+MIN_WORK = 40_000_000
 #: fewest output planes along z
 MIN_OUT_PLANES = 4
 
@@ -97,14 +98,15 @@ def filters(weight: torch.Tensor, m: int = 2) -> tuple[torch.Tensor, ...]:
     tensor until it changes (in place or by storage; inference tensors, such as weights derived
     under ``torch.inference_mode``, have no version counter and are keyed by storage only)."""
     version = None if weight.is_inference() else weight._version
-    key = (weight.data_ptr(), version, tuple(weight.shape), m)
-    hit = getattr(weight, "_winograd_z", None)
+    key = (weight.data_ptr(), version, tuple(weight.shape))
+    cache = weight.__dict__.setdefault("_winograd_z", {})
+    hit = cache.get(m)
     if hit is not None and hit[0] == key:
         return hit[1]
     g = torch.tensor(TRANSFORMS[m][1], dtype=torch.float64)
     u = torch.einsum("ak,oikyx->aoiyx", g, weight.detach().double()).unsqueeze(3)
     out = tuple(t.to(weight.dtype).contiguous(memory_format=torch.channels_last_3d) for t in u)
-    weight._winograd_z = (key, out)
+    cache[m] = (key, out)
     return out
 
 
