@@ -257,13 +257,13 @@ def test_constant_interior_is_folded_exactly(box, pos, neg, monkeypatch):
 def test_an_object_filling_most_of_the_grid_is_folded_only_with_its_interior():
     size = (32, 32, 32)
     prev = torch.zeros((1, 1, *size))
-    prev[0, 0, :24] = TOP
-    prev[0, 0, 24] = 0.3
+    prev[0, 0, :28] = TOP
+    prev[0, 0, 28] = 0.3
     prompt = _prompt(size, [], [], prev=prev)
     interior = spade_fold.constant_interior(prompt, 2)
     assert spade_fold.plan_recompute(prompt, 2)[0] > spade_fold.MAX_RECOMPUTE_FRACTION  # dense path
     cost, kind, _ = spade_fold.plan_recompute(prompt, 2, interior)
-    # z 22-26: the surface grown by 2, less the interior, in one box
+    # z 26-30: the surface grown by 2, less the interior, in one box
     assert kind == "boxes" and cost == (5 * 32 * 32 + spade_fold.BOX_OVERHEAD_VOXELS) / 32**3
 
 

@@ -36,7 +36,9 @@ from scipy import ndimage
 from .layers import conv3d
 
 #: take the dense path when the estimated recomputation exceeds this fraction of the dense work
-MAX_RECOMPUTE_FRACTION = 0.8
+#: (the folded path also spares the dense path's full-grid shared conv; with the boxes of a
+#: patch-filling organ estimated at 0.82, folding was 5 % faster than dense in a 9-run A/B)
+MAX_RECOMPUTE_FRACTION = 0.9
 #: smallest grid edge folded; coarser scales are cheap and take the dense path
 MIN_FOLD_EDGE = 8
 
