@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from .derived import cached
 from .layers import conv3d
 
 #: take the dense path when the estimated recomputation exceeds this fraction of the dense work
@@ -41,17 +42,6 @@ from .layers import conv3d
 MAX_RECOMPUTE_FRACTION = 0.9
 #: smallest grid edge folded; coarser scales are cheap and take the dense path
 MIN_FOLD_EDGE = 8
-
-
-def cached(owner, name: str, tensors, make):
-    """``make(tensors)``, cached on ``owner`` until one of the tensors changes (by storage or in
-    place), so inference does not rebuild derived weights on every call."""
-    cache = owner.__dict__.setdefault("_cat_cache", {})
-    key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in tensors)
-    hit = cache.get(name)
-    if hit is None or hit[0] != key:
-        cache[name] = hit = (key, make(tensors))
-    return hit[1]
 
 
 def _cat(tensors) -> torch.Tensor:

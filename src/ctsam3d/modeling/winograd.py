@@ -34,6 +34,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .derived import cached
+
 #: output planes per Winograd tile: F(TILE, 3)
 TILE = 4
 #: tiles per round of transforms and products
@@ -96,19 +98,14 @@ TRANSFORMS = {
 def filters(weight: torch.Tensor, m: int = 2) -> tuple[torch.Tensor, ...]:
     """The ``m + 2`` transformed ``(Cout, Cin, 1, 3, 3)`` channels-last filters of ``weight``
     ``(Cout, Cin, 3, 3, 3)`` for F(m, 3) along z, computed in float64. Cached on the weight
-    tensor until it changes (in place or by storage; inference tensors, such as weights derived
-    under ``torch.inference_mode``, have no version counter and are keyed by storage only)."""
-    version = None if weight.is_inference() else weight._version
-    key = (weight.data_ptr(), version, tuple(weight.shape))
-    cache = weight.__dict__.setdefault("_winograd_z", {})
-    hit = cache.get(m)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    g = torch.tensor(TRANSFORMS[m][1], dtype=torch.float64)
-    u = torch.einsum("ak,oikyx->aoiyx", g, weight.detach().double()).unsqueeze(3)
-    out = tuple(t.to(weight.dtype).contiguous(memory_format=torch.channels_last_3d) for t in u)
-    cache[m] = (key, out)
-    return out
+    tensor until it changes (:func:`ctsam3d.modeling.derived.cached`)."""
+
+    def make(weights):
+        g = torch.tensor(TRANSFORMS[m][1], dtype=torch.float64)
+        u = torch.einsum("ak,oikyx->aoiyx", g, weights[0].detach().double()).unsqueeze(3)
+        return tuple(t.to(weight.dtype).contiguous(memory_format=torch.channels_last_3d) for t in u)
+
+    return cached(weight, f"winograd_z{m}", (weight,), make)
 
 
 def _planes(x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
