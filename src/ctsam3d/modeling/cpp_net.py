@@ -1,7 +1,9 @@
 """Cross-patch prompt (CPP) net and heatmap peak extraction.
 
-The CPP net is a MONAI residual 3D U-Net (instance norm, PReLU), as in the reference. Input
-``(B, 3, D, H, W)`` = [image of patch U, U's binary mask, image of neighbouring patch V], all on
+The CPP net is the reference's residual 3D U-Net (MONAI's ``UNet`` layout: instance norm,
+PReLU), built by :mod:`.residual_unet` without importing MONAI. Input
+``(B, 3, D, H, W)`` = [image of patch U, U's binary mask, image of neighbouring patch V] (with
+C image channels: ``(B, 2C + 1, D, H, W)``, U's C channels, mask, V's C channels), all on
 their own patch grids of the same size; output ``(B, 1, D, H, W)``: a raw heatmap in V of
 where the structure continues (trained with MSE against a Gaussian, so ~1 at a good click).
 
@@ -13,23 +15,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.networks.layers.factories import Norm
-from monai.networks.nets import UNet
-
 from ..errors import InputError
+from .residual_unet import ResidualUNet
 
 
-def build_cpp_net(channels: tuple[int, ...], strides: tuple[int, ...], num_res_units: int) -> UNet:
-    """MONAI ``UNet(spatial_dims=3, in=3, out=1, ...)`` with instance norm."""
-    return UNet(
-        spatial_dims=3,
-        in_channels=3,
-        out_channels=1,
-        channels=tuple(channels),
-        strides=tuple(strides),
-        num_res_units=num_res_units,
-        norm=Norm.INSTANCE,
-    )
+def build_cpp_net(channels: tuple[int, ...], strides: tuple[int, ...], num_res_units: int, in_channels: int = 3) -> ResidualUNet:
+    """The network of MONAI ``UNet(spatial_dims=3, in=in_channels, out=1, ..., norm=INSTANCE)``
+    (same parameter names); ``in_channels`` = 2 · image channels + 1 (image U, mask U, image V)."""
+    return ResidualUNet(in_channels, 1, tuple(channels), tuple(strides), num_res_units)
 
 
 def heatmap_peaks(heatmap, threshold: float = 0.5, max_peaks: int = 3) -> list[tuple[int, int, int]]:
