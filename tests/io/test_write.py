@@ -100,7 +100,7 @@ def test_unknown_format(ct, tmp_path, name, words):
 
 
 def test_dicom_seg_needs_dicom_source(ct, tmp_path):
-    with pytest.raises(InputError, match="DICOM series as source"):
+    with pytest.raises(InputError, match="needs a DICOM series as input"):
         write_mask(_mask(ct)[0], tmp_path / "m.dcm", source=ct)
     assert list(tmp_path.iterdir()) == []
 

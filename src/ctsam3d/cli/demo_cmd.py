@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-patches", type=int, default=4, metavar="N", help="expansion budget per click (default 4)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUT_DIR")
     parser.add_argument("--serve", action="store_true", help="afterwards open the example in the web tool (ctsam3d serve)")
+    parser.add_argument("--port", type=int, default=None, help="with --serve: the web tool's port (default: serve's, 8000)")
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -88,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.clicks < 1:
         raise InputError(f"--clicks {args.clicks}: must be >= 1")
+    if args.port is not None and not args.serve:
+        raise InputError(f"--port {args.port}: only used with --serve")
+    if args.port is not None and not 0 < args.port < 65536:
+        raise InputError(f"--port {args.port}: must be between 1 and 65535")
     if args.max_patches < 0:
         raise InputError(f"--max-patches {args.max_patches}: must be >= 0")
     case = example_case()
@@ -257,6 +262,8 @@ def _serve(args, ct_path: Path, out: Path) -> int:
     parser = argparse.ArgumentParser(prog="ctsam3d serve")
     serve_cmd.add_arguments(parser)
     argv = ["--data", str(data), "-d", args.device]
+    if args.port is not None:
+        argv += ["--port", str(args.port)]
     if args.model:
         argv += ["--model", str(args.model)]
     if args.no_expansion:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,17 +31,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
-def _label_counts(arr: np.ndarray) -> dict[int, int] | None:
-    """``{label: voxels}`` for a non-negative integer array with few values, else None."""
+#: Voxels per slab when scanning a volume (bounds the temporary memory of counting to ~0.1 GB).
+SLAB_VOXELS = 1 << 23
+
+
+def _slabs(arr: np.ndarray):
+    step = max(1, SLAB_VOXELS // max(1, arr[0].size)) if arr.ndim and arr.shape[0] else 1
+    for z in range(0, arr.shape[0], step):
+        yield arr[z : z + step]
+
+
+def _value_range(arr: np.ndarray) -> tuple[float, float]:
+    """``(min, max)`` computed slab by slab (no full-size temporary)."""
+    if arr.size == 0:
+        return 0.0, 0.0
+    lo = min(float(b.min()) for b in _slabs(arr))
+    hi = max(float(b.max()) for b in _slabs(arr))
+    return lo, hi
+
+
+def _label_counts(arr: np.ndarray, value_range: tuple[float, float] | None = None) -> dict[int, int] | None:
+    """``{label: voxels}`` for a non-negative integer array with few values, else None.
+
+    Counted slab by slab: a whole-volume ``bincount`` would make an 8-byte copy of every voxel.
+    """
     if not np.issubdtype(arr.dtype, np.integer) or arr.size == 0:
         return None
-    lo, hi = int(arr.min()), int(arr.max())
+    lo, hi = value_range if value_range is not None else _value_range(arr)
+    lo, hi = int(lo), int(hi)
     if lo < 0 or hi >= 1 << 20:
         return None
-    counts = np.bincount(arr.ravel(), minlength=hi + 1)
+    counts = np.zeros(hi + 1, dtype=np.int64)
+    for block in _slabs(arr):
+        counts += np.bincount(block.ravel(), minlength=hi + 1)
+        if np.count_nonzero(counts) > MAX_LABELS:
+            return None
     present = np.flatnonzero(counts)
-    if len(present) > MAX_LABELS:
-        return None
     return {int(i): int(counts[i]) for i in present}
 
 
@@ -65,7 +91,8 @@ def describe(path: str, *, as_label: bool = False, catalogue: str | None = None)
     if dicom.META_DICOM_DIR in img.GetMetaDataKeys():
         kind = "DICOM series"
     arr = sitk.GetArrayViewFromImage(img)
-    counts = _label_counts(arr)
+    value_range = _value_range(arr)
+    counts = _label_counts(arr, value_range)
     if as_label and counts is None:
         img = as_label_image(img, str(path))
         arr = sitk.GetArrayViewFromImage(img)
@@ -79,7 +106,7 @@ def describe(path: str, *, as_label: bool = False, catalogue: str | None = None)
         "direction": [float(v) for v in img.GetDirection()],
         "origin": [float(v) for v in img.GetOrigin()],
         "pixel_type": img.GetPixelIDTypeAsString(),
-        "range": [float(arr.min()), float(arr.max())],
+        "range": [value_range[0], value_range[1]],
     }
     if counts is not None and (as_label or len(counts) <= MAX_LABELS):
         if not names:
@@ -129,9 +156,18 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         sitk.ProcessObject.SetGlobalWarningDisplay(False)
     info = describe(args.input, as_label=args.label, catalogue=args.catalogue)
-    if args.json:
-        json.dump(info, sys.stdout, indent=1)
-        print()
-    else:
-        _print_text(info, sys.stdout)
+    try:
+        if args.json:
+            json.dump(info, sys.stdout, indent=1)
+            print()
+        else:
+            _print_text(info, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (``ctsam3d info ... | head``): stop quietly. stdout now points
+        # at /dev/null so that Python's own flush at exit does not report the pipe again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # 128 + SIGPIPE, the status of a command stopped by a closed pipe
     return 0

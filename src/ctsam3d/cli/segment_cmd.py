@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         raise ClickError("the first click must be positive (--click), not --negative")
     if args.max_patches is not None and args.max_patches < 0:
         raise InputError(f"--max-patches {args.max_patches}: must be >= 0")
-    check_output(args.output, overwrite=args.overwrite)  # fail before any work
+    check_output(args.output, overwrite=args.overwrite, source=args.input)  # fail before any work
     device = resolve_device(args.device)
 
     import warnings

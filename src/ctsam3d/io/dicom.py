@@ -102,8 +102,9 @@ def list_series(folder: Path) -> list[SeriesInfo]:
     return out
 
 
-def choose_series(folder: Path, name: str) -> SeriesInfo:
-    """The image series with the most slices in ``folder``; logs the choice.
+def choose_series(folder: Path, name: str, *, announce: bool = True) -> SeriesInfo:
+    """The image series with the most slices in ``folder``; logs the choice (``announce``:
+    at info level, else debug: callers that look the series up again stay quiet).
 
     Raises:
         InputError: empty folder, no DICOM, or only non-image objects (SEG, RTSTRUCT, ...).
@@ -120,12 +121,13 @@ def choose_series(folder: Path, name: str) -> SeriesInfo:
         kinds = ", ".join(sorted({s.modality for s in series}))
         raise InputError(f"{name}: folder holds no DICOM image series, only {kinds}")
     chosen = images[0]
+    level = logging.INFO if announce else logging.DEBUG
     if len(images) > 1:
         others = "; ".join(s.label() for s in images[1:])
-        log.info("%s: %d image series; using the one with most slices: %s (skipped: %s)",
-                 name, len(images), chosen.label(), others)
+        log.log(level, "%s: %d image series; using the one with most slices: %s (skipped: %s)",
+                name, len(images), chosen.label(), others)
     else:
-        log.info("%s: using %s", name, chosen.label())
+        log.log(level, "%s: using %s", name, chosen.label())
     return chosen
 
 

@@ -7,6 +7,7 @@ structure name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from pathlib import Path
@@ -43,6 +44,31 @@ _CODE_ALIASES = {
     "costal_cartilages": "CostalCartilage",
     "atrial_appendage": "Heart",
 }
+
+
+#: Libraries whose info-level log lines are internal detail, not news for our users.
+_CHATTY_LOGGERS = ("highdicom", "pydicom")
+
+
+@contextlib.contextmanager
+def quiet_libraries():
+    """Raise the level of highdicom's / pydicom's loggers to WARNING for the duration (unless
+    the user configured them, or ctsam3d debug logging is on), so their internal info lines
+    (e.g. highdicom's per-frame notes) do not reach the CLI's output."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    changed = []
+    for name in _CHATTY_LOGGERS:
+        lg = logging.getLogger(name)
+        if lg.level == logging.NOTSET:
+            lg.setLevel(logging.WARNING)
+            changed.append(lg)
+    try:
+        yield
+    finally:
+        for lg in changed:
+            lg.setLevel(logging.NOTSET)
 
 
 def _strip(name: str) -> str:
@@ -109,6 +135,11 @@ def write_dicom_seg(
         spacing_ijk: the series' voxel spacing (mm) as measured from slice positions; it
             replaces the sources' Spacing Between Slices where that disagrees (stale values).
     """
+    with quiet_libraries():
+        _write_dicom_seg(labels_zyx, names, source_files, path, spacing_ijk)
+
+
+def _write_dicom_seg(labels_zyx, names, source_files, path, spacing_ijk) -> None:
     import highdicom as hd
     import pydicom
     from pydicom.sr.codedict import codes
@@ -179,7 +210,26 @@ def write_dicom_seg(
     seg.save_as(str(path))
 
 
-def read_dicom_seg(path: str | Path, *, reference: sitk.Image | None = None) -> tuple[sitk.Image, dict[int, str]]:
+def _check_seg_memory(path: Path, name: str, max_memory) -> None:
+    """Refuse a SEG whose frames would not fit in memory, from its header (before decoding)."""
+    import pydicom
+
+    from .memory import check_memory
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        voxels = int(ds.Rows) * int(ds.Columns) * frames
+    except Exception:  # unreadable headers are reported by highdicom below
+        return
+    # frames count every segment's planes; highdicom unpacks them to a byte per pixel, stacks
+    # them per position and segment, then combines (the estimate's pipeline allowance covers it)
+    check_memory(voxels, "8-bit unsigned integer", name, limit=max_memory)
+
+
+def read_dicom_seg(
+    path: str | Path, *, reference: sitk.Image | None = None, max_memory: int | str | None = None
+) -> tuple[sitk.Image, dict[int, str]]:
     """Read a DICOM-SEG into a label image (segment number = label id) and ``{id: label}``.
 
     With ``reference``, the segmentation is placed onto the reference grid (nearest
@@ -192,10 +242,12 @@ def read_dicom_seg(path: str | Path, *, reference: sitk.Image | None = None) -> 
     import highdicom as hd
 
     name = str(path)
+    _check_seg_memory(Path(path), name, max_memory)
     try:
-        seg = hd.seg.segread(str(path))
-        names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
-        vol = seg.get_volume(combine_segments=True)
+        with quiet_libraries():
+            seg = hd.seg.segread(str(path))
+            names = {int(d.SegmentNumber): str(d.SegmentLabel) for d in seg.SegmentSequence}
+            vol = seg.get_volume(combine_segments=True)
     except Exception as exc:  # highdicom raises ValueError/RuntimeError/AttributeError variants
         raise InputError(f"{name}: cannot read DICOM-SEG ({str(exc).splitlines()[0][:200]})") from None
     arr = np.asarray(vol.array)

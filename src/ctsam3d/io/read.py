@@ -8,8 +8,10 @@ huge file is refused before memory is allocated.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,8 @@ import SimpleITK as sitk
 
 from ..errors import GeometryError, InputError
 from . import dicom
-from .validate import Header, check_finite, check_header, check_nifti_file
+from .memory import file_kind
+from .validate import Header, check_finite, check_header, check_nifti_file, check_nifti_header
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,37 @@ def _itk_reason(exc: Exception) -> str:
     return lines[-1][:200] if lines else type(exc).__name__
 
 
+_ITK_QUIET_LOCK = threading.Lock()
+_itk_quiet_depth = 0
+_itk_saved_display = True
+
+
+@contextlib.contextmanager
+def quiet_itk():
+    """Switch ITK's global warning display off while reading (restored afterwards).
+
+    ITK prints its warnings straight to stderr, several lines each with the paths of its build
+    tree; our checks say what matters in one line. Nested and concurrent uses (server threads)
+    share one switch. With debug logging on (``--verbose``) the warnings stay visible.
+    """
+    global _itk_quiet_depth, _itk_saved_display
+    if logging.getLogger("ctsam3d").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    with _ITK_QUIET_LOCK:
+        if _itk_quiet_depth == 0:
+            _itk_saved_display = sitk.ProcessObject.GetGlobalWarningDisplay()
+            sitk.ProcessObject.SetGlobalWarningDisplay(False)
+        _itk_quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _ITK_QUIET_LOCK:
+            _itk_quiet_depth -= 1
+            if _itk_quiet_depth == 0:
+                sitk.ProcessObject.SetGlobalWarningDisplay(_itk_saved_display)
+
+
 def _header_from_reader(r) -> Header:
     return Header(
         tuple(int(s) for s in r.GetSize()),
@@ -55,15 +89,16 @@ def _header_from_reader(r) -> Header:
 def read_header(path: str | Path) -> Header:
     """Header of a volume file or DICOM series folder, without reading voxels (not validated)."""
     p = Path(path)
-    if p.is_dir():
-        series = dicom.choose_series(p, str(p))
-        r, size = dicom.series_header(series)
-        h = _header_from_reader(r)
-        return Header(size, h.spacing, h.origin, h.direction, h.components, h.pixel_type)
-    r = sitk.ImageFileReader()
-    r.SetFileName(str(p))
-    r.ReadImageInformation()
-    return _header_from_reader(r)
+    with quiet_itk():
+        if p.is_dir():
+            series = dicom.choose_series(p, str(p), announce=False)
+            r, size = dicom.series_header(series)
+            h = _header_from_reader(r)
+            return Header(size, h.spacing, h.origin, h.direction, h.components, h.pixel_type)
+        r = sitk.ImageFileReader()
+        r.SetFileName(str(p))
+        r.ReadImageInformation()
+        return _header_from_reader(r)
 
 
 def _squeeze_4d(img: sitk.Image) -> sitk.Image:
@@ -73,7 +108,14 @@ def _squeeze_4d(img: sitk.Image) -> sitk.Image:
     return img
 
 
-def read_volume(path: str | Path, *, what: str = "image", max_voxels: int | None = None) -> sitk.Image:
+def read_volume(
+    path: str | Path,
+    *,
+    what: str = "image",
+    max_voxels: int | None = None,
+    max_memory: int | str | None = None,
+    within: str | Path | None = None,
+) -> sitk.Image:
     """Read and validate a 3D volume: a file (NIfTI, NRRD, MHA/MHD, DICOM) or a DICOM folder.
 
     For a folder, the image series with the most slices is read (sorted by position) and the
@@ -86,18 +128,37 @@ def read_volume(path: str | Path, *, what: str = "image", max_voxels: int | None
         what: word used in messages (``"image"``, ``"label map"``...).
         max_voxels: refuse volumes with more voxels (default: ``$CTSAM3D_MAX_VOXELS`` or 1.5e9);
             checked on the header, before any voxel memory is allocated.
+        max_memory: refuse volumes whose reading and processing would take more memory (bytes
+            or a size such as ``"6G"``; default ``$CTSAM3D_MAX_MEMORY``, else 80 % of the memory
+            available now; see :mod:`ctsam3d.io.memory`); estimated from the header.
+        within: if given, every file read (each DICOM slice, after following symlinks) must lie
+            inside this folder, e.g. a server's data folder; a link out of it is refused.
 
     Returns:
         The 3D image (pixel type as stored; index ``(i, j, k)``, world LPS mm).
 
     Raises:
         InputError: missing/unreadable/truncated file, not 3D, multi-channel, NaN voxels,
-            too large, empty folder, folder without DICOM.
-        GeometryError: zero/negative spacing, non-orthonormal direction.
+            too large (voxels or memory), empty folder, folder without DICOM, a file outside
+            ``within``.
+        GeometryError: zero/negative/NaN spacing, non-orthonormal direction.
     """
-    p = Path(path)
-    name = str(path)
+    with quiet_itk():
+        return _read_volume(Path(path), str(path), what, max_voxels, max_memory, within)
+
+
+def _check_within(files, root: Path, name: str) -> None:
+    base = root.resolve()
+    for f in files:
+        if not Path(f).resolve().is_relative_to(base):
+            shown = Path(f).name
+            raise InputError(f"{name}: {shown} links to a file outside {root.name or root}; refusing to follow it")
+
+
+def _read_volume(p: Path, name: str, what: str, max_voxels, max_memory, within) -> sitk.Image:
     if not p.exists():
+        if p.is_symlink():
+            raise InputError(f"{name}: is a broken link (its target does not exist) ({what})")
         raise InputError(f"{name}: no such file or folder ({what})")
     series = None
     if p.is_dir():
@@ -113,6 +174,8 @@ def read_volume(path: str | Path, *, what: str = "image", max_voxels: int | None
         folder = p.parent
         if len(series.files) > 1:
             log.info("%s: reading the whole %s", name, series.label())
+    if within is not None:
+        _check_within(series.files if series is not None else [p], Path(within), name)
     try:
         if series is not None:
             r, size = dicom.series_header(series)
@@ -122,13 +185,15 @@ def read_volume(path: str | Path, *, what: str = "image", max_voxels: int | None
             lower = name.lower()
             if not lower.endswith(VOLUME_SUFFIXES):
                 log.debug("%s: unknown file ending; letting SimpleITK guess the format", name)
+            check_nifti_header(p, name)  # before ITK, which turns a zero / NaN spacing into 1 mm
             r = sitk.ImageFileReader()
             r.SetFileName(name)
             r.ReadImageInformation()
             h = _header_from_reader(r)
     except RuntimeError as exc:
         raise InputError(f"{name}: cannot read {what} ({_itk_reason(exc)})") from None
-    check_header(h, name, limit=max_voxels)
+    check_header(h, name, limit=max_voxels, max_memory=max_memory,
+                 kind="other" if series is not None else file_kind(name))
     if series is None:
         check_nifti_file(p, name)
     try:
@@ -211,7 +276,14 @@ def same_voxel_centres(label: sitk.Image, reference: sitk.Image) -> bool:
     return bool(np.allclose(np.sort(np.abs(steps), axis=1), [[0, 0, 1]] * 3, atol=ORIGIN_VOXEL_TOL))
 
 
-def read_label(path: str | Path, *, reference: sitk.Image | None = None, max_voxels: int | None = None) -> sitk.Image:
+def read_label(
+    path: str | Path,
+    *,
+    reference: sitk.Image | None = None,
+    max_voxels: int | None = None,
+    max_memory: int | str | None = None,
+    within: str | Path | None = None,
+) -> sitk.Image:
     """Read an integer label map (ids >= 0), optionally checked against the CT it belongs to.
 
     Args:
@@ -233,9 +305,11 @@ def read_label(path: str | Path, *, reference: sitk.Image | None = None, max_vox
     if p.is_file() and dicom.is_dicom_file(p) and dicom.modality_of(p) == "SEG":
         from .dicom_seg import read_dicom_seg
 
-        img, _names = read_dicom_seg(p, reference=reference)
+        if within is not None:
+            _check_within([p], Path(within), name)
+        img, _names = read_dicom_seg(p, reference=reference, max_memory=max_memory)
     else:
-        img = read_volume(path, what="label map", max_voxels=max_voxels)
+        img = read_volume(path, what="label map", max_voxels=max_voxels, max_memory=max_memory, within=within)
     img = as_label_image(img, name)
     if reference is None:
         return img

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GeometryError, InputError
+from .memory import check_memory
 
 #: Default largest volume accepted, in voxels (1.5e9: e.g. 1024 x 1024 x 1400; 3 GB as int16).
 DEFAULT_MAX_VOXELS = 1_500_000_000
@@ -61,19 +62,24 @@ def _fmt_size(size) -> str:
     return " x ".join(str(int(s)) for s in size)
 
 
-def check_header(h: Header, name: str, *, limit: int | None = None) -> None:
-    """Refuse anything but a single-channel 3D volume of sane size and geometry.
+def check_header(h: Header, name: str, *, limit: int | None = None, max_memory: int | str | None = None,
+                 kind: str = "other") -> None:
+    """Refuse anything but a single-channel 3D volume of sane size, geometry and memory need.
 
     Args:
         h: the header.
         name: the file or folder name used in messages.
         limit: voxel limit (see :func:`max_voxels`).
+        max_memory: memory limit in bytes (see :func:`ctsam3d.io.memory.memory_limit`).
+        kind: ``"nifti"`` or ``"other"``: how many copies decoding makes (:mod:`ctsam3d.io.memory`).
     """
     size = list(h.size)
     if h.dimension == 4 and size[3] == 1:
         size = size[:3]
-    if h.dimension == 2 or (h.dimension == 3 and min(size) == 1):
-        raise InputError(f"{name}: is a 2D image (size {_fmt_size(h.size)}); a 3D CT volume is needed")
+    if len(size) < 3 or (len(size) == 3 and min(size) == 1):
+        extent = sum(1 for s in size if s > 1)
+        what = ("a single voxel", "a 1D image (one line of voxels)", "a 2D image (a single slice)")[min(extent, 2)]
+        raise InputError(f"{name}: is {what} (size {_fmt_size(h.size)}); a 3D CT volume is needed")
     if h.dimension != 3 and not (h.dimension == 4 and len(size) == 3):
         raise InputError(
             f"{name}: is a {h.dimension}D image (size {_fmt_size(h.size)}); a single 3D volume is needed"
@@ -90,6 +96,7 @@ def check_header(h: Header, name: str, *, limit: int | None = None) -> None:
             f"(set {MAX_VOXELS_ENV} to raise it)"
         )
     check_geometry(h.spacing[:3], h.direction, name)
+    check_memory(n, h.pixel_type, name, kind=kind, components=h.components, limit=max_memory)
 
 
 def check_geometry(spacing, direction, name: str) -> None:
@@ -151,6 +158,64 @@ def _nifti_layout(head: bytes) -> _NiftiLayout | None:
         ftype = _NIFTI_FLOATS.get(int(datatype))
         return _NiftiLayout(need, vox_offset, np.dtype(endian + ftype) if ftype else None)
     return None
+
+
+def _read_head(path: Path, n: int = 540) -> bytes:
+    """The first ``n`` bytes of a file, decompressed when it is gzip; b"" if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(2)
+        opener = gzip.open if magic == b"\x1f\x8b" else open
+        with opener(path, "rb") as f:
+            return f.read(n)
+    except (OSError, EOFError, zlib.error):
+        return b""
+
+
+def _nifti_geometry(head: bytes):
+    """``(ndim, pixdim[1..3], sform_code, srow 3x4)`` of a NIfTI-1/2 header, or None if not NIfTI."""
+    for endian in ("<", ">"):
+        if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348:
+            ndim = struct.unpack(endian + "h", head[40:42])[0]
+            pixdim = struct.unpack(endian + "8f", head[76:108])
+            sform = struct.unpack(endian + "h", head[254:256])[0]
+            srow = np.array(struct.unpack(endian + "12f", head[280:328]), dtype=np.float64).reshape(3, 4)
+        elif len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540:
+            ndim = struct.unpack(endian + "q", head[16:24])[0]
+            pixdim = struct.unpack(endian + "8d", head[104:168])
+            sform = struct.unpack(endian + "i", head[348:352])[0]
+            srow = np.array(struct.unpack(endian + "12d", head[400:496]), dtype=np.float64).reshape(3, 4)
+        else:
+            continue
+        return int(ndim), tuple(float(v) for v in pixdim[1:4]), int(sform), srow
+    return None
+
+
+def check_nifti_header(path: Path, name: str) -> None:
+    """Refuse a NIfTI whose header codes a zero, negative or NaN voxel spacing.
+
+    ITK's NIfTI reader silently replaces a zero or NaN ``pixdim`` by 1 mm (and rejects a
+    zero-length sform column with an unrelated message), so the header is checked here,
+    before ITK sees it: ``pixdim[1..3]`` of the spatial axes, and the sform's column lengths
+    when the sform is in use (``sform_code > 0``).
+    """
+    geo = _nifti_geometry(_read_head(path))
+    if geo is None:
+        return
+    ndim, pixdim, sform, srow = geo
+    spatial = pixdim[: max(0, min(ndim, 3))]
+    if any(not np.isfinite(v) or v <= 0 for v in spatial):
+        raise GeometryError(
+            f"{name}: voxel spacing {tuple(spatial)} mm in the NIfTI header (pixdim) is invalid "
+            "(must be > 0 on every axis)"
+        )
+    if sform > 0:
+        lengths = np.linalg.norm(srow[:, : len(spatial)], axis=0) if np.all(np.isfinite(srow)) else [np.nan]
+        if any(not np.isfinite(v) or v <= 0 for v in lengths):
+            shown = tuple(round(float(v), 4) for v in lengths)
+            raise GeometryError(
+                f"{name}: voxel spacing {shown} mm in the NIfTI header (sform) is invalid (must be > 0 on every axis)"
+            )
 
 
 class _FiniteCounter:

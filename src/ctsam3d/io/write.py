@@ -3,8 +3,11 @@
 Formats by file ending: ``.nii`` / ``.nii.gz`` (NIfTI), ``.nrrd``, ``.mha`` and ``.dcm``
 (DICOM-SEG, only when the source is a DICOM series). Every write goes to a temporary file in
 the output folder and is renamed into place (``os.replace``), so a failure never leaves a
-partial output. An existing output is refused (:class:`~ctsam3d.errors.OutputExistsError`)
-unless ``overwrite=True``.
+partial output; the file then gets the mode a plain ``open()`` would give it (``0o666`` less
+the umask; an overwritten file keeps its mode), not the temporary file's ``0o600``. An
+existing output is refused (:class:`~ctsam3d.errors.OutputExistsError`) unless
+``overwrite=True``. :func:`check_output` checks an output path (ending, folder writable,
+DICOM source for ``.dcm``) before any computation.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import tempfile
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +27,7 @@ import SimpleITK as sitk
 
 from ..errors import GeometryError, InputError, OutputExistsError
 from . import dicom
-from .read import read_volume, same_grid
+from .read import quiet_itk, read_header, read_volume, same_grid
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +53,50 @@ def sidecar_path(path: str | Path) -> Path:
     return p.with_name(stem + ".json")
 
 
-def check_output(path: str | Path, *, overwrite: bool) -> Path:
-    """Validate an output path: known ending, no existing file unless ``overwrite``."""
+def _is_dicom_source(source) -> bool:
+    """True if ``source`` (image, file or folder) can be the source of a DICOM-SEG."""
+    if isinstance(source, sitk.Image):
+        return dicom.META_DICOM_DIR in source.GetMetaDataKeys()
+    p = Path(source)
+    if p.is_dir():
+        return True  # reading it checks that it holds a DICOM image series
+    return p.is_file() and dicom.is_dicom_file(p)
+
+
+def _existing_ancestor(folder: Path) -> Path:
+    while True:
+        try:
+            if folder.exists() or folder.is_symlink():
+                return folder
+        except OSError:
+            return folder
+        if folder.parent == folder:
+            return folder
+        folder = folder.parent
+
+
+def check_writable(path: Path, name: str | None = None) -> None:
+    """Refuse (InputError) an output whose folder cannot be created or written to.
+
+    The nearest existing folder is probed by creating and removing a temporary file (permission
+    bits, read-only file systems and full quotas all show up), so nothing is left behind.
+    """
+    name = name or str(path)
+    folder = _existing_ancestor(path.parent if str(path.parent) else Path("."))
+    if not folder.is_dir():
+        raise InputError(f"{name}: cannot write here: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ctsam3d-write-check-", dir=folder)
+    except OSError as exc:
+        raise InputError(f"{name}: cannot write to the folder {folder} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output(path: str | Path, *, overwrite: bool, source=None) -> Path:
+    """Validate an output path before any work: known ending, not a folder, no existing file
+    unless ``overwrite``, a folder we can write to, not the ``source`` itself, and for ``.dcm``
+    (DICOM-SEG) a DICOM ``source`` (image, file or folder), when ``source`` is given."""
     p = Path(path)
     suf = _suffix(p)
     if suf not in ITK_SUFFIXES + SEG_SUFFIXES:
@@ -57,9 +105,49 @@ def check_output(path: str | Path, *, overwrite: bool) -> Path:
         )
     if p.is_dir():
         raise InputError(f"{path}: is a folder; give an output file name")
+    if source is not None and not isinstance(source, sitk.Image):
+        with contextlib.suppress(OSError):
+            if p.exists() and p.resolve() == Path(source).resolve():
+                raise InputError(f"{path}: is the input image itself; write the mask to another file")
     if p.exists() and not overwrite:
         raise OutputExistsError(f"{path}: output exists; pass --overwrite (overwrite=True) to replace it")
+    if suf in SEG_SUFFIXES and source is not None and not _is_dicom_source(source):
+        shown = "the input image" if isinstance(source, sitk.Image) else str(source)
+        raise InputError(
+            f"{path}: DICOM-SEG output (.dcm) needs a DICOM series as input, and {shown} is not DICOM; "
+            "write .nii.gz, .nrrd or .mha instead"
+        )
+    check_writable(p, str(path))
     return p
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666`` less the process umask."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # no /proc: read the umask by setting it (briefly) and restoring it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def publish(tmp: str | Path, path: Path) -> None:
+    """Give ``tmp`` the mode a new ``path`` would get (or ``path``'s own, when it exists and is
+    replaced), then rename it to ``path``."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = default_file_mode()
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -67,7 +155,8 @@ def atomic_path(path: Path):
     """Yield a temporary path in ``path``'s folder; on success rename it to ``path``.
 
     The temporary name keeps the file ending so that writers pick the right format. On any
-    error the temporary file is removed and nothing appears at ``path``.
+    error the temporary file is removed and nothing appears at ``path``. The published file
+    gets the usual mode (umask honoured, see :func:`publish`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     suf = _suffix(path)
@@ -75,16 +164,58 @@ def atomic_path(path: Path):
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
 
 
-def _resolve_source(source) -> sitk.Image | None:
+@dataclass(frozen=True)
+class _Grid:
+    """The geometry of a source image read from its header only (no voxels)."""
+
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    def GetSize(self):  # noqa: N802 -- the SimpleITK names same_grid() uses
+        return self.size
+
+    def GetSpacing(self):  # noqa: N802
+        return self.spacing
+
+    def GetOrigin(self):  # noqa: N802
+        return self.origin
+
+    def GetDirection(self):  # noqa: N802
+        return self.direction
+
+    def GetMetaDataKeys(self):  # noqa: N802
+        return ()
+
+
+def _grid_of_file(path: Path) -> _Grid:
+    """Geometry of a single-file volume from its header (as :func:`read_volume` would give it)."""
+    h = read_header(path)
+    if len(h.size) == 4 and h.size[3] == 1:
+        d = tuple(v for r, row in enumerate(zip(*[iter(h.direction)] * 4)) if r < 3 for v in row[:3])
+        return _Grid(tuple(h.size[:3]), tuple(h.spacing[:3]), tuple(h.origin[:3]), d)
+    return _Grid(tuple(h.size), tuple(h.spacing), tuple(h.origin), tuple(h.direction))
+
+
+def _resolve_source(source):
+    """The source's geometry: the image itself, or (for a path) its validated header only; a
+    DICOM series is read, as its slice spacing comes from the slice positions."""
     if source is None or isinstance(source, sitk.Image):
         return source
+    p = Path(source)
+    if p.is_file() and not dicom.is_dicom_file(p):
+        from .validate import check_header
+
+        check_header(read_header(p), str(source), max_memory=0)  # geometry only: no voxels read
+        return _grid_of_file(p)
     return read_volume(source, what="source image")
 
 
@@ -94,7 +225,7 @@ def _dicom_files(source, source_img: sitk.Image | None) -> tuple[list[str], Path
     if isinstance(source, (str, Path)):
         p = Path(source)
         if p.is_dir():
-            series = dicom.choose_series(p, str(p))
+            series = dicom.choose_series(p, str(p), announce=False)
             return list(series.files), p
         if p.is_file() and dicom.is_dicom_file(p):
             series = dicom.series_of_file(p)
@@ -117,7 +248,9 @@ def _on_source_grid(mask: sitk.Image, source_img: sitk.Image | None, path) -> si
             "paste it onto the source grid first"
         )
     out = sitk.Image(mask)
-    out.CopyInformation(source_img)  # exact source geometry, no float drift
+    out.SetSpacing(source_img.GetSpacing())  # exact source geometry, no float drift
+    out.SetOrigin(source_img.GetOrigin())
+    out.SetDirection(source_img.GetDirection())
     return out
 
 
@@ -148,9 +281,9 @@ def _write(mask: sitk.Image, p: Path, source, names: dict[int, str]) -> None:
 
             write_dicom_seg(sitk.GetArrayViewFromImage(mask), names, files, tmp, spacing_ijk=mask.GetSpacing())
     else:
-        with atomic_path(p) as tmp:
+        with atomic_path(p) as tmp, quiet_itk():
             sitk.WriteImage(mask, str(tmp), useCompression=suf != ".nii")
-    log.info("wrote %s", p)
+    log.debug("wrote %s", p)  # the caller says what it wrote, once
 
 
 def write_mask(
@@ -177,7 +310,7 @@ def write_mask(
     Raises:
         OutputExistsError, InputError, GeometryError.
     """
-    p = check_output(path, overwrite=overwrite)
+    p = check_output(path, overwrite=overwrite, source=source)
     _write(mask, p, source, dict(names or {1: "mask"}))
     return p
 
@@ -199,7 +332,7 @@ def write_label_map(
     Returns:
         The label map's path.
     """
-    p = check_output(path, overwrite=overwrite)
+    p = check_output(path, overwrite=overwrite, source=source)
     names = {int(k): str(v) for k, v in (names or {}).items()}
     if _suffix(p) in SEG_SUFFIXES:
         _write(labels, p, source, names)
