@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import ClickError, InputError
 
@@ -72,13 +73,12 @@ def resolve_device(spec: str) -> str:
     Raises:
         InputError: unknown name or a device this machine does not have.
     """
-    import torch
-
     d = (spec or "cpu").strip().lower()
     if d.startswith("gpu"):
         d = "cuda" + d[3:]
     if d == "cpu":
         return d
+    import torch  # only for a GPU: on the CPU path torch is imported while the CT is read
     if d == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise InputError("-d mps: Apple MPS is not available on this machine")
@@ -112,16 +112,20 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output, overwrite=args.overwrite, source=args.input)  # fail before any work
     device = resolve_device(args.device)
 
-    import warnings
-
-    from ..inference.session import Session
-    from ..modeling import load_model
-
-    image = read_volume(args.input)
-    with warnings.catch_warnings():
-        if args.quiet:
-            warnings.simplefilter("ignore")
-        model = load_model(args.model, device=device)
+    # Progress: a line before each step that can take a second. PyTorch's import and the model
+    # load run in a worker thread while the CT is read (both mostly outside the GIL).
+    t_start = time.perf_counter()
+    log.info("reading %s and loading the model …", args.input)
+    with ThreadPoolExecutor(1, thread_name_prefix="ctsam3d-load") as pool:
+        loading = pool.submit(_load_model, args.model, device, args.quiet)
+        t0 = time.perf_counter()
+        image = read_volume(args.input)
+        log.info(
+            "%s: %s voxels, %s mm (%.1f s)", args.input, " x ".join(str(s) for s in image.GetSize()),
+            " x ".join(f"{s:.2f}" for s in image.GetSpacing()), time.perf_counter() - t0,
+        )
+        model, Session = loading.result()
+    log.info("model ready (%.1f s since start); segmenting …", time.perf_counter() - t_start)
     session = Session(model, expansion=not args.no_expansion, max_patches=args.max_patches)
     session.set_image(image)
     space = "world" if args.world else "index"
@@ -134,6 +138,20 @@ def run(args: argparse.Namespace) -> int:
         )
     t0 = time.perf_counter()
     mask = session.result()
-    path = write_mask(mask, args.output, source=args.input, overwrite=args.overwrite, names={1: args.name or "mask"})
-    log.info("wrote %s (%.0f ms)", path, (time.perf_counter() - t0) * 1000)
+    # source=image: the CT read above gives the grid (and, from DICOM, the series for a SEG); not read again
+    path = write_mask(mask, args.output, source=image, overwrite=args.overwrite, names={1: args.name or "mask"})
+    log.info("wrote %s (%.0f ms; %.1f s in all)", path, (time.perf_counter() - t0) * 1000, time.perf_counter() - t_start)
     return 0
+
+
+def _load_model(spec, device: str, quiet: bool):
+    """``(model, Session class)``: the inference imports and the model, for the worker thread."""
+    import warnings
+
+    from ..inference.session import Session
+    from ..modeling import load_model
+
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        return load_model(spec, device=device), Session
