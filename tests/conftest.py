@@ -52,3 +52,18 @@ def _keep_process_locale():
     yield
     if locale.setlocale(locale.LC_ALL) != saved:
         locale.setlocale(locale.LC_ALL, saved)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_models_home(tmp_path_factory):
+    """Models installed on the developer's machine (``$CTSAM3D_HOME``, ``~/.cache/ctsam3d``) must not
+    change which model ``load_model()`` picks in tests: point it at an empty folder for the run."""
+    import os
+
+    saved = os.environ.get("CTSAM3D_HOME")
+    os.environ["CTSAM3D_HOME"] = str(tmp_path_factory.mktemp("ctsam3d-home"))
+    yield
+    if saved is None:
+        os.environ.pop("CTSAM3D_HOME", None)
+    else:
+        os.environ["CTSAM3D_HOME"] = saved

@@ -116,7 +116,9 @@ def test_preset_name_gives_untrained_model_with_warning():
 
 
 def test_no_bundled_weights_message(tmp_path, monkeypatch):
-    monkeypatch.setattr(ckpt, "BUNDLED_DIR", tmp_path / "none")
+    from ctsam3d.hub import registry
+
+    monkeypatch.setattr(registry, "WEIGHTS_ROOT", tmp_path / "none")
     with pytest.raises(CheckpointError, match="no bundled weights"):
         load_model()
 
@@ -140,19 +142,28 @@ def test_lite_weights_small():
 
 
 def test_bundled_models_load_by_name(tmp_path, monkeypatch):
-    """Every folder of ctsam3d/weights with weights + config is a bundled model, loaded by name;
-    the default stays the one load_model() gives."""
+    """Bundled models load by their registry name (a weights folder without an entry by its folder
+    name); the unknown-name message lists only names that load a trained model: not the preset
+    ``ctsam3d-lite``, which is also the starter's folder name (issue 19)."""
+    from ctsam3d.hub import registry
+
     root = tmp_path / "weights"
     save_model(_lite(), root / "ctsam3d-lite")
     save_model(_lite(), root / "ctsam3d-lite-torso")
+    save_model(_lite(), root / "extra-model")
     (root / "half").mkdir()  # no weights: not a model
-    monkeypatch.setattr(ckpt, "BUNDLED_DIR", root / "ctsam3d-lite")
+    monkeypatch.setattr(registry, "WEIGHTS_ROOT", root)
     monkeypatch.chdir(tmp_path)  # no such relative path here
-    assert list(ckpt.bundled_models()) == ["ctsam3d-lite", "ctsam3d-lite-torso"]
+    assert list(ckpt.bundled_models()) == ["ctsam3d-lite-starter", "ctsam3d-lite-torso", "extra-model"]
     m = load_model("ctsam3d-lite-torso")
-    assert m.config.preset == "ctsam3d-lite" and not m.training
-    with pytest.raises(CheckpointError, match="bundled model: ctsam3d-lite, ctsam3d-lite-torso"):
+    assert m.config.preset == "ctsam3d-lite" and not m.training and m.model_name == "ctsam3d-lite-torso"
+    assert load_model("extra-model").model_name == "extra-model"
+    assert load_model().model_name == "ctsam3d-lite-starter"
+    with pytest.raises(CheckpointError) as err:
         load_model("ctsam3d-lite-thorax")
+    msg = str(err.value)
+    assert "not a model name (ctsam3d-lite-starter, ctsam3d-lite-torso, extra-model;" in msg
+    assert "untrained preset (" in msg and "ctsam3d-lite," in msg.split("untrained preset")[1]
 
 
 def test_shipped_models_load_and_fit_the_package_budget():
@@ -163,5 +174,5 @@ def test_shipped_models_load_and_fit_the_package_budget():
     total = sum(f.stat().st_size for d in models.values() for f in d.iterdir())
     assert total <= 25e6
     for name in models:
-        m = load_model(name) if name != "ctsam3d-lite" else load_model()
-        assert m.config.preset == "ctsam3d-lite"
+        m = load_model(name)
+        assert m.config.preset.startswith("ctsam3d-lite") and m.model_name == name

@@ -2,12 +2,14 @@
 
 ``load_model(path_or_preset=None, device="cpu")``:
 
-* ``None`` -> the bundled starter model in ``ctsam3d/weights/ctsam3d-lite/`` (a clear
-  :class:`CheckpointError` when the package ships none);
+* ``None`` -> the best model on this machine (:func:`ctsam3d.hub.registry.default_model`): the
+  released CT-SAM3D weights when installed (``ctsam3d download``), else the bundled default
+  (a clear :class:`CheckpointError` when there is none). Its name is logged and kept as
+  ``model.model_name``;
 * a preset name (``ctsam3d-lite``, ``ctsam3d-paper``) -> a freshly initialised, **untrained**
-  model (a warning says so);
-* the name of another bundled model (a folder of ``ctsam3d/weights/``, see
-  :func:`bundled_models`, e.g. ``ctsam3d-lite-torso``) -> that model;
+  model (a warning says so; the CLI and server refuse it without ``--untrained``);
+* the name of a bundled or installed model (``ctsam3d models`` lists them, e.g.
+  ``ctsam3d-lite-starter``, ``ctsam3d-lite-torso``, ``ct-sam3d-released``) -> that model;
 * a directory, or a ``.safetensors`` file with ``config.json`` beside it -> our format;
 * a ``.pth`` / ``.pt`` file -> the released CT-SAM3D ``params.pth``, converted on the fly
   (:mod:`ctsam3d.modeling.reference_import`; ``config.py`` beside it is read if present).
@@ -26,6 +28,7 @@ import torch
 
 from .._version import __version__
 from ..errors import CheckpointError
+from ..hub import registry as _registry
 from .config import ModelConfig
 from .ctsam3d import CTSAM3D, build_model
 from .presets import PRESETS, get_preset
@@ -34,7 +37,8 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights" / "ctsam3d-lite"
+#: Folder of the bundled default model (the registry's entry marked default).
+BUNDLED_DIR = _registry.WEIGHTS_ROOT / next((b.folder for b in _registry.BUNDLED if b.default), "ctsam3d-lite")
 
 
 def save_model(model: CTSAM3D, directory: str | Path) -> Path:
@@ -100,12 +104,9 @@ def load_directory(directory: str | Path, device: str | torch.device = "cpu", *,
 
 
 def bundled_models() -> dict[str, Path]:
-    """Models shipped inside the package: name -> folder (``ctsam3d/weights/<name>/``).
-    ``ctsam3d-lite`` is the default (``load_model()``); the others load by name."""
-    root = BUNDLED_DIR.parent
-    if not root.is_dir():
-        return {}
-    return {p.name: p for p in sorted(root.iterdir()) if (p / WEIGHTS_FILE).is_file() and (p / CONFIG_FILE).is_file()}
+    """Models shipped inside the package: name -> folder (:data:`ctsam3d.hub.registry.BUNDLED`,
+    plus weights folders without an entry, by folder name). The default is the registry's."""
+    return {e.name: e.path for e in _registry.list_models() if e.source == "bundled"}
 
 
 def load_model(
@@ -118,21 +119,25 @@ def load_model(
 
     Returns a :class:`CTSAM3D` in eval mode on ``device`` with ``.config`` set.
     """
+    name = None
     if path_or_preset is None:
-        if not (BUNDLED_DIR / WEIGHTS_FILE).is_file():
+        entry = _registry.default_model()
+        if entry is None:
             raise CheckpointError(
-                f"no bundled weights: {BUNDLED_DIR} has no {WEIGHTS_FILE}; pass a model directory, "
-                f"a params.pth, or a preset name ({', '.join(sorted(PRESETS))}) for an untrained model"
+                f"no bundled weights: {_registry.WEIGHTS_ROOT} holds no model and none is installed "
+                f"(ctsam3d download); pass a model directory, a params.pth, or a preset name "
+                f"({', '.join(sorted(PRESETS))}) for an untrained model"
             )
-        model = load_directory(BUNDLED_DIR, device)
+        model, name = load_directory(entry.path, device), entry.name
+        log.info("model: %s (%s, %s; trained on %s)", entry.name, entry.source, entry.preset, entry.anatomy)
     elif isinstance(path_or_preset, str) and path_or_preset in PRESETS:
         warnings.warn(
             f"{path_or_preset}: freshly initialised, untrained weights (pass a checkpoint to get a useful model)",
             stacklevel=2,
         )
-        model = _finish(build_model(get_preset(path_or_preset)), device)
-    elif isinstance(path_or_preset, str) and not Path(path_or_preset).exists() and path_or_preset in (bundled := bundled_models()):
-        model = load_directory(bundled[path_or_preset], device)
+        model, name = _finish(build_model(get_preset(path_or_preset)), device), f"{path_or_preset} (untrained)"
+    elif isinstance(path_or_preset, str) and not Path(path_or_preset).exists() and (entry := _registry.find_model(path_or_preset)):
+        model, name = load_directory(entry.path, device), entry.name
     else:
         path = Path(path_or_preset)
         if path.is_dir():
@@ -145,8 +150,8 @@ def load_model(
             model = _finish(convert_reference(path), device)
         elif not path.exists():
             raise CheckpointError(
-                f"{path}: no such checkpoint (and not a preset name: {', '.join(sorted(PRESETS))}; "
-                f"nor a bundled model: {', '.join(bundled_models()) or 'none'})"
+                f"{path}: no such checkpoint, and not a model name ({', '.join(_registry.model_names()) or 'none'}; "
+                f"'ctsam3d models' lists them) nor an untrained preset ({', '.join(sorted(PRESETS))})"
             )
         else:
             raise CheckpointError(f"{path}: expected a model directory, a .safetensors or a .pth file")
@@ -154,4 +159,5 @@ def load_model(
         raise CheckpointError(
             f"{path_or_preset}: checkpoint is preset {model.config.preset!r}, expected {expect_preset!r}"
         )
+    model.model_name = name or Path(path_or_preset).name  # shown by the CLI, the server and the page
     return model
