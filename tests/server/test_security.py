@@ -194,7 +194,11 @@ def test_cli_generates_a_token_for_a_non_loopback_bind(monkeypatch, capsys, tmp_
     args.quiet = True
     assert serve_cmd.run(args) == 0
     token = seen["app"].state.ctx.config.token
-    assert token and len(token) >= 24 and token in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert token and len(token) >= 24 and token not in out  # never printed: written to <state>/token
+    assert (tmp_path / "token").read_text().strip() == token
+    assert (tmp_path / "token").stat().st_mode & 0o777 == 0o600
+    assert "/login?code=" in out
     args = parser.parse_args(["--host", "127.0.0.1", "--model", "ctsam3d-lite", "--state-dir", str(tmp_path)])
     args.quiet = True
     serve_cmd.run(args)

@@ -1,8 +1,10 @@
 """``ctsam3d serve``: the web tool and the MONAI Label-compatible server (see docs/server.md).
 
 Binds 127.0.0.1 by default. Binding any other address needs a token: the one given with
-``--token`` or a random one generated and printed at start; every API call must then carry it
-(``Authorization: Bearer <token>`` or ``?token=<token>``).
+``--token`` (or ``$CTSAM3D_TOKEN``) or a random one generated at start and written to
+``<state-dir>/token`` (mode 0600); every API call must then carry it (``Authorization: Bearer
+<token>``). The token itself is never printed or logged: the address printed at start holds a
+one-time sign-in code that sets the page's HttpOnly cookie and redirects to a clean ``/``.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="model directory, .safetensors, released params.pth, or preset name (default: bundled starter)")
     parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted)")
-    parser.add_argument("--token", default=None,
-                        help="API token; required on a non-loopback --host (generated and printed when not given)")
+    parser.add_argument("--token", default=os.environ.get("CTSAM3D_TOKEN") or None,
+                        help="API token (default $CTSAM3D_TOKEN); required on a non-loopback --host "
+                             "(generated into <state-dir>/token when not given)")
     parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
                         help=f"where sessions (uploads, clicks, masks) are kept (default {default_state_dir()})")
     parser.add_argument("--max-upload-mb", type=float, default=1024.0, help="largest upload accepted, MiB (default 1024)")
@@ -42,6 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow cross-origin calls from ORIGIN (repeatable; default: none)")
     parser.add_argument("--max-concurrent", type=int, default=1, help="clicks computed at the same time (default 1)")
+
+
+def write_token(state_dir: Path, token: str) -> Path:
+    """Write a generated token to ``<state_dir>/token``, readable by the owner only."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "token"
+    tmp = state_dir / f".token.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(token + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def normalize_device(device: str) -> str:
@@ -62,11 +77,13 @@ def run(args: argparse.Namespace) -> int:
     token = args.token
     if token is not None and len(token) < 8:
         raise InputError("--token: use at least 8 characters")
+    state_dir = args.state_dir or default_state_dir()
+    token_file = None
     if token is None and not is_loopback(args.host):
         token = secrets.token_urlsafe(24)
-        print(f"ctsam3d serve: binding {args.host} needs a token; generated one: {token}", flush=True)
+        token_file = write_token(state_dir, token)
     config = ServerConfig(
-        state_dir=args.state_dir or default_state_dir(),
+        state_dir=state_dir,
         data_dir=args.data,
         model=args.model,
         device=normalize_device(args.device),
@@ -80,6 +97,14 @@ def run(args: argparse.Namespace) -> int:
     app.state.ctx.models.get()  # load the model now: a bad checkpoint fails here, not at the first click
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{args.port}/"
-    print(f"ctsam3d serve: open {url}{'?token=' + token if token else ''}  (state in {config.state_dir})", flush=True)
+    if token is None:
+        print(f"ctsam3d serve: open {url}  (state in {config.state_dir})", flush=True)
+    else:
+        code = app.state.ctx.logins.issue()
+        print(f"ctsam3d serve: open {url}login?code={code}  (one-time sign-in link, valid 15 min; "
+              f"state in {config.state_dir})", flush=True)
+        where = f"in {token_file} (readable by you only)" if token_file else "the --token you gave"
+        print(f"ctsam3d serve: API token (3D Slicer password, 'Authorization: Bearer', the page's token box): {where}",
+              flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0

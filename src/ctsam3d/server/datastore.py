@@ -4,7 +4,9 @@ the labels they save.
 * Data-folder ids are paths relative to the data folder in POSIX form
   (``openkbp/pt_201_ct.nii.gz``, or a folder holding a DICOM series). Such an id is honoured
   only when it resolves inside the data folder (symlinks followed) *and* appears in the
-  listing, so no other file can be opened. The data folder is never written.
+  listing, so no other file can be opened. A DICOM folder holding a link to a file outside
+  the data folder is refused when opened (the series reader would follow it). The data
+  folder is never written.
 * Uploaded images (``PUT /datastore/?image=<id>``, what 3D Slicer does before saving a label
   for a local volume) and saved labels live in the state folder under names derived from a
   hash of the id; the id itself never becomes a path.
@@ -119,7 +121,7 @@ class Datastore:
                 elif dicom_files < 1 and _is_dicom_file(path):
                     dicom_files += 1
             if dicom_files and rel_root.parts:
-                size = sum((Path(root) / f).stat().st_size for f in files)
+                size = sum((Path(root) / f).lstat().st_size for f in files)
                 out.append(DataItem(rel_root.as_posix(), "dicom", size))
         return out
 
@@ -143,7 +145,19 @@ class Datastore:
         if item.id in uploads and not self._in_data_listing(item.id):
             return self.images_dir / uploads[item.id]["path"]
         assert self.data_dir is not None
-        return resolve_under(self.data_dir, item.id)
+        path = resolve_under(self.data_dir, item.id)
+        if path.is_dir():
+            self._check_links_inside(path, item.id)
+        return path
+
+    def _check_links_inside(self, folder: Path, image_id: str) -> None:
+        """Refuse a DICOM folder with an entry that is a link to outside the data folder."""
+        assert self.data_dir is not None
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_symlink() and not Path(entry.path).resolve().is_relative_to(self.data_dir):
+                    raise InputError(f"image {image_id!r}: the DICOM folder holds {entry.name!r}, a link to a file "
+                                     "outside the data folder; refused (copy the file into the folder instead)")
 
     def _in_data_listing(self, image_id: str) -> bool:
         return any(it.id == image_id for it in self.items(uploaded=False))

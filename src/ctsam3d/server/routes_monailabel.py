@@ -7,7 +7,9 @@
   indices of the image the server received. Every call resends all points; the server runs
   only the new ones when the old ones are a prefix. Answer: multipart with a text part
   ``params`` (JSON) and a file part ``<name>.nii.gz`` (0/1 mask on the input image's grid);
-  ``?output=image`` / ``?output=json`` give only one of them.
+  ``?output=image`` / ``?output=json`` give only one of them. Without ``session_id`` the
+  clicks go to a workspace kept per (image, ``client_id``) whose id is an HMAC under a server
+  secret: never sent to clients, not computable by them, and refused on every session route.
 * ``PUT /session/`` (multipart ``files``), ``GET`` / ``DELETE /session/{id}``.
 * ``GET /auth/``: 404 while the server has no token. With a token it answers
   ``{"enabled": true}`` and ``POST /auth/token`` exchanges the token (sent as the password)
@@ -22,6 +24,7 @@ import json
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,15 +36,25 @@ from .._version import __version__
 from ..errors import InputError
 from .engine import check_voxel, mask_file_bytes, read_image, read_label, structure_names
 from .routes_web import attachment, safe_filename
-from .security import NotFound, check_tag, token_matches
-from .uploads import store_upload
+from .security import NotFound, check_tag, keyed_session_id, public_session, token_matches
+from .uploads import client_label, store_upload
 from .workspace import Click
 
 router = APIRouter()
+_KEYED_LOCKS = [threading.Lock() for _ in range(64)]  # striped: bounded however many images/clients
 
 
 def _ctx(request: Request):
     return request.app.state.ctx
+
+
+def _keyed_session(ctx, image_id: str, client_id: str):
+    key = keyed_session_id(ctx.session_key, image_id, client_id)
+    with _KEYED_LOCKS[hash(key) % len(_KEYED_LOCKS)]:  # two first calls at once create it once
+        try:
+            return ctx.store.get(key)
+        except NotFound:
+            return ctx.store.create_from_datastore(image_id, session_id=key)
 
 
 # --- info / auth / train --------------------------------------------------------------------------
@@ -119,6 +132,7 @@ def _session_info(ws) -> dict:
 
 @router.put("/session/")
 def create_session(request: Request, files: list[UploadFile] = File(...), uncompress: bool = False, expiry: int = 0):
+    request.state.upload_label = client_label(files[0].filename if files else "")
     ws = _ctx(request).store.create_from_upload([(f.filename or "", f.file) for f in files])
     ws.meta["expiry"] = max(0, int(expiry))
     return {"session_id": ws.session_id, "session_info": _session_info(ws)}
@@ -126,7 +140,7 @@ def create_session(request: Request, files: list[UploadFile] = File(...), uncomp
 
 @router.get("/session/{session_id}")
 def get_session(request: Request, session_id: str, image: bool = False):
-    ws = _ctx(request).store.get(session_id)
+    ws = public_session(_ctx(request), session_id)
     if image:
         return FileResponse(ws.view_path, media_type="application/gzip", filename="image.nii.gz")
     return _session_info(ws)
@@ -135,7 +149,7 @@ def get_session(request: Request, session_id: str, image: bool = False):
 @router.delete("/session/{session_id}")
 def remove_session(request: Request, session_id: str):
     ctx = _ctx(request)
-    info = _session_info(ctx.store.get(session_id))
+    info = _session_info(public_session(ctx, session_id))
     ctx.store.delete(session_id)
     return info
 
@@ -146,6 +160,8 @@ def _parse_params(params: str) -> dict:
         p = json.loads(params) if params else {}
     except json.JSONDecodeError as exc:
         raise InputError(f"params: not valid JSON ({exc.msg} at character {exc.pos})") from None
+    except RecursionError:  # e.g. 5,000 nested brackets: the decoder's recursion limit
+        raise InputError("params: JSON nested too deeply") from None
     if not isinstance(p, dict):
         raise InputError("params: expected a JSON object")
     return p
@@ -187,13 +203,16 @@ def infer(request: Request, model: str, image: str = "", session_id: str = "", o
     if not isinstance(name, str):
         raise InputError("params.label: expected a structure name (string)")
     temporary = False
+    keyed = False
     if session_id:
-        ws = ctx.store.get(session_id)
+        ws = public_session(ctx, session_id)
     elif file is not None:
+        request.state.upload_label = client_label(file.filename)
         ws = ctx.store.create_from_upload([(file.filename or "", file.file)])
         temporary = True
     elif image:
-        ws = ctx.store.keyed_datastore_session(image, str(p.get("client_id") or ""))
+        ws = _keyed_session(ctx, image, str(p.get("client_id") or ""))
+        keyed = True
     else:
         raise InputError("infer: give ?image=<datastore id>, ?session_id=<id> or a 'file' upload")
     try:
@@ -207,7 +226,7 @@ def infer(request: Request, model: str, image: str = "", session_id: str = "", o
     result = {
         "label_names": {name: 1},
         "label": name,
-        "session_id": None if temporary else ws.session_id,
+        "session_id": None if temporary or keyed else ws.session_id,
         "foreground": [list(c) for c in fg],
         "background": [list(c) for c in bg],
         "voxels": change.object.mask.voxels if change.object.mask else 0,
@@ -238,6 +257,7 @@ def datastore_add_image(request: Request, image: str = "", params: str = Form("{
     ctx = _ctx(request)
     _parse_params(params)
     image_id = image or (file.filename or "").replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
+    request.state.upload_label = client_label(file.filename)
     ctx.datastore.add_image(image_id, [(file.filename or "", file.file)], ctx.config.max_upload_bytes)
     return {"image": image_id}
 
@@ -258,6 +278,7 @@ def datastore_save_label(request: Request, image: str, tag: str = "final", param
     check_tag(tag)
     _parse_params(params)
     source = ctx.datastore.path_of(image)
+    request.state.upload_label = client_label(label.filename or "label.nii.gz")
     with tempfile.TemporaryDirectory(prefix="ctsam3d-label-") as tmp:
         path = store_upload([(label.filename or "label.nii.gz", label.file)], Path(tmp) / "in", ctx.config.max_upload_bytes)
         mask = read_label(path, reference=read_image(source))

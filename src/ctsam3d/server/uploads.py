@@ -36,16 +36,23 @@ def suffix_of(filename: str) -> str:
     )
 
 
-def _copy(src: BinaryIO, dst: Path, limit: int) -> int:
+def client_label(filename: str | None) -> str:
+    """How messages name an upload: the client's own file name (base name, at most 80 characters)."""
+    base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1][:80]
+    return f"upload {base!r}" if base else "upload"
+
+
+def _copy(src: BinaryIO, dst: Path, limit: int, label: str) -> int:
+    """Copy ``src`` to the server-owned ``dst``; ``label`` names the upload in messages."""
     written = 0
     with open(dst, "wb") as out:
         while chunk := src.read(_CHUNK):
             written += len(chunk)
             if written > limit:
-                raise InputError(f"upload {dst.name}: larger than the limit of {limit / 2**20:g} MiB")
+                raise InputError(f"{label}: larger than the limit of {limit / 2**20:g} MiB")
             out.write(chunk)
     if written == 0:
-        raise InputError(f"upload {dst.name}: empty file")
+        raise InputError(f"{label}: empty file")
     return written
 
 
@@ -66,7 +73,7 @@ def check_self_contained(path: Path, suffix: str) -> None:
             break
 
 
-def _unzip(archive: Path, dest: Path, limit: int) -> Path:
+def _unzip(archive: Path, dest: Path, limit: int, label: str) -> Path:
     """Unpack regular files to ``dest/dicom/00001.dcm...`` (or one volume to ``dest/image<ext>``)."""
     try:
         zf = zipfile.ZipFile(archive)
@@ -84,14 +91,14 @@ def _unzip(archive: Path, dest: Path, limit: int) -> Path:
             suffix = suffix_of(volumes[0].filename)
             target = dest / f"image{suffix}"
             with zf.open(volumes[0]) as src:
-                _copy(src, target, limit)
+                _copy(src, target, limit, f"{label}, member {volumes[0].filename.rsplit('/', 1)[-1][:80]!r}")
             check_self_contained(target, suffix)
             return target
         folder = dest / "dicom"
         folder.mkdir()
         for n, member in enumerate(members, 1):
             with zf.open(member) as src:
-                total += _copy(src, folder / f"{n:05d}.dcm", limit - total)
+                total += _copy(src, folder / f"{n:05d}.dcm", limit - total, f"{label} (unpacked)")
         return folder
 
 
@@ -122,14 +129,15 @@ def store_upload(files: list[tuple[str, BinaryIO]], dest: Path, limit: int) -> P
         suffixes = [suffix_of(name) for name, _ in files]
         if len(files) == 1 and suffixes[0] not in DICOM_SUFFIXES:
             suffix = suffixes[0]
+            label = client_label(files[0][0])
             if suffix == ".zip":
-                _copy(files[0][1], dest / "upload.zip", limit)
+                _copy(files[0][1], dest / "upload.zip", limit, label)
                 try:
-                    return _unzip(dest / "upload.zip", dest, limit)
+                    return _unzip(dest / "upload.zip", dest, limit, label)
                 finally:
                     (dest / "upload.zip").unlink(missing_ok=True)
             target = dest / f"image{suffix}"
-            _copy(files[0][1], target, limit)
+            _copy(files[0][1], target, limit, label)
             check_self_contained(target, suffix)
             return target
         if any(s not in DICOM_SUFFIXES for s in suffixes):
@@ -137,8 +145,8 @@ def store_upload(files: list[tuple[str, BinaryIO]], dest: Path, limit: int) -> P
         folder = dest / "dicom"
         folder.mkdir()
         total = 0
-        for n, (_, stream) in enumerate(files, 1):
-            total += _copy(stream, folder / f"{n:05d}.dcm", limit - total)
+        for n, (name, stream) in enumerate(files, 1):
+            total += _copy(stream, folder / f"{n:05d}.dcm", limit - total, client_label(name))
         return folder
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
