@@ -393,19 +393,38 @@ class Session:
         lo, hi = bounds[0] - 1, bounds[1] + 1
         return (oid, obj.store.read(lo, hi - lo), self.lattice.grid(lo, tuple(int(v) for v in hi - lo)))
 
-    def probabilities(self, object_id: int | None = None) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    def probabilities(self, object_id: int | None = None, region: tuple[slice, slice, slice] | None = None
+                      ) -> tuple[tuple[slice, slice, slice], np.ndarray]:
         """``(region, probs)``: the object's probabilities resampled onto the input grid.
 
         ``region`` are ``[z, y, x]`` slices of the input array; ``probs`` float32 of its shape
         (memory: 4 bytes per voxel of the object's bounding box; :meth:`result` works in slabs).
-        Empty slices when the object has no mask.
+        Empty slices when the object has no mask. Given ``region`` (``[z, y, x]`` slices of the
+        input array, e.g. a prediction's ``changed_slices_zyx``), only the part of the object's
+        box inside it is resampled (a server updating a mask after a click).
         """
         with self._lock:
             self._require_image()
             block = self._block(self._current if object_id is None else object_id)
             if block is None:
                 return (slice(0, 0),) * 3, np.zeros((0, 0, 0), np.float32)
-            return paste_patch(block[1], block[2], self.image)
+            if region is None:
+                return paste_patch(block[1], block[2], self.image)
+            lo = [int(r.start) for r in region]
+            ref = sitk.Image([int(region[a].stop) - lo[a] for a in (2, 1, 0)], sitk.sitkUInt8)
+            ref.SetOrigin(self.image.TransformIndexToPhysicalPoint((lo[2], lo[1], lo[0])))
+            ref.SetSpacing(self.image.GetSpacing())
+            ref.SetDirection(self.image.GetDirection())
+            sub, values = paste_patch(block[1], block[2], ref)
+            return tuple(slice(s.start + o, s.stop + o) for s, o in zip(sub, lo)), values
+
+    def use_feature_cache(self, cache: FeatureCache) -> None:
+        """Keep encoded patches in ``cache`` from now on, e.g. one that sessions on this same image
+        with the same model share (keys are lattice starts, which depend only on image and model)."""
+        with self._lock:
+            self._require_image()
+            self.cache = cache
+            self._runner.cache = cache
 
     def result(self, object_id: int | None = None) -> sitk.Image:
         """The object's mask (default: current) as a uint8 0/1 image on the input image's grid.

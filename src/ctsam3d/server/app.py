@@ -34,7 +34,7 @@ from .security import (
     page_cookie_value,
     token_matches,
 )
-from .store import WorkspaceStore
+from .store import StorageFull, WorkspaceStore
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -90,9 +90,11 @@ def create_app(config: ServerConfig, *, model=None, loopback_only: bool | None =
 
     config.state_dir.mkdir(parents=True, exist_ok=True)
     datastore = Datastore(config.data_dir, config.state_dir / "datastore")
-    models = ModelHolder(model if model is not None else config.model, config.device, config.expansion, config.max_concurrent_inference)
+    models = ModelHolder(model if model is not None else config.model, config.device, config.expansion,
+                         config.max_concurrent_inference, config.max_patches)
     store = WorkspaceStore(config.state_dir / "sessions", datastore, models, max_open=config.max_open_sessions,
-                           upload_limit=config.max_upload_bytes, max_objects=config.max_objects)
+                           upload_limit=config.max_upload_bytes, max_objects=config.max_objects,
+                           ttl=config.session_ttl_s, quota_bytes=int(config.session_quota_mb * 2**20))
 
     app = FastAPI(title="ctsam3d", version=__version__, docs_url=None, redoc_url=None)
     app.state.ctx = ServerContext(config, datastore, models, store, _session_key(config.state_dir),
@@ -213,7 +215,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CtSam3dError)
     async def _user(request: Request, exc: CtSam3dError):
-        return detail(request, 400, exc)
+        return detail(request, 507 if isinstance(exc, StorageFull) else 400, exc)
 
     @app.exception_handler(NotFound)
     async def _missing(request: Request, exc: NotFound):

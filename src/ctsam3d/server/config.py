@@ -38,6 +38,11 @@ class ServerConfig:
         max_concurrent_inference: clicks computed at the same time across all users
             (others wait their turn); 1 suits a CPU.
         max_open_sessions: sessions kept in memory; older ones are reloaded from disk on use.
+        session_ttl_s: a session idle this long (seconds) is removed; also the cap on the
+            ``expiry`` MONAI Label clients ask for (default 24 h).
+        session_quota_mb: disk (MiB) the sessions and shared viewer copies may use; beyond it the
+            longest idle sessions are removed first (default 20 GiB).
+        max_patches: cross-patch expansion budget per click (None: the library default).
         max_objects: objects per session (label values 1..max_objects, uint8 label map).
         model_name: name of the model in MONAI Label's ``/info/`` and ``/infer/{model}``.
     """
@@ -52,6 +57,9 @@ class ServerConfig:
     cors_origins: list[str] = field(default_factory=list)
     max_concurrent_inference: int = 1
     max_open_sessions: int = 16
+    session_ttl_s: float = 24 * 3600.0
+    session_quota_mb: float = 20 * 1024.0
+    max_patches: int | None = None
     max_objects: int = 255
     model_name: str = "ctsam3d"
 
@@ -59,6 +67,8 @@ class ServerConfig:
         self.state_dir = Path(self.state_dir)
         if self.data_dir is not None:
             self.data_dir = Path(self.data_dir)
+        if not self.session_ttl_s > 0 or not self.session_quota_mb > 0:
+            raise ValueError("session_ttl_s and session_quota_mb must be positive")
         if not 1 <= self.max_objects <= 255:
             raise ValueError("max_objects must be in 1..255 (uint8 label map)")
 

@@ -22,7 +22,7 @@ import SimpleITK as sitk
 
 from ..errors import ClickError
 from ..geometry import ras_to_lps
-from .masks import SparseMask
+from .masks import Box, SparseMask, box_slices, box_union
 
 
 def read_image(path: str | Path) -> sitk.Image:
@@ -108,8 +108,10 @@ def _three_numbers(value, what: str) -> tuple[float, float, float]:
     return vals
 
 
-CACHE_PATCHES = 8  # encoded patches kept per session
+CACHE_PATCHES = 8  # encoded patches kept per session (when it has no shared cache)
+SHARED_CACHE_PATCHES = 48  # encoded patches kept per image, shared by the sessions on it
 UNDO_DEPTH = 32  # undo steps the model session keeps per object
+FULL = "full"  # Engine.take_changes(): the whole object must be recomputed
 
 
 class ModelHolder:
@@ -121,12 +123,15 @@ class ModelHolder:
         device: torch device string.
         expansion: cross-patch expansion on/off in every session.
         max_concurrent: clicks computed at once across all users.
+        max_patches: expansion budget per click (None: the library default).
     """
 
-    def __init__(self, model, device: str = "cpu", expansion: bool = True, max_concurrent: int = 1) -> None:
+    def __init__(self, model, device: str = "cpu", expansion: bool = True, max_concurrent: int = 1,
+                 max_patches: int | None = None) -> None:
         self.spec = model if model is None or isinstance(model, str) else None
         self.device = device
         self.expansion = expansion
+        self.max_patches = max_patches
         self.gate = threading.BoundedSemaphore(max(1, max_concurrent))
         self._model = None if self.spec is not None or model is None else model
         self._lock = threading.Lock()
@@ -140,8 +145,10 @@ class ModelHolder:
                 self._model = ctsam3d.load_model(self.spec, device=self.device)
             return self._model
 
-    def engine(self, image: sitk.Image) -> "Engine":
-        return Engine(self.get(), image, self.expansion, self.gate)
+    def engine(self, image: sitk.Image, cache=None) -> "Engine":
+        """A model session on ``image``; ``cache``: an encoded-patch cache shared with other
+        sessions on the same image (see :class:`.images.SharedImage`), else its own."""
+        return Engine(self.get(), image, self.expansion, self.gate, cache, self.max_patches)
 
 
 class Engine:
@@ -150,49 +157,106 @@ class Engine:
     Objects are named by the server's object ids; :meth:`select` makes one current (creating
     it in the session the first time). Masks come back as :class:`.masks.SparseMask` on the
     input grid. Every call that runs the model holds ``gate`` (shared by all sessions).
+
+    The engine remembers, per object, the input-grid box its edits changed since the last
+    :meth:`mask` (the session's ``changed_bbox``), so a mask is updated by resampling only that
+    box instead of the whole object.
     """
 
-    def __init__(self, model, image: sitk.Image, expansion: bool, gate: threading.BoundedSemaphore) -> None:
+    def __init__(self, model, image: sitk.Image, expansion: bool, gate: threading.BoundedSemaphore,
+                 cache=None, max_patches: int | None = None) -> None:
         from ..inference.session import Session
 
         self.gate = gate
+        self.image = image
         # Fewer cached encoded patches and undo steps than the library default: a server holds
         # many sessions, each user works in one region, and undo past this depth replays clicks.
-        self.session = Session(model, expansion=expansion, cache_size=CACHE_PATCHES, undo_depth=UNDO_DEPTH)
+        self.session = Session(model, expansion=expansion, cache_size=CACHE_PATCHES, undo_depth=UNDO_DEPTH,
+                               max_patches=max_patches)
         self.session.set_image(image)
+        if cache is not None:
+            self.session.use_feature_cache(cache)
         self._ids: dict[int, int] = {}  # server object id -> session object id
+        self._oid: int | None = None
+        self._changed: dict[int, Box | str | None] = {}  # server object id -> box changed, FULL, None
+        self.last_region: Box | None = None
 
     def select(self, oid: int) -> bool:
         """Make object ``oid`` current; True when the session did not know it yet (no clicks)."""
+        self._oid = oid
         if oid in self._ids:
             self.session.select_object(self._ids[oid])
             return False
         self._ids[oid] = self.session.new_object(f"object-{oid}")
+        self._changed[oid] = FULL
         return True
+
+    def _note(self, prediction) -> None:
+        if prediction is None or self._oid is None or self._changed.get(self._oid) == FULL:
+            return
+        s = prediction.changed_slices_zyx
+        if s is None:
+            return
+        box = ((s[0].start, s[1].start, s[2].start), (s[0].stop, s[1].stop, s[2].stop))
+        self._changed[self._oid] = box_union(self._changed.get(self._oid), box)
 
     def add_click(self, ijk: tuple[int, int, int], positive: bool) -> None:
         """Add one click to the current object (ITK voxel index ``(i, j, k)`` of the input image)."""
         with self.gate:
-            self.session.add_click(tuple(int(v) for v in ijk), positive=positive)
+            self._note(self.session.add_click(tuple(int(v) for v in ijk), positive=positive))
 
     def undo(self) -> bool:
         """Undo the current object's last step; False when its undo history is exhausted."""
         with self.gate:
-            return self.session.undo() is not None
+            prediction = self.session.undo()
+        self._note(prediction)
+        return prediction is not None
 
     def reset(self) -> None:
-        """Clear the current object."""
+        """Clear the current object (its mask is recomputed as a whole next time)."""
         self.session.reset()
+        if self._oid is not None:
+            self._changed[self._oid] = FULL
 
-    def mask(self) -> SparseMask | None:
-        """The current object's mask (probability > 0.5) on the input grid, or None when empty."""
-        region, probs = self.session.probabilities()
-        if probs.size == 0:
-            return None
-        crop = SparseMask.from_full(probs > 0.5)
-        if crop is None:
-            return None
-        offset = tuple(int(r.start) for r in region)
-        lo = tuple(o + v for o, v in zip(offset, crop.box[0]))
-        hi = tuple(o + v for o, v in zip(offset, crop.box[1]))
-        return SparseMask((lo, hi), crop.crop)
+    def mask(self, previous: SparseMask | None = None) -> SparseMask | None:
+        """The current object's mask (probability > 0.5) on the input grid, or None when empty.
+
+        ``previous``: the mask this engine last returned for the object; only the box changed
+        since then is resampled and the rest of ``previous`` kept (the whole object is
+        recomputed after a reset or when the engine is new to the object). Afterwards
+        ``last_region`` is the box that may differ from ``previous`` (None: anywhere).
+        """
+        changed = self._changed.get(self._oid, FULL)
+        self._changed[self._oid] = None
+        self.last_region = None if changed == FULL else changed
+        if changed == FULL:
+            region, probs = self.session.probabilities()
+            return _crop_of(region, probs > 0.5)
+        if changed is None:
+            return previous
+        sub, probs = self.session.probabilities(region=box_slices(changed))
+        part = _full_box(changed, sub, probs > 0.5)
+        if previous is None:
+            return _crop_of(box_slices(changed), part)
+        return previous.replaced(changed, part)
+
+
+def _full_box(box: Box, sub, on: np.ndarray) -> np.ndarray:
+    """``on`` (values of ``sub``, a part of ``box``) as an array of ``box``'s shape, 0 elsewhere."""
+    shape = tuple(h - l for l, h in zip(box[0], box[1]))
+    out = np.zeros(shape, bool)
+    if on.size:
+        out[tuple(slice(s.start - l, s.stop - l) for s, l in zip(sub, box[0]))] = on
+    return out
+
+
+def _crop_of(region, on: np.ndarray) -> SparseMask | None:
+    if on.size == 0:
+        return None
+    crop = SparseMask.from_full(on)
+    if crop is None:
+        return None
+    offset = tuple(int(r.start) for r in region)
+    lo = tuple(o + v for o, v in zip(offset, crop.box[0]))
+    hi = tuple(o + v for o, v in zip(offset, crop.box[1]))
+    return SparseMask((lo, hi), crop.crop)

@@ -80,6 +80,35 @@ class SparseMask:
         out[box_slices(self.box)] = self.crop
         return out
 
+    def replaced(self, box: Box, values: np.ndarray) -> "SparseMask | None":
+        """This mask with ``box`` set to ``values`` (bool, the box's shape); None when empty."""
+        union = box_union(self.box, box)
+        shape = tuple(h - l for l, h in zip(union[0], union[1]))
+        if union == self.box:
+            full = self.crop.copy()
+        else:
+            full = np.zeros(shape, bool)
+            full[tuple(slice(l - u, h - u) for l, h, u in zip(self.box[0], self.box[1], union[0]))] = self.crop
+        full[tuple(slice(l - u, h - u) for l, h, u in zip(box[0], box[1], union[0]))] = values
+        tight = nonzero_box(full)
+        if tight is None:
+            return None
+        crop = full[box_slices(tight)]
+        lo = tuple(u + t for u, t in zip(union[0], tight[0]))
+        hi = tuple(u + t for u, t in zip(union[0], tight[1]))
+        return SparseMask((lo, hi), crop if crop.base is None and crop.shape == full.shape else crop.copy())
+
+    def read(self, region: Box) -> np.ndarray:
+        """The mask over ``region`` as a bool array of its shape (False outside the mask)."""
+        shape = tuple(h - l for l, h in zip(region[0], region[1]))
+        out = np.zeros(shape, bool)
+        inter = box_intersection(self.box, region)
+        if inter is not None:
+            src = tuple(slice(lo - o, hi - o) for lo, hi, o in zip(inter[0], inter[1], self.box[0]))
+            dst = tuple(slice(lo - o, hi - o) for lo, hi, o in zip(inter[0], inter[1], region[0]))
+            out[dst] = self.crop[src]
+        return out
+
     def paint(self, labels: np.ndarray, region: Box, value: int) -> None:
         """Set ``labels[region]`` to ``value`` where this mask is on (inside ``region`` only)."""
         inter = box_intersection(self.box, region)

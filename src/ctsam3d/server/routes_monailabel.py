@@ -117,7 +117,8 @@ def train(model: str = ""):
 
 
 # --- sessions -------------------------------------------------------------------------------------
-def _session_info(ws) -> dict:
+def _session_info(ws, store) -> dict:
+    """MONAI Label's session record; ``expiry``: idle seconds before the server removes it."""
     info = ws.info()
     created = int(ws.meta["created"])
     return {
@@ -125,17 +126,17 @@ def _session_info(ws) -> dict:
         "image": ws.session_id,
         "meta": {"image": info["image"], "source": info["source"]},
         "create_ts": created,
-        "last_access_ts": int(time.time()),
-        "expiry": int(ws.meta.get("expiry", 0)),
+        "last_access_ts": int(ws.last_access),
+        "expiry": int(store.expiry_of(ws)),
     }
 
 
 @router.put("/session/")
 def create_session(request: Request, files: list[UploadFile] = File(...), uncompress: bool = False, expiry: int = 0):
     request.state.upload_label = client_label(files[0].filename if files else "")
-    ws = _ctx(request).store.create_from_upload([(f.filename or "", f.file) for f in files])
-    ws.meta["expiry"] = max(0, int(expiry))
-    return {"session_id": ws.session_id, "session_info": _session_info(ws)}
+    store = _ctx(request).store
+    ws = store.create_from_upload([(f.filename or "", f.file) for f in files], expiry=max(0, int(expiry)))
+    return {"session_id": ws.session_id, "session_info": _session_info(ws, store)}
 
 
 @router.get("/session/{session_id}")
@@ -143,13 +144,13 @@ def get_session(request: Request, session_id: str, image: bool = False):
     ws = public_session(_ctx(request), session_id)
     if image:
         return FileResponse(ws.view_path, media_type="application/gzip", filename="image.nii.gz")
-    return _session_info(ws)
+    return _session_info(ws, _ctx(request).store)
 
 
 @router.delete("/session/{session_id}")
 def remove_session(request: Request, session_id: str):
     ctx = _ctx(request)
-    info = _session_info(public_session(ctx, session_id))
+    info = _session_info(public_session(ctx, session_id), ctx.store)
     ctx.store.delete(session_id)
     return info
 

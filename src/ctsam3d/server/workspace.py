@@ -6,12 +6,18 @@ a page reload or a server restart:
 * ``meta.json``: where the image came from, the objects (name, colour, visibility) and their
   clicks as ITK voxel indices ``(i, j, k)`` of the input image, in order;
 * ``masks/<oid>.npz``: each object's mask (bounding-box crop, see :mod:`.masks`);
-* ``view.nii.gz``: the CT written by SimpleITK from the very image the session uses, so the
-  viewer and the server share one geometry.
+* ``view.nii.gz`` (uploads): the CT written by SimpleITK from the very image the session uses,
+  so the viewer and the server share one geometry. Sessions on a datastore image share one
+  such copy and the image itself (:mod:`.images`; ``meta["image_key"]`` names it).
+
+``meta.json``'s modification time is the session's last access (refreshed at most every
+:data:`TOUCH_SECONDS` while it is used); ``meta["expiry"]`` is the idle time after which it
+may be removed (see :mod:`.store`).
 
 The interactive model session (:class:`.engine.Engine`) is a cache: each object in it is brought
 up to date by replaying that object's clicks (or undoing) when needed, e.g. after a restart.
 Masks and the label map are numpy ``[z, y, x]`` on the input grid; label value = object id.
+The label map is not stored: any box of it is composed from the object masks when asked for.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..geometry import orientation_code
-from .engine import Engine, ModelHolder
-from .masks import Box, SparseMask, box_slices, box_union
+from .engine import SHARED_CACHE_PATCHES, Engine, ModelHolder
+from .masks import Box, SparseMask, box_intersection, box_slices, box_union
 from .security import NotFound
+
+TOUCH_SECONDS = 30.0  # last access is written to disk at most this often
 
 PALETTE = [
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -94,15 +102,18 @@ def _atomic_write_text(path: Path, text: str) -> None:
 class Workspace:
     """State of one session (see module docstring). All public methods are thread-safe."""
 
-    def __init__(self, directory: Path, image: sitk.Image, meta: dict, models: ModelHolder, max_objects: int = 255):
+    def __init__(self, directory: Path, image: sitk.Image, meta: dict, models: ModelHolder, max_objects: int = 255,
+                 shared=None):
         self.directory = directory
         self.image = image
+        self.shared = shared  # the .images.SharedImage this session's image comes from (datastore), or None
         self.meta = meta
         self.models = models
         self.max_objects = max_objects
         self.shape = tuple(reversed(image.GetSize()))  # (z, y, x)
-        self.labels = np.zeros(self.shape, dtype=np.uint8)
         self.objects: dict[int, SegObject] = {}
+        self.last_access = time.time()
+        self._touched = self.last_access
         self.lock = threading.RLock()
         self.engine: Engine | None = None
         self.applied: dict[int, int] = {}  # object id -> clicks of it the engine has seen
@@ -121,18 +132,23 @@ class Workspace:
                     stale.append(obj)
             elif obj.clicks:
                 stale.append(obj)
-        self._recompose(((0, 0, 0), self.shape))
         for obj in stale:  # a crash between writing clicks and mask: recompute from the clicks
             self._replay_into(obj)
 
     # --- creation / description -----------------------------------------------------------------
     @classmethod
     def create(cls, directory: Path, session_id: str, image: sitk.Image, source: dict, models: ModelHolder,
-               max_objects: int = 255) -> "Workspace":
-        """New workspace in the existing, empty ``directory``; writes ``meta.json`` and ``view.nii.gz``."""
-        meta = {"session_id": session_id, "created": time.time(), "source": source, "objects": [], "next_id": 1}
-        sitk.WriteImage(image, str(directory / "view.nii.gz"), True, 1)
-        ws = cls(directory, image, meta, models, max_objects)
+               max_objects: int = 255, shared=None, expiry: float = 0) -> "Workspace":
+        """New workspace in the existing, empty ``directory``; writes ``meta.json`` and, without a
+        ``shared`` image (an upload), ``view.nii.gz``. ``expiry``: idle seconds before it may be
+        removed (0: the server's default)."""
+        meta = {"session_id": session_id, "created": time.time(), "source": source, "objects": [], "next_id": 1,
+                "expiry": max(0, int(expiry))}
+        if shared is not None:
+            meta["image_key"] = shared.key
+        else:
+            sitk.WriteImage(image, str(directory / "view.nii.gz"), True, 1)
+        ws = cls(directory, image, meta, models, max_objects, shared)
         ws._save_meta()
         return ws
 
@@ -142,7 +158,28 @@ class Workspace:
 
     @property
     def view_path(self) -> Path:
-        return self.directory / "view.nii.gz"
+        """The viewer's NIfTI copy of the CT (waits while a shared copy is still being written)."""
+        own = self.directory / "view.nii.gz"
+        if self.shared is None or own.is_file():
+            return own
+        return self.shared.wait_view()
+
+    def touch(self) -> None:
+        """Note an access (kept in memory; written as meta.json's mtime every TOUCH_SECONDS)."""
+        now = time.time()
+        self.last_access = now
+        if now - self._touched >= TOUCH_SECONDS:
+            self._touched = now
+            try:
+                os.utime(self.directory / "meta.json")
+            except FileNotFoundError:  # removed meanwhile (the operator cleared it)
+                pass
+
+    def set_expiry(self, seconds: float) -> None:
+        """Idle seconds after which this session may be removed (0: the server's default)."""
+        with self.lock:
+            self.meta["expiry"] = max(0, int(seconds))
+            self._save_meta()
 
     def info(self) -> dict:
         img = self.image
@@ -214,8 +251,6 @@ class Workspace:
             self.applied.pop(oid, None)
             del self.objects[oid]
             box = obj.mask.box if obj.mask else None
-            if box:
-                self._recompose(box)
             self._mask_path(oid).unlink(missing_ok=True)
             self._save_meta()
             return Change(box, obj, 0.0)
@@ -287,12 +322,25 @@ class Workspace:
     def label_image(self) -> sitk.Image:
         """All objects as one uint8 label map on the input grid (value = object id)."""
         with self.lock:
-            return self._as_image(self.labels.copy())
+            return self._as_image(self.labels_in(((0, 0, 0), self.shape)))
+
+    def labels_in(self, box: Box) -> np.ndarray:
+        """The label map over ``box`` (uint8 ``[z, y, x]`` of its shape; later objects on top)."""
+        with self.lock:
+            out = np.zeros(tuple(h - l for l, h in zip(box[0], box[1])), np.uint8)
+            for obj in self.objects.values():
+                m = obj.mask
+                inter = None if m is None else box_intersection(m.box, box)
+                if inter is None:
+                    continue
+                src = tuple(slice(a - o, b - o) for a, b, o in zip(inter[0], inter[1], m.box[0]))
+                dst = tuple(slice(a - o, b - o) for a, b, o in zip(inter[0], inter[1], box[0]))
+                out[dst][m.crop[src]] = obj.oid
+            return out
 
     def labels_bytes(self, box: Box) -> bytes:
-        """Raw uint8 label values of ``labels[box]`` in C order (i fastest), for the viewer."""
-        with self.lock:
-            return np.ascontiguousarray(self.labels[box_slices(box)]).tobytes()
+        """Raw uint8 label values of the label map over ``box`` in C order (i fastest), for the viewer."""
+        return self.labels_in(box).tobytes()
 
     def release(self) -> None:
         """Free the model session (state stays on disk and in the object masks)."""
@@ -315,17 +363,10 @@ class Workspace:
         ]
         _atomic_write_text(self.directory / "meta.json", json.dumps(self.meta))
 
-    def _recompose(self, region: Box) -> None:
-        """Rebuild ``labels[region]`` from the object masks (later objects on top)."""
-        view = self.labels[box_slices(region)]
-        view[...] = 0
-        for obj in self.objects.values():
-            if obj.mask is not None:
-                obj.mask.paint(self.labels, region, obj.oid)
-
     def _engine(self) -> Engine:
         if self.engine is None:
-            self.engine = self.models.engine(self.image)
+            cache = None if self.shared is None else self.shared.feature_cache(self.models, SHARED_CACHE_PATCHES)
+            self.engine = self.models.engine(self.image, cache)
             self.applied = {}
         return self.engine
 
@@ -382,12 +423,16 @@ class Workspace:
             self.applied[obj.oid] = 0
 
     def _commit(self, obj: SegObject, t0: float) -> Change:
-        """Take the object's mask from the engine (or empty), update label map and disk."""
-        new = self._sync_engine(obj, len(obj.clicks)).mask() if obj.clicks else None
+        """Take the object's mask from the engine (or empty), update it on disk.
+
+        The engine resamples only the box its edits changed (keeping the rest of ``obj.mask``);
+        the change reported to the viewer is the union of the old and new mask boxes."""
+        engine = self._sync_engine(obj, len(obj.clicks)) if obj.clicks else None
+        new = engine.mask(obj.mask) if engine is not None else None
         region = box_union(obj.mask.box if obj.mask else None, new.box if new else None)
+        if region is not None and engine is not None and engine.last_region is not None:
+            region = box_intersection(region, engine.last_region)
         obj.mask = new
-        if region is not None:
-            self._recompose(region)
         if new is None:
             self._mask_path(obj.oid).unlink(missing_ok=True)
         else:
