@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..errors import InputError, OutputExistsError
+from ..errors import CheckpointError, InputError, OutputExistsError
 
 NAME = "convert-checkpoint"
 HELP = "Convert the released CT-SAM3D params.pth"
@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io.sniff import torch_checkpoint_problem
+    from ..io.write import check_writable
     from ..modeling.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_model
     from ..modeling.reference_import import convert_reference
 
@@ -41,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--output {out}: exists and is not a directory")
     if not args.overwrite and any((out / f).exists() for f in (WEIGHTS_FILE, CONFIG_FILE)):
         raise OutputExistsError(f"--output {out}: already holds a model (use --overwrite)")
+    if (what := torch_checkpoint_problem(src)) is not None:
+        raise CheckpointError(f"--input {src}: not a PyTorch checkpoint: it is {what}; expected the released params.pth")
+    check_writable(out / WEIGHTS_FILE, f"--output {out}")  # before the conversion, not after
     model = convert_reference(src, args.config)
     save_model(model, out)
     n = sum(t.numel() for t in model.state_dict().values())
