@@ -129,7 +129,7 @@ def test_unknown_path_or_preset():
 
 
 def test_registry_presets_build_and_validate():
-    assert set(PRESETS) == {"ctsam3d-paper", "ctsam3d-lite"}
+    assert set(PRESETS) == {"ctsam3d-paper", "ctsam3d-lite", "ctsam3d-lite-wb"}
     for name in PRESETS:
         cfg = get_preset(name)
         cfg.validate()

@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..geometry import crop_patch, normalize_hu, patch_region
+from ..geometry import crop_patch, normalize_windows, patch_region
 from .lattice import Lattice
 from .patch_cache import EncodedPatch, FeatureCache
 
@@ -48,7 +48,8 @@ class PatchRunner:
         image: the input CT (any orientation, HU).
         lattice: the session's canonical lattice of ``image``.
         cache: encoded-patch LRU cache.
-        hu_window: ``(low, high)`` HU of the model's intensity window.
+        hu_window: ``(low, high)`` HU of the model's intensity window (input channel 0); a model
+            whose config has more windows (``config.windows()``) gets one channel per window.
     """
 
     def __init__(self, model, image: sitk.Image, lattice: Lattice, cache: FeatureCache, hu_window):
@@ -57,6 +58,8 @@ class PatchRunner:
         self.lattice = lattice
         self.cache = cache
         self.hu_window = tuple(float(v) for v in hu_window)
+        windows = getattr(getattr(model, "config", None), "windows", None)
+        self.windows = (self.hu_window,) + tuple(windows()[1:]) if callable(windows) else (self.hu_window,)
         try:
             self.device = next(model.parameters()).device
         except (StopIteration, AttributeError):
@@ -91,8 +94,8 @@ class PatchRunner:
                 out[s] = item
         if missing:
             t0 = time.perf_counter()
-            crops = [normalize_hu(self.crop(s), self.hu_window) for s in missing]
-            batch = torch.from_numpy(np.stack(crops)[:, None]).to(self.device)
+            crops = [normalize_windows(self.crop(s), self.windows) for s in missing]  # (C, D, H, W) each
+            batch = torch.from_numpy(np.stack(crops)).to(self.device)
             timer.add("crop", t0)
             t0 = time.perf_counter()
             feats = self.model.encode(batch)

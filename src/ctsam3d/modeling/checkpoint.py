@@ -48,16 +48,12 @@ def save_model(model: CTSAM3D, directory: str | Path) -> Path:
     """
     from safetensors.torch import save_file
 
-    from ..io.write import atomic_path  # temporary file + rename, with the umask's file mode
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.config.package_version = __version__
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "preset": model.config.preset})
-    with atomic_path(directory / CONFIG_FILE) as tmp:
-        tmp.write_text(model.config.to_json() + "\n", encoding="utf-8")
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "preset": model.config.preset})
+    (directory / CONFIG_FILE).write_text(model.config.to_json() + "\n", encoding="utf-8")
     return directory
 
 
@@ -103,8 +99,26 @@ def load_directory(directory: str | Path, device: str | torch.device = "cpu", *,
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from None
     model = build_model(config)
+    _check_input_channels(model, state, config, str(weights))
     load_state_strict(model, state, str(weights))
     return _finish(model, device)
+
+
+def _check_input_channels(model: CTSAM3D, state: dict[str, torch.Tensor], config: ModelConfig, source: str) -> None:
+    """CheckpointError when the weights' image input channels differ from the config's HU windows
+    (e.g. 2-channel ``ctsam3d-lite-wb`` weights with a 1-window config.json), named as such."""
+    for key, own in model.state_dict().items():
+        if not key.startswith("image_encoder.") or own.ndim != 5 or own.shape[1] != config.in_channels:
+            continue
+        got = state.get(key)
+        if isinstance(got, torch.Tensor) and got.ndim == 5 and got.shape[1] != own.shape[1] and got.shape[0] == own.shape[0]:
+            raise CheckpointError(
+                f"{source}: the weights take {got.shape[1]} image channel(s) but the config's HU windows "
+                f"{[list(w) for w in config.windows()]} give {config.in_channels} (preset {config.preset!r}); "
+                f"weights and config.json do not belong together"
+            )
+        return  # only the first conv sees the image
+
 
 
 def bundled_models() -> dict[str, Path]:
@@ -149,11 +163,8 @@ def load_model(
         elif path.is_file() and path.suffix == ".safetensors":
             model = load_directory(path.parent, device, weights=path)
         elif path.is_file() and path.suffix in (".pth", ".pt"):
-            from ..io.sniff import torch_checkpoint_problem
             from .reference_import import convert_reference
 
-            if (what := torch_checkpoint_problem(path)) is not None:
-                raise CheckpointError(f"{path}: not a PyTorch checkpoint: it is {what}; expected the released params.pth")
             model = _finish(convert_reference(path), device)
         elif not path.exists():
             raise CheckpointError(

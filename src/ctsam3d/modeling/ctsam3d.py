@@ -2,7 +2,8 @@
 
 Tensors (patch grid, see docs/architecture.md):
 
-* image ``(B, 1, D, H, W)`` float32 in [0, 1] after the HU window, ``(D, H, W)`` = (z, y, x);
+* image ``(B, C, D, H, W)`` float32 in [0, 1] after the HU windows (``C = config.in_channels``,
+  channel c through ``config.windows()[c]``; 1 for the paper and lite presets), ``(D, H, W)`` = (z, y, x);
 * prompt ``(B, 3, D, H, W)`` = positive map, negative map, previous-mask probability;
 * clicks are patch voxel indices ``(z, y, x)``.
 
@@ -85,8 +86,9 @@ class CTSAM3D(nn.Module):
 
     # ------------------------------------------------------------------ API
     def encode(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """Image ``(B, 1, D, H, W)`` in [0, 1] -> four features, fine to coarse. Once per patch."""
-        self._check_image(image, "image")
+        """Image ``(B, C, D, H, W)`` in [0, 1] (C = ``config.in_channels``) -> four features, fine
+        to coarse. Once per patch."""
+        self._check_image(image, "image", channels=self.config.in_channels)
         return self.image_encoder(self._fmt(image))
 
     def render_prompt(
@@ -136,10 +138,12 @@ class CTSAM3D(nn.Module):
 
     def cpp(self, image_u: torch.Tensor, mask_u: torch.Tensor, image_v: torch.Tensor) -> torch.Tensor:
         """Cross-patch prompt heatmap ``(B, 1, D, H, W)`` in V from image U, U's binary mask and
-        image V, each ``(B, 1, D, H, W)`` on their own (same-size) patch grids."""
-        for name, t in (("image_u", image_u), ("mask_u", mask_u), ("image_v", image_v)):
-            self._check_image(t, name)
-        if not (image_u.shape == mask_u.shape == image_v.shape):
+        image V on their own (same-size) patch grids: images ``(B, C, D, H, W)`` (C =
+        ``config.in_channels``), mask ``(B, 1, D, H, W)``."""
+        c = self.config.in_channels
+        for name, t, ch in (("image_u", image_u, c), ("mask_u", mask_u, 1), ("image_v", image_v, c)):
+            self._check_image(t, name, channels=ch)
+        if not (image_u.shape == image_v.shape and image_u.shape[2:] == mask_u.shape[2:]):
             raise InputError("cpp: image_u, mask_u and image_v must have the same shape")
         x = torch.cat([image_u, mask_u.to(image_u.dtype), image_v], dim=1)
         return self.cpp_predictor(self._fmt(x)).contiguous()
@@ -156,7 +160,7 @@ def build_model(config: ModelConfig) -> CTSAM3D:
     if enc.kind == "restv2":
         encoder: nn.Module = ResTV2Encoder(enc.dims, enc.depths, enc.heads, enc.sr_ratios, enc.skip_channels)
     else:
-        encoder = ConvEncoder(enc.dims, enc.depths, enc.skip_channels)
+        encoder = ConvEncoder(enc.dims, enc.depths, enc.skip_channels, in_ch=config.in_channels)
     dec = config.decoder
     q = config.quality
     decoder = PSAPDecoder(
@@ -172,7 +176,7 @@ def build_model(config: ModelConfig) -> CTSAM3D:
         quality=QualityHead(_quality_channels(config), q.hidden, q.layers, q.outputs, q.mask_stats),
         reference=config.reference_exact,
     )
-    cpp = build_cpp_net(config.cpp.channels, config.cpp.strides, config.cpp.num_res_units)
+    cpp = build_cpp_net(config.cpp.channels, config.cpp.strides, config.cpp.num_res_units, 2 * config.in_channels + 1)
     pe = _PromptEncoder() if config.reference_pe_buffer else None
     return CTSAM3D(config, encoder, decoder, cpp, pe)
 
