@@ -21,7 +21,10 @@ contains at least ``cpp_min_voxels`` of the structure (a few directions are trie
 later ones aimed at a structure voxel outside U). The target is a Gaussian heatmap at the
 deepest voxel of ``structure ∩ V``.
 
-All outputs are tensors ``(B, 1, D, H, W)`` indexed ``[z, y, x]`` on the patch grid.
+All outputs are tensors ``(B, 1, D, H, W)`` indexed ``[z, y, x]`` on the patch grid, except the
+images, ``(B, C, D, H, W)`` with one channel per HU window (``ModelConfig.windows()``; C = 1
+for a single window). Intensity augmentation acts on HU, before the windows, so every
+channel sees the same patch.
 """
 
 from __future__ import annotations
@@ -85,7 +88,8 @@ class PatchSampler:
         cases: cached cases (:func:`ctsam3d.data.load_cache`).
         patch_size: ``(D, H, W)`` voxels of the model patch (``ModelConfig.patch_size``).
         spacing_mm: isotropic patch spacing (``ModelConfig.spacing_mm``).
-        hu_window: ``(low, high)`` HU mapped to [0, 1] (``ModelConfig.hu_window``).
+        hu_window: ``(low, high)`` HU mapped to [0, 1] (``ModelConfig.hu_window``), or a sequence
+            of such windows, one image channel each (``ModelConfig.windows()``).
         augment: augmentation settings, None = none (validation).
         config: :class:`SamplerConfig`.
         device: where volumes live and patches are produced.
@@ -108,7 +112,11 @@ class PatchSampler:
     ) -> None:
         self.patch_size = tuple(int(v) for v in (patch_size if np.ndim(patch_size) else (patch_size,) * 3))
         self.spacing = float(spacing_mm)
-        self.window = (float(hu_window[0]), float(hu_window[1]))
+        wins = [hu_window] if np.ndim(hu_window) == 1 else list(hu_window)
+        self.windows = [(float(w[0]), float(w[1])) for w in wins]
+        if not self.windows or any(not hi > lo for lo, hi in self.windows):
+            raise ValueError(f"hu_window: expected (low, high) or a list of them, got {hu_window!r}")
+        self.window = self.windows[0]
         self.augment = augment
         self.config = config or SamplerConfig()
         self.device = torch.device(device)
@@ -192,8 +200,8 @@ class PatchSampler:
         return out + AIR_HU if what == "ct" else out
 
     def _to_unit(self, hu: torch.Tensor) -> torch.Tensor:
-        lo, hi = self.window
-        return ((hu - lo) / (hi - lo)).clamp_(0.0, 1.0)
+        """HU ``(1, 1, D, H, W)`` -> ``(1, C, D, H, W)`` in [0, 1], one channel per window."""
+        return torch.cat([((hu - lo) / (hi - lo)).clamp_(0.0, 1.0) for lo, hi in self.windows], dim=1)
 
     # ---- public ---------------------------------------------------------------------
     def patch(self, case_index: int, center_lps, what: str = "ct", rotation=None, scale: float = 1.0) -> torch.Tensor:
@@ -222,8 +230,8 @@ class PatchSampler:
             draws: optional fixed ``(case index, structure name)`` per item (validation).
 
         Returns:
-            dict with ``image`` (B,1,D,H,W) float32 in [0, 1], ``target`` (B,1,D,H,W) float32
-            {0, 1}; when CPP is on also ``image_v``, ``target_v``, ``heatmap_v``
+            dict with ``image`` (B,C,D,H,W) float32 in [0, 1], ``target`` (B,1,D,H,W) float32
+            {0, 1}; when CPP is on also ``image_v`` (B,C,D,H,W), ``target_v``, ``heatmap_v``
             (B,1,D,H,W), ``cpp_point`` long (B, 3) (the heatmap's peak voxel z, y, x) and
             ``cpp_valid`` bool (B,); plus ``case_ids`` and ``structures``
             (lists of str).
@@ -291,4 +299,4 @@ class PatchSampler:
                 hu = apply_intensity(self._sample(vol, p2w_v, "ct"), self.augment, rng)
                 return self._to_unit(hu), tgt, True
         z = torch.zeros((1, 1) + self.patch_size, device=self.device)
-        return z, z.clone(), False
+        return torch.zeros((1, len(self.windows)) + self.patch_size, device=self.device), z, False

@@ -16,7 +16,7 @@ from .coords import (
     ras_to_lps,
     zyx_to_ijk,
 )
-from .intensity import DEFAULT_WINDOW, normalize_hu
+from .intensity import DEFAULT_WINDOW, normalize_hu, normalize_windows
 from .orientation import direction_from_code, orientation_code, orientation_from_direction
 from .patch import PatchGrid, crop_array, crop_patch, paste_patch, patch_region
 
@@ -37,6 +37,7 @@ __all__ = [
     "lps_to_index",
     "lps_to_ras",
     "normalize_hu",
+    "normalize_windows",
     "orientation_code",
     "orientation_from_direction",
     "paste_patch",

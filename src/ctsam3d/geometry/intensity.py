@@ -23,3 +23,11 @@ def normalize_hu(hu: np.ndarray, window: tuple[float, float] = DEFAULT_WINDOW) -
         raise ValueError(f"HU window {window!r}: high must be greater than low")
     out = (np.asarray(hu, dtype=np.float32) - np.float32(low)) / np.float32(high - low)
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def normalize_windows(hu: np.ndarray, windows) -> np.ndarray:
+    """The model input of a HU patch with one channel per window: ``(C, *hu.shape)`` float32 in
+    [0, 1], channel ``c`` = :func:`normalize_hu` through ``windows[c]`` (``ModelConfig.windows()``;
+    one window gives ``(1, *hu.shape)``)."""
+    hu = np.asarray(hu, dtype=np.float32)
+    return np.stack([normalize_hu(hu, w) for w in windows])

@@ -48,12 +48,16 @@ def save_model(model: CTSAM3D, directory: str | Path) -> Path:
     """
     from safetensors.torch import save_file
 
+    from ..io.write import atomic_path  # temporary file + rename, with the umask's file mode
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.config.package_version = __version__
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "preset": model.config.preset})
-    (directory / CONFIG_FILE).write_text(model.config.to_json() + "\n", encoding="utf-8")
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "preset": model.config.preset})
+    with atomic_path(directory / CONFIG_FILE) as tmp:
+        tmp.write_text(model.config.to_json() + "\n", encoding="utf-8")
     return directory
 
 
@@ -120,7 +124,6 @@ def _check_input_channels(model: CTSAM3D, state: dict[str, torch.Tensor], config
         return  # only the first conv sees the image
 
 
-
 def bundled_models() -> dict[str, Path]:
     """Models shipped inside the package: name -> folder (:data:`ctsam3d.hub.registry.BUNDLED`,
     plus weights folders without an entry, by folder name). The default is the registry's."""
@@ -163,8 +166,11 @@ def load_model(
         elif path.is_file() and path.suffix == ".safetensors":
             model = load_directory(path.parent, device, weights=path)
         elif path.is_file() and path.suffix in (".pth", ".pt"):
+            from ..io.sniff import torch_checkpoint_problem
             from .reference_import import convert_reference
 
+            if (what := torch_checkpoint_problem(path)) is not None:
+                raise CheckpointError(f"{path}: not a PyTorch checkpoint: it is {what}; expected the released params.pth")
             model = _finish(convert_reference(path), device)
         elif not path.exists():
             raise CheckpointError(

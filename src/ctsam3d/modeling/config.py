@@ -4,7 +4,8 @@ A :class:`ModelConfig` says everything needed to rebuild a network and to feed i
 
 * the patch it expects (``patch_size`` voxels ``(D, H, W)`` = ``(z, y, x)`` on an isotropic
   canonical grid of ``spacing_mm`` millimetres, intensities clipped to ``hu_window`` HU and
-  scaled to [0, 1]);
+  scaled to [0, 1]; one more input channel per entry of ``extra_hu_windows``, the same HU
+  clipped to that window — :meth:`ModelConfig.windows`, ``in_channels``);
 * which prompt behaviour the weights were trained with (``reference_exact``);
 * the sizes of every part (encoder, PSAP decoder, quality head, CPP net);
 * what it was trained on (structure names, training-data summary) and the package version.
@@ -123,13 +124,19 @@ class ModelConfig:
     """Everything needed to rebuild and feed a network; stored as ``config.json``.
 
     Geometry: ``patch_size`` is ``(D, H, W)`` = ``(z, y, x)`` voxels of an isotropic grid of
-    ``spacing_mm`` mm; ``hu_window`` is the (low, high) HU clip mapped to [0, 1].
+    ``spacing_mm`` mm; ``hu_window`` is the (low, high) HU clip mapped to [0, 1] for input
+    channel 0. ``extra_hu_windows`` adds one input channel per window (e.g. a wide
+    lung/bone window ``(-1000, 1000)`` next to the soft-tissue one): the image the network
+    takes is ``(B, in_channels, D, H, W)``, channel ``c`` = the HU patch through
+    ``windows()[c]`` (the CPP net takes ``2 · in_channels + 1``: image U, mask U, image V).
+    Configs saved before this field existed load with ``()`` (one channel, as before).
     """
 
     preset: str
     spacing_mm: float
     patch_size: tuple[int, int, int]
     hu_window: tuple[float, float] = (-125.0, 225.0)
+    extra_hu_windows: tuple[tuple[float, float], ...] = ()
     reference_exact: bool = False
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -143,6 +150,15 @@ class ModelConfig:
     format_version: int = FORMAT_VERSION
 
     # ---- derived ---------------------------------------------------------------------
+    def windows(self) -> tuple[tuple[float, float], ...]:
+        """The (low, high) HU window of each input channel, channel 0 first."""
+        return (tuple(self.hu_window),) + tuple(tuple(w) for w in self.extra_hu_windows)
+
+    @property
+    def in_channels(self) -> int:
+        """Image channels the encoder takes (one per HU window)."""
+        return 1 + len(self.extra_hu_windows)
+
     def feature_sizes(self) -> list[tuple[int, int, int]]:
         """Spatial sizes (z, y, x) of the four encoder features, fine to coarse."""
         s = self.encoder.first_stride
@@ -167,6 +183,14 @@ class ModelConfig:
         lo, hi = self.hu_window
         if not hi > lo:
             raise CheckpointError(f"config: hu_window must be (low, high), got {self.hu_window}")
+        for w in self.extra_hu_windows:
+            if len(w) != 2 or not w[1] > w[0]:
+                raise CheckpointError(f"config: each extra_hu_windows entry must be (low, high), got {w}")
+        if self.extra_hu_windows and self.encoder.kind != "conv":
+            raise CheckpointError(
+                f"config: extra_hu_windows needs the conv encoder (kind 'conv'); the {self.encoder.kind!r} "
+                f"encoder takes one channel (the paper preset keeps its single window)"
+            )
         if self.encoder.kind not in ("restv2", "conv"):
             raise CheckpointError(f"config: unknown encoder kind {self.encoder.kind!r}")
         for name in ("dims", "depths", "skip_channels"):

@@ -8,6 +8,11 @@
   4-level PSAP decoder with light SPADE blocks (one conv, 16-channel prompt convs, 1×1 γ/β)
   and the prompt also fed to the full-resolution head, small CPP U-Net (8…64). 3 mm, 64³
   patches (a 192 mm cube, close to OpenKBP's native 2–5 mm voxels).
+* ``ctsam3d-lite-wb``: ``ctsam3d-lite`` with a second input channel, the same HU through a
+  wide lung/bone window [−1000, 1000] (the soft-tissue window [−125, 225] makes lung, air and
+  fat one value and every bone one value) — for whole-body CT (issue 16). The CPP net takes
+  5 channels (image U ×2, mask U, image V ×2). Lite weights initialise it where shapes allow
+  (:mod:`ctsam3d.training.init_weights`).
 """
 
 from __future__ import annotations
@@ -87,9 +92,21 @@ def lite() -> ModelConfig:
     )
 
 
+#: The wide window of ``ctsam3d-lite-wb``'s second channel (HU): air/lung to cortical bone.
+WIDE_WINDOW: tuple[float, float] = (-1000.0, 1000.0)
+
+
+def lite_wb() -> ModelConfig:
+    cfg = lite()
+    cfg.preset = "ctsam3d-lite-wb"
+    cfg.extra_hu_windows = (WIDE_WINDOW,)
+    return cfg
+
+
 PRESETS: dict[str, Callable[[], ModelConfig]] = {
     "ctsam3d-paper": paper,
     "ctsam3d-lite": lite,
+    "ctsam3d-lite-wb": lite_wb,
 }
 
 

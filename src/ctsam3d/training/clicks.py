@@ -25,7 +25,7 @@ import torch
 from ..clicks import first_click, next_clicks_batch
 from ..data.heatmap import deepest_points
 
-__all__ = ["ClickState", "first_clicks", "add_next_clicks"]
+__all__ = ["ClickState", "first_prompt", "first_clicks", "add_next_clicks"]
 
 Click = tuple[int, int, int]
 
@@ -41,10 +41,21 @@ class ClickState:
         (self.pos if positive else self.neg)[b].append(tuple(int(v) for v in click))  # type: ignore[arg-type]
 
 
+def first_prompt(state: ClickState, i: int, target: np.ndarray, rng: np.random.Generator, mode: str) -> None:
+    """The simulated user's first interaction with one target ``(D, H, W)`` bool (item ``i`` of
+    ``state``): today one positive click (``mode`` ``"center"``: the EDT maximum, ``"random"``: a
+    random interior voxel; none when the target is empty). The one place that draws a first
+    prompt from a target, so other prompt types (2D box, lasso, scribble) hook in here."""
+    c = first_click(target, rng=rng, mode=mode)
+    if c is not None:
+        state.add(i, c, True)
+
+
 def first_clicks(
     target: torch.Tensor, rng: np.random.Generator, p_random: float = 0.0, backend: str = "numpy"
 ) -> ClickState:
-    """First (positive) click of every item of ``target`` ``(B, 1, D, H, W)``.
+    """First prompt of every item of ``target`` ``(B, 1, D, H, W)`` (:func:`first_prompt`; the
+    ``torch`` backend: a positive click at the deepest voxel or a random interior voxel).
 
     Items whose target is empty in the patch get no click (the model then sees an empty
     prompt and must predict nothing).
@@ -55,9 +66,7 @@ def first_clicks(
     if backend == "numpy":
         t = (target[:, 0] > 0.5).cpu().numpy()
         for i in range(b):
-            c = first_click(t[i], rng=rng, mode=modes[i])
-            if c is not None:
-                state.add(i, c, True)
+            first_prompt(state, i, t[i], rng, modes[i])
         return state
     pts, depth = deepest_points(target)
     m = target[:, 0] > 0.5

@@ -74,16 +74,31 @@ def build_model_config(cfg: TrainConfig):
     return mc
 
 
-def _load_init_weights(model, path: str) -> None:
+def _load_init_weights(model, path: str):
+    """Copy a saved model's weights into ``model`` (input layers widened when it has more HU
+    windows); returns the source's ModelConfig."""
     from .. import modeling
 
     loader = getattr(modeling, "load_model", None)
     if loader is None:
         raise InputError("init_weights: ctsam3d.modeling.load_model is not available")
     src = loader(path, device="cpu")
+    c_src, c_dst = getattr(src.config, "in_channels", 1), getattr(model.config, "in_channels", 1)
+    if c_src != c_dst:
+        # e.g. ctsam3d-lite-wb (2 HU windows) from ctsam3d-lite weights: widen the input layers
+        from .init_weights import adapt_state
+
+        if tuple(src.config.windows()) != tuple(model.config.windows())[:c_src]:
+            raise InputError(f"init_weights {path}: its HU windows {src.config.windows()} are not the first "
+                             f"of this model's {model.config.windows()}")
+        state, widened = adapt_state(src.state_dict(), model, c_src, c_dst, "zero")
+        model.load_state_dict(state, strict=True)
+        log.info("init_weights %s: %d image channel(s) -> %d, new channels zero in %s", path, c_src, c_dst, widened)
+        return src.config
     missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
     if missing or unexpected:
         raise InputError(f"init_weights {path}: network differs (missing {len(missing)}, unexpected {len(unexpected)} tensors)")
+    return src.config
 
 
 def _cache_summary(cache_dir: str) -> dict:
@@ -94,7 +109,8 @@ def _cache_summary(cache_dir: str) -> dict:
     return {"cache": str(cache_dir), "cases": len(s.get("cases", [])), "structure_cases": s.get("structure_cases", {})}
 
 
-def _export(model, mcfg, cfg: TrainConfig, out_dir: Path, step: int, val: dict | None, sampler: PatchSampler) -> Path | None:
+def _export(model, mcfg, cfg: TrainConfig, out_dir: Path, step: int, val: dict | None, sampler: PatchSampler,
+            init_cpp_threshold: float | None = None) -> Path | None:
     from .. import modeling
 
     saver = getattr(modeling, "save_model", None)
@@ -107,6 +123,10 @@ def _export(model, mcfg, cfg: TrainConfig, out_dir: Path, step: int, val: dict |
         mcfg.cpp.peak_threshold = None  # sessions continue masks through the patch overlap instead
         log.warning("CPP net: no useful peak threshold on the validation pairs (top peak on the "
                     "structure for %.0f %%): exported without one", 100 * val["cpp_hit"])
+    elif not cfg.sampler.cpp:
+        # the CPP net was not trained (nor validated) in this run: keep the initial model's
+        # calibration (None when there is none), never the preset's uncalibrated default
+        mcfg.cpp.peak_threshold = init_cpp_threshold
     mcfg.training = {
         "steps": step,
         "preset": cfg.preset,
@@ -194,8 +214,9 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
     mcfg = build_model_config(cfg)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(mcfg).to(dev)
+    init_cpp_threshold = None
     if cfg.init_weights:
-        _load_init_weights(model, cfg.init_weights)
+        init_cpp_threshold = _load_init_weights(model, cfg.init_weights).cpp.peak_threshold
     if cfg.train_parts == "cpp":  # only the cross-patch prompt net learns
         for n, p in model.named_parameters():
             p.requires_grad_(n.startswith("cpp_predictor."))
@@ -237,7 +258,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
         log.warning("/dev/shm is too small for %d workers x %d prefetched batches: sampling %s instead",
                     cfg.workers, cfg.prefetch, "on the GPU" if sampling == "device" else "in the training process")
     sampling_dev = dev if sampling == "device" else torch.device("cpu")
-    sampler = PatchSampler(cases, mcfg.patch_size, mcfg.spacing_mm, mcfg.hu_window, cfg.augment, cfg.sampler, sampling_dev,
+    sampler = PatchSampler(cases, mcfg.patch_size, mcfg.spacing_mm, mcfg.windows(), cfg.augment, cfg.sampler, sampling_dev,
                            groups=groups, group_weights=cfg.data.train_weights)
     ds = StepBatches(sampler, cfg.batch_size, cfg.seed, info.rank, cfg.total_steps)
     if sampling != "loader" or cfg.workers == 0:
@@ -257,9 +278,9 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
     if cfg.data.val_cache and info.is_main and cfg.val.every > 0:
         vcases = load_cache(cfg.data.val_cache, case_ids=cfg.data.val_cases)
         if cfg.train_parts == "all":
-            val_set = ValidationSet(vcases, mcfg.patch_size, mcfg.spacing_mm, mcfg.hu_window, cfg.val.patches, cfg.val.seed)
+            val_set = ValidationSet(vcases, mcfg.patch_size, mcfg.spacing_mm, mcfg.windows(), cfg.val.patches, cfg.val.seed)
         if cfg.sampler.cpp:
-            cpp_val = CppValidationSet(vcases, mcfg.patch_size, mcfg.spacing_mm, mcfg.hu_window, cfg.val.patches, cfg.val.seed + 1)
+            cpp_val = CppValidationSet(vcases, mcfg.patch_size, mcfg.spacing_mm, mcfg.windows(), cfg.val.patches, cfg.val.seed + 1)
 
     metrics = MetricsLog(out_dir, start, cfg.tensorboard) if info.is_main else None
     if info.is_main:
@@ -388,7 +409,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
         bar.close()
     model_dir = None
     if info.is_main:
-        model_dir = _export(model, mcfg, cfg, out_dir, step, last_val, sampler)
+        model_dir = _export(model, mcfg, cfg, out_dir, step, last_val, sampler, init_cpp_threshold)
         metrics.close()
     D.barrier(info)
     return {
