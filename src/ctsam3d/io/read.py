@@ -158,8 +158,10 @@ def _check_within(files, root: Path, name: str) -> None:
 def _read_volume(p: Path, name: str, what: str, max_voxels, max_memory, within) -> sitk.Image:
     if not p.exists():
         if p.is_symlink():
-            raise InputError(f"{name}: is a broken link (its target does not exist) ({what})")
+            raise InputError(f"{name}: is a broken link; its target does not exist ({what})")
         raise InputError(f"{name}: no such file or folder ({what})")
+    if p.is_file() and p.stat().st_size == 0:
+        raise InputError(f"{name}: is an empty file ({what})")
     series = None
     if p.is_dir():
         series = dicom.choose_series(p, name)
