@@ -1,6 +1,6 @@
 """``ctsam3d segment``: clicks in, mask on the input grid out; clear errors.
 
-Uses the untrained ``ctsam3d-lite`` preset (seeded, so two loads give the same weights):
+Uses the untrained ``ctsam3d-lite`` preset (``--untrained``; seeded, so two loads give the same weights):
 the tests check the wiring and the geometry of the output, not accuracy.
 """
 
@@ -35,7 +35,7 @@ def _lite(seed=0):
 
 def _cli(*args) -> int:
     torch.manual_seed(0)  # same untrained weights as _lite()
-    return main(["segment", "-q", "--model", "ctsam3d-lite", *map(str, args)])
+    return main(["segment", "-q", "--model", "ctsam3d-lite", "--untrained", *map(str, args)])
 
 
 def _session_mask(ct_path, clicks, **kw):

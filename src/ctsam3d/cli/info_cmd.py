@@ -1,5 +1,9 @@
 """``ctsam3d info -i FILE_OR_DICOM_DIR``: geometry, HU range and labels of a volume.
 
+The range is called "HU range" only when the values are plausibly CT Hounsfield units
+(:mod:`ctsam3d.io.hu_check`); otherwise "value range" and a "not HU:" line with the reason
+(JSON: ``"intensity": {"hu_plausible", "kind", "reason"}``).
+
 Prints size, spacing, orientation code ("towards" convention: identity = LPS), direction,
 origin (LPS mm), pixel type and HU range; for a label map (integer pixels with few values,
 ``--label``, or a DICOM-SEG) the labels present with voxel counts and names when known
@@ -120,6 +124,10 @@ def describe(path: str, *, as_label: bool = False, catalogue: str | None = None)
             }
             for i, n in counts.items()
         ]
+    else:  # an image: is it plausibly CT in HU? (issue 19: any range used to be called "HU range")
+        from ..io.hu_check import check_hu
+
+        info["intensity"] = check_hu(img).to_json()
     return info
 
 
@@ -140,8 +148,11 @@ def _print_text(info: dict, out) -> None:
         ("direction", " ".join(rows) + "  (columns: i, j, k axes in LPS)"),
         ("origin", "(" + ", ".join(_fmt(v) for v in info["origin"]) + ") mm LPS"),
         ("pixel type", info["pixel_type"]),
-        ("value range" if "labels" in info else "HU range", f"{_fmt(info['range'][0])} .. {_fmt(info['range'][1])}"),
+        ("HU range" if info.get("intensity", {}).get("hu_plausible") else "value range",
+         f"{_fmt(info['range'][0])} .. {_fmt(info['range'][1])}"),
     ]
+    if info.get("intensity") and not info["intensity"]["hu_plausible"]:
+        lines.append(("not HU", info["intensity"]["reason"]))
     for k, v in lines:
         print(f"{k + ':':13}{v}", file=out)
     if "labels" in info:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import ClickError, InputError
@@ -48,7 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="negative (background) click; repeatable",
     )
     parser.add_argument("--world", action="store_true", help="clicks are LPS millimetres instead of voxel indices")
-    parser.add_argument("--model", default=None, help="model directory, .safetensors, released params.pth or preset name (default: bundled starter model)")
+    parser.add_argument("--model", default=None,
+                        help="model name ('ctsam3d models' lists them), model directory, .safetensors or released params.pth "
+                             "(default: the released weights when installed, else the bundled default)")
+    parser.add_argument("--untrained", action="store_true",
+                        help="allow --model to name a preset: freshly initialised weights, meaningless masks (for testing)")
+    parser.add_argument("--allow-non-hu", action="store_true",
+                        help="segment an image whose intensities do not look like CT Hounsfield units (refused otherwise)")
     parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted); default cpu")
     parser.add_argument("--no-expansion", action="store_true", help="no cross-patch expansion (only the clicked patches)")
     parser.add_argument("--max-patches", type=int, default=None, metavar="N", help="expansion budget: neighbour patches per click (default 16)")
@@ -117,17 +124,28 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     log.info("reading %s and loading the model …", args.input)
     with ThreadPoolExecutor(1, thread_name_prefix="ctsam3d-load") as pool:
-        loading = pool.submit(_load_model, args.model, device, args.quiet)
+        loading = pool.submit(_load_model, args.model, device, args.quiet, args.untrained)
         t0 = time.perf_counter()
         image = read_volume(args.input)
         log.info(
             "%s: %s voxels, %s mm (%.1f s)", args.input, " x ".join(str(s) for s in image.GetSize()),
             " x ".join(f"{s:.2f}" for s in image.GetSpacing()), time.perf_counter() - t0,
         )
+        from ..io.hu_check import NotHUWarning, check_hu
+
+        hu = check_hu(image)  # issue 19: a CT not in HU gives meaningless masks; refused unless asked
+        if not hu.plausible and not args.allow_non_hu:
+            raise InputError(f"{hu.message(args.input)}; its masks would be meaningless (--allow-non-hu segments it anyway)")
+        if not hu.plausible:
+            log.warning("%s; the mask will not be meaningful", hu.message(args.input))
         model, Session = loading.result()
+    if args.model is not None:  # (the default model is named by load_model)
+        log.info("model: %s (%s)", getattr(model, "model_name", args.model), model.config.preset)
     log.info("model ready (%.1f s since start); segmenting …", time.perf_counter() - t_start)
     session = Session(model, expansion=not args.no_expansion, max_patches=args.max_patches)
-    session.set_image(image)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotHUWarning)  # said above
+        session.set_image(image)
     space = "world" if args.world else "index"
     for n, (point, positive) in enumerate(points, 1):
         rec = session.add_click(point, positive=positive, space=space)
@@ -138,19 +156,41 @@ def run(args: argparse.Namespace) -> int:
         )
     t0 = time.perf_counter()
     mask = session.result()
+    import SimpleITK as sitk
+
+    if not sitk.GetArrayViewFromImage(mask).any():
+        log.warning("%s", empty_mask_message(model, args.output))
     # source=image: the CT read above gives the grid (and, from DICOM, the series for a SEG); not read again
     path = write_mask(mask, args.output, source=image, overwrite=args.overwrite, names={1: args.name or "mask"})
     log.info("wrote %s (%.0f ms; %.1f s in all)", path, (time.perf_counter() - t0) * 1000, time.perf_counter() - t_start)
     return 0
 
 
-def _load_model(spec, device: str, quiet: bool):
-    """``(model, Session class)``: the inference imports and the model, for the worker thread."""
+def empty_mask_message(model, where: str) -> str:
+    """One line for an empty result: which model found nothing and what it was trained on."""
+    from ..hub.registry import find_model
+
+    name = getattr(model, "model_name", None) or model.config.preset
+    entry = find_model(name)
+    trained = f"; it was trained on {entry.anatomy}" if entry is not None else ""
+    return (f"{where}: the mask is empty (0 voxels): model {name} found no structure at the clicks{trained}. "
+            f"Try a click nearer the structure's centre or another model ('ctsam3d models')")
+
+
+def _load_model(spec, device: str, quiet: bool, untrained: bool = False):
+    """``(model, Session class)``: the inference imports and the model, for the worker thread.
+    A preset name (untrained weights) is refused unless ``untrained``."""
     import warnings
 
+    from ..hub.registry import is_preset
     from ..inference.session import Session
     from ..modeling import load_model
 
+    if is_preset(spec) and not untrained:
+        raise InputError(
+            f"--model {spec}: an untrained preset (freshly initialised weights; its masks mean nothing). "
+            f"Use a trained model ('ctsam3d models' lists them; default: none given) or add --untrained"
+        )
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")

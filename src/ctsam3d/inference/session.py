@@ -130,11 +130,14 @@ class Session:
     def set_image(self, image: sitk.Image | str | Path) -> None:
         """Use ``image`` (a 3D SimpleITK image in HU, a file path, or a DICOM folder).
 
-        Clears all objects and the feature cache.
+        Clears all objects and the feature cache. Intensities that are not plausibly HU (0..1
+        floats, stored values without the rescale, MR; :mod:`ctsam3d.io.hu_check`) give a
+        :class:`~ctsam3d.io.hu_check.NotHUWarning`: the masks would not be meaningful.
 
         Raises:
             InputError: not a 3D scalar image, or unreadable.
         """
+        name = str(image) if isinstance(image, (str, Path)) else "image"
         if isinstance(image, (str, Path)):
             from ..io import read_volume
 
@@ -146,6 +149,9 @@ class Session:
                 f"image: expected a 3D scalar CT, got {image.GetDimension()}D with "
                 f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel"
             )
+        from ..io.hu_check import warn_if_not_hu
+
+        warn_if_not_hu(image, name)
         with self._lock:
             self.image = image
             self.lattice = Lattice.for_image(image, self.spacing, self.patch_size)

@@ -1,0 +1,57 @@
+"""``ctsam3d segment`` refuses what would give meaningless masks (issue 19): an untrained preset
+without ``--untrained``, a volume not in Hounsfield units without ``--allow-non-hu``; an empty
+mask is said to be empty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from ctsam3d.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def raw_ct(tmp_path_factory):
+    """The real CT fixture stored as scanners store it before the rescale: HU + 1024 (0..4095)."""
+    from conftest import FIXTURE_CT
+
+    out = tmp_path_factory.mktemp("raw") / "raw_ct.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(FIXTURE_CT)) + 1024, str(out))
+    return out
+
+
+def test_untrained_preset_refused_without_flag(tmp_path, fixture_ct, capsys):
+    out = tmp_path / "m.nii.gz"
+    rc = main(["segment", "-q", "-i", str(fixture_ct), "-o", str(out), "--click", "60,60,60", "--model", "ctsam3d-lite"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "untrained preset" in err and "--untrained" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_not_hu_refused_then_allowed_with_a_warning(tmp_path, raw_ct, capsys, caplog):
+    out = tmp_path / "m.nii.gz"
+    rc = main(["segment", "-q", "-i", str(raw_ct), "-o", str(out), "--click", "60,60,60"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not CT Hounsfield units" in err and "--allow-non-hu" in err and err.count("\n") == 1
+    assert not out.exists()
+    rc = main(["segment", "-q", "-i", str(raw_ct), "-o", str(out), "--click", "60,60,60", "--allow-non-hu",
+               "--no-expansion"])
+    assert rc == 0 and out.is_file() and "will not be meaningful" in caplog.text
+
+
+def test_empty_mask_is_reported(tmp_path, fixture_ct, caplog, monkeypatch):
+    from ctsam3d.inference.session import Session
+
+    def empty(self, object_id=None):
+        img = sitk.Image(self.image.GetSize(), sitk.sitkUInt8)
+        img.CopyInformation(self.image)
+        return img
+
+    monkeypatch.setattr(Session, "result", empty)
+    out = tmp_path / "m.nii.gz"
+    rc = main(["segment", "-q", "-i", str(fixture_ct), "-o", str(out), "--click", "60,60,60", "--no-expansion"])
+    err = caplog.text
+    assert rc == 0 and "the mask is empty (0 voxels)" in err and "ctsam3d-lite-starter" in err
+    assert "trained on head and neck" in err
+    assert not sitk.GetArrayFromImage(sitk.ReadImage(str(out))).any()
