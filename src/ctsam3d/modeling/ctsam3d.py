@@ -173,7 +173,9 @@ def build_model(config: ModelConfig) -> CTSAM3D:
         head=dec.head,
         head_prompt=dec.head_prompt,
         head_kernel=dec.head_kernel,
-        quality=QualityHead(_quality_channels(config), q.hidden, q.layers, q.outputs, q.mask_stats),
+        quality=QualityHead(
+            _quality_channels(config), q.hidden, q.layers, q.outputs, q.mask_stats, raw=config.reference_exact
+        ),
         reference=config.reference_exact,
     )
     cpp = build_cpp_net(config.cpp.channels, config.cpp.strides, config.cpp.num_res_units, 2 * config.in_channels + 1)

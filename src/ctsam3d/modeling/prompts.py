@@ -17,9 +17,13 @@ Two behaviours (``reference`` flag, from ``ModelConfig.reference_exact``):
   pooling.
 * reference-exact (released CT-SAM3D): each Gaussian is written over the map (later clicks win),
   each channel is then min–max normalised, and every scale receives the prompt by trilinear
-  resizing (``align_corners=False``) — a σ = 2 click can vanish at 4³ and 2³.
+  resizing (``align_corners=False``) — a σ = 2 click can vanish at 4³ and 2³. A click up to
+  ``radius`` voxels outside the patch draws the part of its Gaussian inside (rescaled to peak
+  1 by the min–max step when it is alone), as the released prompt encoder does.
 
-Clicks outside the patch are dropped in both modes and reported (returned and logged).
+Clicks outside the patch (reference-exact: farther than ``radius`` voxels) are dropped in both
+modes and reported (returned and logged); the released code draws nothing for a click
+``radius + 1`` voxels out and raises beyond that.
 """
 
 from __future__ import annotations
@@ -93,7 +97,8 @@ def render_click_maps(
         for ch, (name, clicks) in enumerate((("pos", pos_zyx[i]), ("neg", neg_zyx[i]))):
             for raw in clicks:
                 z, y, x = _as_click(raw, f"{name}_zyx[{i}]")
-                if not (0 <= z < d and 0 <= y < h and 0 <= x < w):
+                reach = r if reference else 0  # the reference draws the in-patch part of a click <= r outside
+                if not (-reach <= z < d + reach and -reach <= y < h + reach and -reach <= x < w + reach):
                     dropped.append((i, name, (z, y, x)))
                     continue
                 z0, z1 = max(z - r, 0), min(z + r + 1, d)

@@ -6,6 +6,9 @@ foreground probability and the mean uncertainty p·(1−p). An MLP (ReLU between
 them to ``outputs`` numbers; channel 0 through a sigmoid is the predicted Dice in [0, 1],
 shape ``(B, 1)``. Parameter names follow the released checkpoint (``layers.N``); the released
 head was never trained, so its output is meaningless until trained.
+
+``raw=True`` (reference-exact models: the released predictor) returns channel 0 as it is, with
+no sigmoid, as the released ``predict`` does; it is then not a Dice in [0, 1].
 """
 
 from __future__ import annotations
@@ -17,10 +20,17 @@ from torch import nn
 
 class QualityHead(nn.Module):
     def __init__(
-        self, in_channels: int, hidden: int = 256, layers: int = 3, outputs: int = 2, mask_stats: bool = False
+        self,
+        in_channels: int,
+        hidden: int = 256,
+        layers: int = 3,
+        outputs: int = 2,
+        mask_stats: bool = False,
+        raw: bool = False,
     ) -> None:
         super().__init__()
         self.mask_stats = mask_stats
+        self.raw = raw
         dims = [in_channels + (2 if mask_stats else 0)] + [hidden] * (layers - 1) + [outputs]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
@@ -36,4 +46,4 @@ class QualityHead(nn.Module):
             v = layer(v)
             if i < len(self.layers) - 1:
                 v = F.relu(v)
-        return torch.sigmoid(v[:, :1])
+        return v[:, :1] if self.raw else torch.sigmoid(v[:, :1])
