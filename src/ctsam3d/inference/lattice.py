@@ -5,6 +5,9 @@ image -- identity direction, the model's isotropic spacing, origin and extent fr
 :func:`ctsam3d.geometry.canonical_grid` (so it is exactly the grid ``to_canonical`` would
 produce) -- and places every patch at an integer voxel offset of it. Patches therefore
 share voxels, and their probabilities merge voxel by voxel without interpolation.
+For a reference-exact model the lattice is instead the released pipeline's RAI grid
+(:class:`ctsam3d.geometry.reference_grid.ReferenceGrid`: origin and size rule of the release),
+and patches are cut from it as int16 block copies (``reference=True``).
 
 Axis orders: lattice voxel indices are numpy order ``(z, y, x)``; input-image indices are
 ITK ``(i, j, k)`` (i fastest); world points are LPS millimetres.
@@ -18,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..geometry import PatchGrid, canonical_grid, index_to_lps, lps_to_index
+from ..geometry.reference_grid import ReferenceGrid
 
 __all__ = ["Lattice"]
 
@@ -31,19 +35,30 @@ class Lattice:
         spacing: isotropic voxel size in mm (the model's spacing).
         shape_zyx: number of lattice voxels ``(Z, Y, X)`` covering the image's physical extent.
         patch_size: model patch size ``(D, H, W)`` in voxels.
+        reference: the released pipeline's RAI grid (reference-exact models), not the canonical one.
     """
 
     origin_lps: tuple[float, float, float]
     spacing: float
     shape_zyx: tuple[int, int, int]
     patch_size: tuple[int, int, int]
+    reference: bool = False
 
     @classmethod
-    def for_image(cls, image: sitk.Image, spacing: float, patch_size) -> "Lattice":
-        """Lattice covering ``image`` (any orientation) at ``spacing`` mm with ``patch_size`` patches."""
-        origin, size_ijk = canonical_grid(image, float(spacing))
+    def for_image(cls, image: sitk.Image, spacing: float, patch_size, *, reference: bool = False) -> "Lattice":
+        """Lattice covering ``image`` (any orientation) at ``spacing`` mm with ``patch_size`` patches
+        (``reference``: the released pipeline's grid rule, see :mod:`ctsam3d.geometry.reference_grid`)."""
+        if reference:
+            ref = ReferenceGrid.of(image, float(spacing))
+            origin, size_ijk = ref.origin_lps, ref.size_ijk
+        else:
+            origin, size_ijk = canonical_grid(image, float(spacing))
         ps = (int(patch_size),) * 3 if np.isscalar(patch_size) else tuple(int(p) for p in patch_size)
-        return cls(tuple(origin), float(spacing), tuple(int(s) for s in size_ijk[::-1]), ps)
+        return cls(tuple(origin), float(spacing), tuple(int(s) for s in size_ijk[::-1]), ps, bool(reference))
+
+    def reference_grid(self) -> ReferenceGrid:
+        """The lattice as a :class:`ReferenceGrid` (meaningful when ``reference``)."""
+        return ReferenceGrid(self.origin_lps, self.spacing, tuple(self.shape_zyx[::-1]))
 
     # ------------------------------------------------------------------ conversions
     def world_to_zyx(self, lps) -> np.ndarray:

@@ -16,6 +16,7 @@ import SimpleITK as sitk
 import torch
 
 from ..geometry import crop_patch, normalize_windows, patch_region
+from ..geometry.reference_grid import normalize_reference, sample_reference_block
 from .lattice import Lattice
 from .patch_cache import EncodedPatch, FeatureCache
 
@@ -68,8 +69,15 @@ class PatchRunner:
 
     # ------------------------------------------------------------------ cropping
     def crop(self, start: Key) -> np.ndarray:
-        """HU crop ``(D, H, W)`` float32 of the patch at lattice ``start`` (pad -1024 outside)."""
+        """HU crop ``(D, H, W)`` float32 of the patch at lattice ``start`` (pad -1024 outside).
+
+        On a reference lattice (reference-exact models) the crop is the released pipeline's:
+        the block of the input resampled on its RAI grid, in the input's pixel type (int16
+        values truncated toward zero, as the release does).
+        """
         grid = self.lattice.grid(start)
+        if self.lattice.reference:
+            return sample_reference_block(self.image, self.lattice.reference_grid(), start, grid.size)
         region = patch_region(grid, self.image)
         if min(s.stop - s.start for s in region) <= 0:
             return crop_patch(self.image, grid)  # all padding; cheap, nothing overlaps
@@ -94,7 +102,10 @@ class PatchRunner:
                 out[s] = item
         if missing:
             t0 = time.perf_counter()
-            crops = [normalize_windows(self.crop(s), self.windows) for s in missing]  # (C, D, H, W) each
+            if self.lattice.reference:  # the released normalisation, bit for bit (one window)
+                crops = [normalize_reference(self.crop(s), self.hu_window)[None] for s in missing]
+            else:
+                crops = [normalize_windows(self.crop(s), self.windows) for s in missing]  # (C, D, H, W) each
             batch = torch.from_numpy(np.stack(crops)).to(self.device)
             timer.add("crop", t0)
             t0 = time.perf_counter()

@@ -102,6 +102,8 @@ class Session:
     ):
         self.model = model
         self.spacing, self.patch_size, self.hu_window = _model_geometry(model)
+        # reference-exact models: the released pipeline's grid, crops and patch rule (docs/reference-fidelity.md)
+        self._reference_exact = bool(getattr(getattr(model, "config", None), "reference_exact", False))
         if isinstance(expansion, ExpansionConfig):
             self.expansion = dataclasses.replace(expansion)  # ours to complete, not the caller's
         else:
@@ -154,7 +156,7 @@ class Session:
         warn_if_not_hu(image, name)
         with self._lock:
             self.image = image
-            self.lattice = Lattice.for_image(image, self.spacing, self.patch_size)
+            self.lattice = Lattice.for_image(image, self.spacing, self.patch_size, reference=self._reference_exact)
             self._image_box = self.lattice.image_box_zyx(image)
             self.cache.clear()
             self._runner = PatchRunner(self.model, image, self.lattice, self.cache, self.hu_window)
@@ -296,9 +298,11 @@ class Session:
     # ================================================================== core step
     def _choose_patch(self, obj: ObjectState, click: Click) -> tuple[Key, bool]:
         """(patch start, is_new): an existing patch holding the click well inside (at least
-        patch/8 voxels from its faces; any depth for a negative click), else a new centred one."""
+        patch/8 voxels from its faces; any depth for a negative click, or for any click with a
+        reference-exact model, as the released viewer does), else a new centred one."""
         best, margin = obj.best_patch_for(click.zyx, self.patch_size)
-        if best is not None and (margin >= min(self.patch_size) // 8 or (not click.positive and margin >= 0)):
+        deep = 0 if self._reference_exact else min(self.patch_size) // 8
+        if best is not None and (margin >= deep or (not click.positive and margin >= 0)):
             return best, False
         return self.lattice.patch_start_around(click.zyx), True
 
