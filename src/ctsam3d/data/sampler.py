@@ -58,6 +58,13 @@ class SamplerConfig:
     cpp_min_voxels: structure voxels V must contain.
     cpp_tries: directions tried before giving up on a pair (the item is then marked invalid).
     cpp_sigma: heatmap sigma in voxels.
+    cpp_directions: ``"any"``: the first direction is one of the 26 at random, later tries aim
+        at a structure voxel outside U; ``"touching"``: as inference proposes neighbours
+        (:func:`ctsam3d.inference.expansion.touching_directions`), only directions whose face
+        (edge, corner) slab of U — ``cpp_face_margin`` voxels thick — holds at least
+        ``cpp_face_voxels`` structure voxels, drawn at random among them; no such direction:
+        the pair is invalid. With ``cpp_shift: [0.75, 0.75]`` the pairs are then the ones a
+        session's expansion asks the CPP net about (lattice stride 3/4 of the patch).
     min_voxels: structure voxels U must contain (else the draw is repeated, up to 8 times).
     """
 
@@ -67,6 +74,9 @@ class SamplerConfig:
     cpp_min_voxels: int = 8
     cpp_tries: int = 4
     cpp_sigma: float = 3.0
+    cpp_directions: str = "any"
+    cpp_face_margin: int = 2
+    cpp_face_voxels: int = 4
     min_voxels: int = 1
 
 
@@ -256,7 +266,7 @@ class PatchSampler:
             cids.append(vol.case.case_id)
             names.append(name)
             if cfg.cpp:
-                v_img, v_tgt, ok = self._neighbour(vol, sid, p2w, rng)
+                v_img, v_tgt, ok = self._neighbour(vol, sid, p2w, rng, tgt)
                 imv.append(v_img)
                 tgv.append(v_tgt)
                 valid.append(ok)
@@ -274,12 +284,37 @@ class PatchSampler:
             )
         return out
 
-    def _neighbour(self, vol: _Volume, sid: int, p2w: np.ndarray, rng: np.random.Generator):
+    def touching(self, target_u: torch.Tensor) -> np.ndarray:
+        """Directions ``(k, 3)`` as ``(dx, dy, dz)`` whose face/edge/corner slab of the U target
+        ``(1, 1, D, H, W)`` holds at least ``cpp_face_voxels`` structure voxels (the rule of
+        :func:`ctsam3d.inference.expansion.touching_directions`, there in ``(dz, dy, dx)``)."""
+        m = self.config.cpp_face_margin
+        t = target_u[0, 0] > 0.5
+        out = []
+        for d in NEIGHBOURS:
+            region = []
+            for n, di in zip(t.shape, d[::-1]):  # z, y, x
+                region.append(slice(0, n) if di == 0 else (slice(n - m, n) if di > 0 else slice(0, m)))
+            if int(t[tuple(region)].sum()) >= self.config.cpp_face_voxels:
+                out.append(d)
+        return np.array(out, float).reshape(-1, 3)
+
+    def _neighbour(self, vol: _Volume, sid: int, p2w: np.ndarray, rng: np.random.Generator, target_u=None):
         cfg = self.config
         n = np.array(self.patch_size[::-1], float)
         lab = None
+        dirs = None
+        if cfg.cpp_directions == "touching":
+            dirs = self.touching(target_u)
+            dirs = dirs[rng.permutation(len(dirs))]
+        elif cfg.cpp_directions != "any":
+            raise ValueError(f"cpp_directions must be 'any' or 'touching', got {cfg.cpp_directions!r}")
         for t in range(cfg.cpp_tries):
-            if t == 0:
+            if dirs is not None:
+                if t >= len(dirs):
+                    break
+                d = dirs[t]
+            elif t == 0:
                 d = NEIGHBOURS[int(rng.integers(26))]
             else:  # aim at a structure voxel, seen from U's centre in U's patch frame
                 pts = vol.case.points[sid]

@@ -62,10 +62,17 @@ class CppValidationSet:
         patch_size, spacing_mm, hu_window: from the ModelConfig.
         pairs: number of pairs drawn (those whose ``V`` misses the structure are dropped).
         seed: draw seed.
+        config: the training run's sampler settings; its pair rule (``cpp_shift``,
+            ``cpp_directions``, face slab) is used, so validation pairs are drawn like the
+            training pairs (default: the default rule).
     """
 
-    def __init__(self, cases, patch_size, spacing_mm, hu_window, pairs: int = 64, seed: int = 4321) -> None:
-        sampler = PatchSampler(cases, patch_size, spacing_mm, hu_window, augment=None, config=SamplerConfig(cpp=True))
+    def __init__(self, cases, patch_size, spacing_mm, hu_window, pairs: int = 64, seed: int = 4321,
+                 config: SamplerConfig | None = None) -> None:
+        base = config or SamplerConfig()
+        rule = SamplerConfig(cpp=True, cpp_shift=tuple(base.cpp_shift), cpp_directions=base.cpp_directions,
+                             cpp_face_margin=base.cpp_face_margin, cpp_face_voxels=base.cpp_face_voxels)
+        sampler = PatchSampler(cases, patch_size, spacing_mm, hu_window, augment=None, config=rule)
         batch = sampler.sample(np.random.default_rng(seed), pairs)
         ok = batch["cpp_valid"].cpu()
         self.image = batch["image"][ok]

@@ -280,7 +280,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
         if cfg.train_parts == "all":
             val_set = ValidationSet(vcases, mcfg.patch_size, mcfg.spacing_mm, mcfg.windows(), cfg.val.patches, cfg.val.seed)
         if cfg.sampler.cpp:
-            cpp_val = CppValidationSet(vcases, mcfg.patch_size, mcfg.spacing_mm, mcfg.windows(), cfg.val.patches, cfg.val.seed + 1)
+            cpp_val = CppValidationSet(vcases, mcfg.patch_size, mcfg.spacing_mm, mcfg.windows(), cfg.val.patches, cfg.val.seed + 1,
+                                       config=cfg.sampler)
 
     metrics = MetricsLog(out_dir, start, cfg.tensorboard) if info.is_main else None
     if info.is_main:
