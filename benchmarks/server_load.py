@@ -1,17 +1,32 @@
-"""Load test of the web server: N simulated users clicking at once on loopback.
+"""Load test of the web server: N simulated users at once on a full-size CT, on loopback.
 
-Starts ``ctsam3d serve`` in a subprocess on a free loopback port (the bundled example CT as
-its data folder), then N user threads each open their own session and click for a fixed time,
-as the page does: ``POST .../clicks`` with a RAS position, then ``GET labels.raw`` for the
-changed box. Every 6 clicks a user starts a new object; about a third of the later clicks
-are negative. The run is bounded: users stop at the deadline (requests time out after 120 s).
+By default it builds a **512 x 512 x 300** CT from the shared data (the TotalSegmentator
+example CT, 122 x 101 x 112 at 3 mm, resampled linearly to 0.75 mm in-plane and 300 slices
+over its 336 mm; see :func:`full_size_ct`; cached in ``$XDG_CACHE_HOME/ctsam3d/benchmarks``,
+default ``~/.cache/...``, about 55 MB), starts ``ctsam3d serve`` on it in a subprocess with the
+default settings (bundled starter model, cross-patch expansion on), and runs N user threads
+that all start at the same moment. Each user does what the page does:
 
-Reports clicks per second, p50/p95 latency (click + overlay fetch, and the server's own time
-per click), errors (target 0) and the server's resident memory (peak and at the end), as a
-table and JSON.
+1. **open**: ``POST /api/sessions`` on the image, then download ``image.nii.gz`` (the viewer's
+   copy). "open" is the time until the session exists, "open + image" until the viewer has it;
+2. **click** for ``seconds`` after its own open, back to back (no think time unless ``--think``):
+   ``POST .../clicks`` with a RAS position, then ``GET labels.raw`` for the changed box
+   (latency = both, as the page sees it). Every 6 clicks the user starts a new object at a
+   random point inside the body (HU > -300); the object's later clicks lie within 12 mm of
+   its first one (a user refines the structure they started), about a third of them negative.
 
-    python benchmarks/server_load.py                               # 8 users, 60 s, CPU
-    python benchmarks/server_load.py --model ctsam3d-lite -d cuda --json out.json
+Reports open times (each user), click latency p50/p95, the server's own time per click, errors
+(target 0), the server's resident memory (idle, peak = ``VmHWM``, end) and what the session
+folders hold on disk, as a table and JSON (``benchmarks/results/server_load.json``).
+
+    python benchmarks/server_load.py                     # 8 users, 60 s, 512x512x300, defaults
+    python benchmarks/server_load.py --ct my.nii.gz --users 4 --duration 30 --json out.json
+    python benchmarks/server_load.py --small             # the bundled 128^3 example CT
+
+From Python (``benchmarks/e2e_latency.py`` does this)::
+
+    from server_load import full_size_ct, run_load
+    result = run_load(full_size_ct(), users=8, seconds=60)   # the dict written as JSON
 """
 
 from __future__ import annotations
@@ -33,6 +48,45 @@ import numpy as np
 import SimpleITK as sitk
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_CT = ROOT.parent / "shared" / "data" / "totalseg_examples" / "example_ct.nii.gz"
+FULL_SIZE = (512, 512, 300)  # (i, j, k)
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ctsam3d" / "benchmarks"
+
+
+def full_size_ct(source: Path = SHARED_CT, size=FULL_SIZE, cache: Path | None = None) -> Path:
+    """A ``size`` (i, j, k) CT built from ``source`` and cached (built once, ~2 s).
+
+    The source is resampled linearly (pad -1024 HU, int16) onto a grid with its direction, centred
+    on its centre, 0.75 mm in-plane (a 384 mm field of view, as a clinical 512 x 512 scan) and
+    ``size[2]`` slices over its whole z extent (1.12 mm for the TotalSegmentator example).
+    """
+    source = Path(source)
+    if not source.is_file():
+        raise SystemExit(f"{source}: not found (the full-size case is built from ../shared/data; "
+                         f"give --ct FILE or --small)")
+    out = (cache or cache_dir()) / f"{source.name.split('.')[0]}_{'x'.join(map(str, size))}.nii.gz"
+    if out.is_file() and out.stat().st_mtime >= source.stat().st_mtime:
+        return out
+    src = sitk.ReadImage(str(source))
+    extent_z = src.GetSize()[2] * src.GetSpacing()[2]
+    spacing = (0.75, 0.75, extent_z / size[2])
+    direction = np.asarray(src.GetDirection()).reshape(3, 3)
+    centre = np.asarray(src.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in src.GetSize()]))
+    origin = centre - direction @ np.array([(n - 1) / 2 * s for n, s in zip(size, spacing)])
+    ref = sitk.Image(list(size), sitk.sitkInt16)
+    ref.SetSpacing(spacing)
+    ref.SetDirection(src.GetDirection())
+    ref.SetOrigin([float(v) for v in origin])
+    img = sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, -1024.0, sitk.sitkInt16)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + f".{os.getpid()}.part.nii.gz")
+    sitk.WriteImage(img, str(tmp), True)
+    os.replace(tmp, out)
+    return out
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -43,40 +97,76 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def body_points_ras(ct_path: Path, n: int, seed: int) -> list[list[float]]:
-    """``n`` random world positions (RAS mm) of voxels inside the body (HU > -300)."""
-    img = sitk.ReadImage(str(ct_path))
-    zyx = np.argwhere(sitk.GetArrayFromImage(img) > -300)
-    rng = np.random.default_rng(seed)
-    out = []
-    for z, y, x in zyx[rng.integers(0, len(zyx), n)]:
-        lps = img.TransformIndexToPhysicalPoint((int(x), int(y), int(z)))
-        out.append([-lps[0], -lps[1], lps[2]])
-    return out
+def disk_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20 if path.exists() else 0.0
+
+
+class Points:
+    """Click positions (RAS mm): random body voxels (HU > -300) and points near a given voxel."""
+
+    def __init__(self, ct_path: Path, seed: int):
+        img = sitk.ReadImage(str(ct_path))
+        arr = sitk.GetArrayViewFromImage(img)
+        step = max(1, int(round(np.prod(arr.shape) ** (1 / 3) / 128)))  # a coarse sample is enough
+        self.zyx = np.argwhere(arr[::step, ::step, ::step] > -300) * step
+        self.img = img
+        self.arr = arr
+        self.rng = np.random.default_rng(seed)
+
+    def _ras(self, zyx) -> list[float]:
+        lps = self.img.TransformIndexToPhysicalPoint([int(zyx[2]), int(zyx[1]), int(zyx[0])])
+        return [-lps[0], -lps[1], lps[2]]
+
+    def body(self) -> np.ndarray:
+        return self.zyx[self.rng.integers(0, len(self.zyx))]
+
+    def near(self, zyx, mm: float) -> np.ndarray:
+        sp = np.asarray(self.img.GetSpacing())[::-1]
+        for _ in range(20):
+            cand = np.round(np.asarray(zyx) + self.rng.uniform(-mm, mm, 3) / sp).astype(int)
+            cand = np.clip(cand, 0, np.asarray(self.arr.shape) - 1)
+            if self.arr[tuple(cand)] > -300:
+                return cand
+        return np.asarray(zyx)
 
 
 class User(threading.Thread):
-    def __init__(self, n: int, url: str, points: list[list[float]], deadline: float):
+    def __init__(self, n: int, url: str, image_id: str, points: Points, start: threading.Event, seconds: float,
+                 think_s: float):
         super().__init__(daemon=True)
-        self.n, self.url, self.points, self.deadline = n, url, points, deadline
+        self.n, self.url, self.image_id, self.points, self.start_evt = n, url, image_id, points, start
+        self.seconds, self.think_s = seconds, think_s
+        self.open_s: float | None = None
+        self.open_image_s: float | None = None
         self.latency_ms: list[float] = []
         self.server_ms: list[float] = []
+        self.stages: list[dict] = []
         self.errors: list[str] = []
 
     def run(self) -> None:
-        rng = np.random.default_rng(self.n)
+        rng = np.random.default_rng(1000 + self.n)
         try:
-            with httpx.Client(base_url=self.url, timeout=120.0) as c:
-                sid = c.post("/api/sessions", json={"image": "example_ct.nii.gz"}).raise_for_status().json()["session_id"]
-                oid, clicks_in_object, k = None, 0, 0
-                while time.monotonic() < self.deadline:
+            with httpx.Client(base_url=self.url, timeout=300.0) as c:
+                self.start_evt.wait()
+                t0 = time.perf_counter()
+                sid = c.post("/api/sessions", json={"image": self.image_id}).raise_for_status().json()["session_id"]
+                self.open_s = time.perf_counter() - t0
+                size = len(c.get(f"/api/sessions/{sid}/image.nii.gz").raise_for_status().content)
+                self.open_image_s = time.perf_counter() - t0
+                if size < 1000:
+                    self.errors.append(f"image.nii.gz: {size} bytes")
+                oid, clicks_in_object, k, anchor = None, 0, 0, None
+                deadline = time.monotonic() + self.seconds  # each user clicks for `seconds` after its open
+                while time.monotonic() < deadline:
                     if oid is None or clicks_in_object == 6:
                         oid = c.post(f"/api/sessions/{sid}/objects", json={"name": f"o{k}"}).raise_for_status().json()["id"]
                         clicks_in_object = 0
+                        anchor = self.points.body()
                     positive = clicks_in_object == 0 or rng.random() > 0.33
+                    zyx = anchor if clicks_in_object == 0 else self.points.near(anchor, 12.0)
                     t0 = time.perf_counter()
                     r = c.post(f"/api/sessions/{sid}/objects/{oid}/clicks",
-                               json={"ras": self.points[k % len(self.points)], "positive": bool(positive)})
+                               json={"ras": self.points._ras(zyx), "positive": bool(positive)})
                     k += 1
                     clicks_in_object += 1
                     if r.status_code != 200:
@@ -91,49 +181,52 @@ class User(threading.Thread):
                             continue
                     self.latency_ms.append((time.perf_counter() - t0) * 1e3)
                     self.server_ms.append(change["server_ms"])
+                    self.stages.append(change.get("stages_ms", {}))
+                    if self.think_s > 0:
+                        time.sleep(self.think_s)
         except Exception as exc:  # a crashed user is an error, reported with the rest
             self.errors.append(f"{type(exc).__name__}: {exc}")
 
 
 def pct(values) -> dict:
-    v = np.asarray(values, dtype=float)
+    v = np.asarray([x for x in values if x is not None], dtype=float)
     if v.size == 0:
-        return {"p50": None, "p95": None, "n": 0}
-    return {"p50": round(float(np.percentile(v, 50)), 1), "p95": round(float(np.percentile(v, 95)), 1), "n": int(v.size)}
+        return {"p50": None, "p95": None, "max": None, "n": 0}
+    return {"p50": round(float(np.percentile(v, 50)), 2), "p95": round(float(np.percentile(v, 95)), 2),
+            "max": round(float(v.max()), 2), "n": int(v.size)}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--users", type=int, default=8)
-    p.add_argument("--duration", type=float, default=60.0, help="seconds of clicking (default 60)")
-    p.add_argument("--model", default=None, help="default: bundled starter, or the untrained ctsam3d-lite when absent")
-    p.add_argument("-d", "--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads of the server (OMP_NUM_THREADS)")
-    p.add_argument("--expansion", action="store_true", help="cross-patch expansion on (default off: untrained models run away)")
-    p.add_argument("--max-concurrent", type=int, default=1, help="server: clicks computed at the same time")
-    p.add_argument("--label", default="", help="free text stored in the JSON (machine, pinning, ...)")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "server_load.json")
-    args = p.parse_args()
+def run_load(ct_path: Path | str, users: int = 8, seconds: float = 60.0, *, model: str | None = None,
+             device: str = "cpu", threads: int = 2, expansion: bool = True, max_concurrent: int | None = None,
+             think_s: float = 0.0, extra_args: list[str] | None = None, label: str = "", verbose: bool = True) -> dict:
+    """Run the load test and return its result (the JSON document; see the module docstring).
 
-    from ctsam3d.examples import example_case
-    from ctsam3d.modeling.checkpoint import BUNDLED_DIR, WEIGHTS_FILE
+    Args:
+        ct_path: CT file offered to the users (copied into a temporary ``--data`` folder).
+        users: simulated users, all starting at once; seconds: clicking time after the opens.
+        model, device, expansion, max_concurrent: ``ctsam3d serve`` settings (None / True: its defaults).
+        threads: torch CPU threads of the server process (``OMP_NUM_THREADS``).
+        think_s: pause of each user after each click (0: back to back).
+        extra_args: more ``ctsam3d serve`` arguments.
+    """
     from ctsam3d.server.background import free_port
 
-    model = args.model
-    if model is None and not (BUNDLED_DIR / WEIGHTS_FILE).is_file():
-        model = "ctsam3d-lite"
-        print("no bundled starter weights: using the untrained ctsam3d-lite preset (latency only)", file=sys.stderr)
+    ct_path = Path(ct_path)
     work = Path(tempfile.mkdtemp(prefix="ctsam3d-load-"))
     (work / "data").mkdir()
-    shutil.copy(example_case().ct, work / "data" / "example_ct.nii.gz")
+    image_id = "ct" + "".join(ct_path.suffixes[-2:]) if ct_path.name.endswith(".nii.gz") else "ct" + ct_path.suffix
+    shutil.copy(ct_path, work / "data" / image_id)
     port = free_port()
     cmd = [sys.executable, "-m", "ctsam3d.cli.main", "serve", "-q", "--port", str(port), "--data", str(work / "data"),
-           "--state-dir", str(work / "state"), "-d", args.device, "--max-concurrent", str(args.max_concurrent)]
+           "--state-dir", str(work / "state"), "-d", device]
+    cmd += ["--max-concurrent", str(max_concurrent)] if max_concurrent else []
     cmd += ["--model", model] if model else []
-    cmd += [] if args.expansion else ["--no-expansion"]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), PYTHONWARNINGS="ignore")
+    cmd += [] if expansion else ["--no-expansion"]
+    cmd += list(extra_args or [])
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
+    points = Points(ct_path, seed=0)
     try:
         t_start = time.monotonic()
         while True:
@@ -155,19 +248,20 @@ def main() -> int:
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        points = body_points_ras(work / "data" / "example_ct.nii.gz", 500, seed=0)
-        deadline = time.monotonic() + args.duration
-        users = [User(n, url, points[n * 7:] + points[: n * 7], deadline) for n in range(args.users)]
-        t0 = time.monotonic()
-        for u in users:
+        go = threading.Event()
+        pool = [User(n, url, image_id, points, go, seconds, think_s) for n in range(users)]
+        for u in pool:
             u.start()
-        for u in users:
-            u.join(args.duration + 150)
+        t0 = time.monotonic()
+        go.set()
+        for u in pool:
+            u.join(seconds + 600)
         wall = time.monotonic() - t0
         stop.set()
-        healthy = httpx.get(url + "/info/", timeout=10).status_code == 200
+        healthy = httpx.get(url + "/info/", timeout=30).status_code == 200
         hwm = rss_mb(server.pid, "VmHWM")
         rss_end = rss_mb(server.pid)
+        state_mb = disk_mb(work / "state")
     finally:
         server.terminate()
         try:
@@ -176,38 +270,87 @@ def main() -> int:
             server.kill()
         shutil.rmtree(work, ignore_errors=True)
 
-    latency = [v for u in users for v in u.latency_ms]
-    server_ms = [v for u in users for v in u.server_ms]
-    errors = [e for u in users for e in u.errors]
+    latency = [v for u in pool for v in u.latency_ms]
+    server_ms = [v for u in pool for v in u.server_ms]
+    errors = [e for u in pool for e in u.errors]
+    stage_names = sorted({k for u in pool for st in u.stages for k in st})
+    stages = {k: pct([st.get(k, 0.0) for u in pool for st in u.stages]) for k in stage_names}
     result = {
-        "users": args.users, "duration_s": args.duration, "wall_s": round(wall, 1), "model": model or "bundled starter",
-        "device": args.device, "threads": args.threads, "expansion": args.expansion, "max_concurrent": args.max_concurrent,
-        "clicks": len(latency), "clicks_per_s": round(len(latency) / wall, 2),
-        "latency_ms": pct(latency), "server_ms": pct(server_ms),
-        "per_user_clicks": [len(u.latency_ms) for u in users],
+        "ct": {"name": ct_path.name, "size_ijk": list(points.img.GetSize()),
+               "spacing_mm": [round(s, 4) for s in points.img.GetSpacing()]},
+        "users": users, "duration_s": seconds, "wall_s": round(wall, 1), "think_s": think_s,
+        "model": model or "bundled starter", "device": device, "threads": threads, "expansion": expansion,
+        "max_concurrent": max_concurrent or "default", "extra_args": list(extra_args or []),
+        "open_s": pct([u.open_s for u in pool]), "open_image_s": pct([u.open_image_s for u in pool]),
+        "open_s_each": [None if u.open_s is None else round(u.open_s, 2) for u in pool],
+        "clicks": len(latency), "clicks_per_s": round(len(latency) / seconds, 2),
+        "latency_ms": pct(latency), "server_ms": pct(server_ms), "server_stages_ms": stages,
+        "per_user_clicks": [len(u.latency_ms) for u in pool],
         "errors": len(errors), "error_samples": errors[:5], "healthy_after": healthy,
         "server_rss_mb": {"idle": round(rss_idle, 1), "peak": round(max(max(peak), hwm), 1), "end": round(rss_end, 1)},
-        "machine": platform.platform(), "cpus": os.cpu_count(), "label": args.label,
+        "state_dir_mb": round(state_mb, 1),
+        "machine": platform.platform(), "cpus": os.cpu_count(), "load_avg_after": list(os.getloadavg()),
+        "label": label,
     }
+    if verbose:
+        print_table(result)
+    return result
+
+
+def print_table(result: dict) -> None:
+    ct = result["ct"]
+    o, oi, lat, srv = result["open_s"], result["open_image_s"], result["latency_ms"], result["server_ms"]
     rows = [
-        ("users x seconds", f"{args.users} x {args.duration:g}"),
-        ("clicks (total)", str(result["clicks"])),
-        ("clicks per second", f"{result['clicks_per_s']:.2f}"),
-        ("click + overlay latency p50 / p95 ms", f"{result['latency_ms']['p50']} / {result['latency_ms']['p95']}"),
-        ("server time per click p50 / p95 ms", f"{result['server_ms']['p50']} / {result['server_ms']['p95']}"),
+        ("CT (i x j x k)", "x".join(map(str, ct["size_ijk"]))),
+        ("users x seconds (think s)", f"{result['users']} x {result['duration_s']:g} ({result['think_s']:g})"),
+        ("open p50 / max s", f"{o['p50']} / {o['max']}"),
+        ("open + image download p50 / max s", f"{oi['p50']} / {oi['max']}"),
+        ("clicks (total) / per second", f"{result['clicks']} / {result['clicks_per_s']:.2f}"),
+        ("click + overlay p50 / p95 ms", f"{lat['p50']} / {lat['p95']}"),
+        ("server time per click p50 / p95 ms", f"{srv['p50']} / {srv['p95']}"),
+        *((f"  {k} p50 / p95 ms", f"{v['p50']} / {v['p95']}") for k, v in result["server_stages_ms"].items()),
         ("errors", str(result["errors"])),
         ("server RSS idle / peak / end MiB", "{idle} / {peak} / {end}".format(**result["server_rss_mb"])),
+        ("state folder after the run MiB", str(result["state_dir_mb"])),
     ]
-    print(f"server load: model {result['model']}, device {args.device}, {args.threads} threads, "
-          f"expansion {'on' if args.expansion else 'off'}, max-concurrent {args.max_concurrent}")
+    print(f"server load: model {result['model']}, device {result['device']}, {result['threads']} threads, "
+          f"expansion {'on' if result['expansion'] else 'off'}, max-concurrent {result['max_concurrent']}")
     for k, v in rows:
-        print(f"  {k:<40}{v:>22}")
-    for e in errors[:5]:
+        print(f"  {k:<40}{v:>24}")
+    for e in result["error_samples"]:
         print("  error:", e)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ct", type=Path, default=None, help="CT file (default: the 512x512x300 case built from ../shared)")
+    p.add_argument("--small", action="store_true", help="use the bundled 128^3 example CT instead")
+    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of clicking (default 60)")
+    p.add_argument("--think", type=float, default=0.0, help="seconds each user waits after a click (default 0)")
+    p.add_argument("--model", default=None, help="default: the server's default (bundled starter)")
+    p.add_argument("-d", "--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads of the server (OMP_NUM_THREADS)")
+    p.add_argument("--no-expansion", action="store_true", help="cross-patch expansion off (default on, as the server)")
+    p.add_argument("--max-concurrent", type=int, default=None, help="server: clicks computed at the same time")
+    p.add_argument("--serve-arg", action="append", default=[], help="extra 'ctsam3d serve' argument (repeatable)")
+    p.add_argument("--label", default="", help="free text stored in the JSON (machine, load, ...)")
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "server_load.json")
+    args = p.parse_args()
+
+    if args.small:
+        from ctsam3d.examples import example_case
+
+        ct = Path(example_case().ct)
+    else:
+        ct = args.ct or full_size_ct()
+    result = run_load(ct, args.users, args.duration, model=args.model, device=args.device, threads=args.threads,
+                      expansion=not args.no_expansion, max_concurrent=args.max_concurrent, think_s=args.think,
+                      extra_args=args.serve_arg, label=args.label)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.json}")
-    return 0 if not errors and healthy else 1
+    return 0 if not result["errors"] and result["healthy_after"] else 1
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("train", "ctsam3d.cli.train_cmd", "Train a model from a config file"),
     ("evaluate", "ctsam3d.cli.evaluate_cmd", "Evaluate methods with simulated clicks"),
     ("serve", "ctsam3d.cli.serve_cmd", "Web tool and MONAI Label-compatible server"),
+    ("sessions", "ctsam3d.cli.sessions_cmd", "List or clear the web server's stored sessions"),
     ("convert-checkpoint", "ctsam3d.cli.convert_cmd", "Convert the released CT-SAM3D params.pth"),
     ("models", "ctsam3d.cli.models_cmd", "List bundled and installed models and the default"),
     ("download", "ctsam3d.cli.download_cmd", "Download and install the released CT-SAM3D weights"),

@@ -33,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="folder of CT volumes / DICOM series offered in the page and MONAI Label's datastore (read-only)")
     parser.add_argument("--model", default=None,
-                        help="model directory, .safetensors, released params.pth, or preset name (default: bundled starter)")
+                        help="model name ('ctsam3d models'), model directory, .safetensors or released params.pth "
+                             "(default: the released weights when installed, else the bundled default)")
+    parser.add_argument("--untrained", action="store_true",
+                        help="allow --model to name a preset: freshly initialised weights, meaningless masks (for testing)")
     parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted)")
     parser.add_argument("--token", default=os.environ.get("CTSAM3D_TOKEN") or None,
                         help="API token (default $CTSAM3D_TOKEN); required on a non-loopback --host "
@@ -45,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow cross-origin calls from ORIGIN (repeatable; default: none)")
     parser.add_argument("--max-concurrent", type=int, default=1, help="clicks computed at the same time (default 1)")
+    parser.add_argument("--session-ttl", type=float, default=24.0, metavar="HOURS",
+                        help="remove a session idle this long (default 24; caps the expiry MONAI Label clients ask for)")
+    parser.add_argument("--session-quota-gb", type=float, default=20.0, metavar="GB",
+                        help="disk the stored sessions may use; the longest idle go first beyond it (default 20)")
+    parser.add_argument("--max-patches", type=int, default=None, metavar="N",
+                        help="cross-patch expansion: at most N neighbour patches per click (default 16)")
 
 
 def write_token(state_dir: Path, token: str) -> Path:
@@ -72,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.data is not None and not args.data.is_dir():
         raise InputError(f"--data {args.data}: not a folder")
+    if not args.session_ttl > 0 or not args.session_quota_gb > 0:
+        raise InputError("--session-ttl and --session-quota-gb: must be positive")
+    if args.max_patches is not None and args.max_patches < 0:
+        raise InputError("--max-patches: must be >= 0")
     if args.max_upload_mb <= 0:
         raise InputError("--max-upload-mb: must be positive")
     token = args.token
@@ -86,15 +99,21 @@ def run(args: argparse.Namespace) -> int:
         state_dir=state_dir,
         data_dir=args.data,
         model=args.model,
+        allow_untrained=args.untrained,
         device=normalize_device(args.device),
         token=token,
         max_upload_mb=args.max_upload_mb,
         expansion=not args.no_expansion,
         cors_origins=list(args.cors_origin),
         max_concurrent_inference=args.max_concurrent,
+        session_ttl_s=args.session_ttl * 3600.0,
+        session_quota_mb=args.session_quota_gb * 1024.0,
+        max_patches=args.max_patches,
     )
     app = create_app(config)
     app.state.ctx.models.get()  # load the model now: a bad checkpoint fails here, not at the first click
+    about = app.state.ctx.models.describe()
+    print(f"ctsam3d serve: model {about['name']} (trained on {about['trained_on']})", flush=True)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{args.port}/"
     if token is None:

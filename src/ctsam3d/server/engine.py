@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import tempfile
 import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +113,6 @@ def _three_numbers(value, what: str) -> tuple[float, float, float]:
 CACHE_PATCHES = 8  # encoded patches kept per session (when it has no shared cache)
 SHARED_CACHE_PATCHES = 48  # encoded patches kept per image, shared by the sessions on it
 UNDO_DEPTH = 32  # undo steps the model session keeps per object
-FULL = "full"  # Engine.take_changes(): the whole object must be recomputed
 
 
 class ModelHolder:
@@ -135,6 +136,28 @@ class ModelHolder:
         self.gate = threading.BoundedSemaphore(max(1, max_concurrent))
         self._model = None if self.spec is not None or model is None else model
         self._lock = threading.Lock()
+
+    def describe(self) -> dict[str, str]:
+        """``{"name", "trained_on"}`` of the model (``ctsam3d models``), known without loading it."""
+        from ..hub.registry import default_model, find_model, is_preset
+
+        model = self._model
+        if model is not None:
+            name = getattr(model, "model_name", None) or model.config.preset
+        elif self.spec is None:
+            entry = default_model()
+            name = entry.name if entry is not None else "none"
+        else:
+            name = f"{self.spec} (untrained)" if is_preset(self.spec) else Path(self.spec).name
+        entry = find_model(name)
+        if entry is not None:
+            trained_on = entry.anatomy
+        elif name.endswith("(untrained)"):
+            trained_on = "nothing: untrained weights"
+        else:
+            structures = list(getattr(getattr(model, "config", None), "structures", None) or [])
+            trained_on = f"{len(structures)} structures" if structures else "unknown"
+        return {"name": name, "trained_on": trained_on}
 
     def get(self):
         """The model (loaded now if needed; :class:`CheckpointError` when it cannot be)."""
@@ -178,8 +201,27 @@ class Engine:
             self.session.use_feature_cache(cache)
         self._ids: dict[int, int] = {}  # server object id -> session object id
         self._oid: int | None = None
-        self._changed: dict[int, Box | str | None] = {}  # server object id -> box changed, FULL, None
+        self._changed: dict[int, Box | None] = {}  # server object id -> input box changed since mask()
+        self._full: set[int] = set()  # objects rebuilt (new here, reset): recompute all unless empty before
         self.last_region: Box | None = None
+        self.last_full = True
+        self._times = {"wait": 0.0, "model": 0.0}
+
+    def take_times(self) -> dict[str, float]:
+        """Milliseconds spent waiting for the model gate and computing since the last call."""
+        out, self._times = self._times, {"wait": 0.0, "model": 0.0}
+        return out
+
+    @contextmanager
+    def _gated(self):
+        t0 = time.perf_counter()
+        with self.gate:
+            t1 = time.perf_counter()
+            try:
+                yield
+            finally:
+                self._times["wait"] += (t1 - t0) * 1e3
+                self._times["model"] += (time.perf_counter() - t1) * 1e3
 
     def select(self, oid: int) -> bool:
         """Make object ``oid`` current; True when the session did not know it yet (no clicks)."""
@@ -188,11 +230,12 @@ class Engine:
             self.session.select_object(self._ids[oid])
             return False
         self._ids[oid] = self.session.new_object(f"object-{oid}")
-        self._changed[oid] = FULL
+        self._full.add(oid)
+        self._changed[oid] = None
         return True
 
     def _note(self, prediction) -> None:
-        if prediction is None or self._oid is None or self._changed.get(self._oid) == FULL:
+        if prediction is None or self._oid is None:
             return
         s = prediction.changed_slices_zyx
         if s is None:
@@ -202,12 +245,12 @@ class Engine:
 
     def add_click(self, ijk: tuple[int, int, int], positive: bool) -> None:
         """Add one click to the current object (ITK voxel index ``(i, j, k)`` of the input image)."""
-        with self.gate:
+        with self._gated():
             self._note(self.session.add_click(tuple(int(v) for v in ijk), positive=positive))
 
     def undo(self) -> bool:
         """Undo the current object's last step; False when its undo history is exhausted."""
-        with self.gate:
+        with self._gated():
             prediction = self.session.undo()
         self._note(prediction)
         return prediction is not None
@@ -216,20 +259,25 @@ class Engine:
         """Clear the current object (its mask is recomputed as a whole next time)."""
         self.session.reset()
         if self._oid is not None:
-            self._changed[self._oid] = FULL
+            self._full.add(self._oid)
+            self._changed[self._oid] = None
 
     def mask(self, previous: SparseMask | None = None) -> SparseMask | None:
         """The current object's mask (probability > 0.5) on the input grid, or None when empty.
 
         ``previous``: the mask this engine last returned for the object; only the box changed
         since then is resampled and the rest of ``previous`` kept (the whole object is
-        recomputed after a reset or when the engine is new to the object). Afterwards
-        ``last_region`` is the box that may differ from ``previous`` (None: anywhere).
+        recomputed after a reset or when the engine is new to the object, unless ``previous``
+        is empty: then the boxes the rebuilding edits changed are all there is). Afterwards
+        ``last_region`` is the box that may differ from ``previous`` (None: nowhere) unless
+        ``last_full`` (anywhere).
         """
-        changed = self._changed.get(self._oid, FULL)
+        changed = self._changed.get(self._oid)
+        full = self._oid in self._full and previous is not None
         self._changed[self._oid] = None
-        self.last_region = None if changed == FULL else changed
-        if changed == FULL:
+        self._full.discard(self._oid)
+        self.last_region, self.last_full = changed, full
+        if full:  # the engine rebuilt the object: nothing of `previous` is known to hold
             region, probs = self.session.probabilities()
             return _crop_of(region, probs > 0.5)
         if changed is None:

@@ -70,12 +70,26 @@ class SharedImage:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_view(self, timeout: float = 600.0) -> Path:
-        """The viewer copy's path once it is written (it is written in the background)."""
+        """The viewer copy's path once it is written (it is written in the background; written
+        again here if it was removed meanwhile, e.g. by ``ctsam3d sessions clear``)."""
         if not self.view_ready.wait(timeout):
             raise TimeoutError(f"viewer copy of image {self.key} not ready after {timeout:.0f} s")
         if self.view_error is not None:
             raise self.view_error
+        if not self.view_path.is_file():
+            with self._lock:
+                if not self.view_path.is_file():
+                    self.write_view()
         return self.view_path
+
+    def write_view(self, image_id: str = "") -> None:
+        """Write ``view_path`` (atomically) from the image."""
+        directory = self.view_path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f"view.{os.getpid()}.{threading.get_ident()}.part.nii.gz"
+        sitk.WriteImage(self.image, str(tmp), True, 1)
+        os.replace(tmp, self.view_path)
+        (directory / "source.json").write_text(json.dumps({"image": image_id, "written": time.time()}), encoding="utf-8")
 
     def feature_cache(self, owner, size: int):
         """The encoded-patch cache of this image for ``owner`` (the model holder)."""
@@ -150,13 +164,7 @@ class SharedImages:
 
     def _write_view(self, shared: SharedImage, image_id: str) -> None:
         try:
-            directory = shared.view_path.parent
-            directory.mkdir(parents=True, exist_ok=True)
-            tmp = directory / f"view.{os.getpid()}.{threading.get_ident()}.part.nii.gz"
-            sitk.WriteImage(shared.image, str(tmp), True, 1)
-            os.replace(tmp, shared.view_path)
-            info = {"image": image_id, "written": time.time()}
-            (directory / "source.json").write_text(json.dumps(info), encoding="utf-8")
+            shared.write_view(image_id)
         except BaseException as exc:  # reported to whoever asks for the view
             shared.view_error = exc
         finally:

@@ -84,12 +84,14 @@ class Change:
     box: Box | None
     object: SegObject
     latency_ms: float
+    stages_ms: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
             "box": None if self.box is None else [list(self.box[0]), list(self.box[1])],
             "object": self.object.to_json(),
             "server_ms": round(self.latency_ms, 1),
+            "stages_ms": {k: round(v, 1) for k, v in self.stages_ms.items()},
         }
 
 
@@ -426,19 +428,27 @@ class Workspace:
         """Take the object's mask from the engine (or empty), update it on disk.
 
         The engine resamples only the box its edits changed (keeping the rest of ``obj.mask``);
-        the change reported to the viewer is the union of the old and new mask boxes."""
+        the change reported to the viewer is that box within the old and new masks' boxes.
+        ``stages_ms``: waiting for the model (other users' clicks), model, mask, saving."""
         engine = self._sync_engine(obj, len(obj.clicks)) if obj.clicks else None
+        t1 = time.perf_counter()
         new = engine.mask(obj.mask) if engine is not None else None
+        t2 = time.perf_counter()
         region = box_union(obj.mask.box if obj.mask else None, new.box if new else None)
-        if region is not None and engine is not None and engine.last_region is not None:
-            region = box_intersection(region, engine.last_region)
+        if region is not None and engine is not None and not engine.last_full:
+            region = None if engine.last_region is None else box_intersection(region, engine.last_region)
         obj.mask = new
         if new is None:
             self._mask_path(obj.oid).unlink(missing_ok=True)
         else:
             new.save(self._mask_path(obj.oid), len(obj.clicks))
         self._save_meta()
-        return Change(region, obj, (time.perf_counter() - t0) * 1e3)
+        t3 = time.perf_counter()
+        stages = {}
+        if self.engine is not None:
+            stages = self.engine.take_times()
+        stages.update(mask=(t2 - t1) * 1e3, save=(t3 - t2) * 1e3)
+        return Change(region, obj, (t3 - t0) * 1e3, stages)
 
     def _replay_into(self, obj: SegObject) -> None:
         self._commit(obj, time.perf_counter())
