@@ -86,7 +86,7 @@ def create_app(config: ServerConfig, *, model=None, loopback_only: bool | None =
         the FastAPI app; the model loads on the first click (``app.state.ctx.models.get()``
         loads it now).
     """
-    from . import routes_monailabel, routes_web
+    from . import routes_monailabel, routes_view, routes_web
 
     config.state_dir.mkdir(parents=True, exist_ok=True)
     datastore = Datastore(config.data_dir, config.state_dir / "datastore")
@@ -103,6 +103,7 @@ def create_app(config: ServerConfig, *, model=None, loopback_only: bool | None =
 
     _add_error_handlers(app)
     app.include_router(routes_web.router)
+    app.include_router(routes_view.router)  # the page's display volume
     app.include_router(routes_monailabel.router)
 
     @app.get("/", include_in_schema=False)
