@@ -190,7 +190,7 @@ def test_cli_generates_a_token_for_a_non_loopback_bind(monkeypatch, capsys, tmp_
     monkeypatch.setattr("uvicorn.run", lambda app, host, port, **kw: seen.update(app=app, host=host, port=port))
     parser = argparse.ArgumentParser()
     serve_cmd.add_arguments(parser)
-    args = parser.parse_args(["--host", "0.0.0.0", "--port", "8123", "--model", "ctsam3d-lite", "--state-dir", str(tmp_path)])
+    args = parser.parse_args(["--host", "0.0.0.0", "--port", "8123", "--model", "ctsam3d-lite", "--untrained", "--state-dir", str(tmp_path)])
     args.quiet = True
     assert serve_cmd.run(args) == 0
     token = seen["app"].state.ctx.config.token
@@ -199,7 +199,7 @@ def test_cli_generates_a_token_for_a_non_loopback_bind(monkeypatch, capsys, tmp_
     assert (tmp_path / "token").read_text().strip() == token
     assert (tmp_path / "token").stat().st_mode & 0o777 == 0o600
     assert "/login?code=" in out
-    args = parser.parse_args(["--host", "127.0.0.1", "--model", "ctsam3d-lite", "--state-dir", str(tmp_path)])
+    args = parser.parse_args(["--host", "127.0.0.1", "--model", "ctsam3d-lite", "--untrained", "--state-dir", str(tmp_path)])
     args.quiet = True
     serve_cmd.run(args)
     assert seen["app"].state.ctx.config.token is None

@@ -50,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
     save_model(model, out)
     n = sum(t.numel() for t in model.state_dict().values())
     log.info(
-        "wrote %s (%d tensors, %.1f M values; preset %s, %.1f mm, patch %s, HU %s, reference_exact)",
+        "wrote %s (%d tensors, %.1f M values; preset %s, %.1f mm, patch %s, HU %s, reference_exact; "
+        "CPP peak threshold %s: a default, not calibrated on these weights)",
         out, len(model.state_dict()), n / 1e6, model.config.preset, model.config.spacing_mm,
-        tuple(model.config.patch_size), tuple(model.config.hu_window),
+        tuple(model.config.patch_size), tuple(model.config.hu_window), model.config.cpp.peak_threshold,
     )
     return 0

@@ -5,15 +5,16 @@ face (edge, corner) the mask reaches proposes the neighbour ``V = U + d * stride
 in ``V`` come from one of two sources (``ExpansionConfig.prompts``):
 
 * ``"cpp"`` (the paper's cross-patch prompting): the CPP net sees ``[image U, mask U,
-  image V]`` and returns a heatmap in ``V``; its peaks at or above the model's calibrated
+  image V]`` and returns a heatmap in ``V``; its peaks at or above the model's
   ``peak_threshold`` become positive clicks;
 * ``"mask"`` (continuation): ``V`` overlaps ``U`` (by a quarter of the patch with the
   default stride), so the part of U's mask inside the overlap is already in ``V``: the
   innermost voxel (distance-transform maximum) of each of its largest pieces becomes a
   positive click (and that part of the mask is ``V``'s previous mask anyway);
-* ``"auto"`` (default): ``"cpp"`` when the model's CPP net has a calibrated threshold
-  (``config.cpp.peak_threshold`` is a number), ``"mask"`` when training found no threshold
-  at which its peaks land on the structure often enough (``None``).
+* ``"auto"`` (default): ``"cpp"`` when the model's CPP net has a threshold
+  (``config.cpp.peak_threshold`` is a number: calibrated by our training, or the default 0.5,
+  not calibrated, for converted released weights), ``"mask"`` when training found no
+  threshold at which its peaks land on the structure often enough (``None``).
 
 ``V`` is segmented with those clicks (neighbours of one wave are run as one batch). The new probabilities merge with the object by voxel-wise maximum, and the
 patches whose mask changed form the next wave. Expansion stops when no new mask reaches a
@@ -56,7 +57,7 @@ class ExpansionConfig:
         prompts: ``"auto"``, ``"cpp"`` or ``"mask"`` (see the module docstring); the session
             resolves ``"auto"`` from the model.
         peak_threshold: heatmap peaks below this are ignored; None (default): the model's
-            calibrated ``config.cpp.peak_threshold`` (set by the session).
+            ``config.cpp.peak_threshold`` (set by the session).
         max_peaks: at most this many clicks per neighbour.
         batch_size: neighbours run through the CPP net / decoder together.
     """

@@ -98,8 +98,10 @@ class CppConfig:
 
     ``peak_threshold``: heatmap peaks at or above it become clicks in the neighbour patch.
     Training calibrates it on validation pairs (:mod:`ctsam3d.training.cpp_validation`) and
-    stores it here, since the scale of a heatmap depends on how the net was trained; 0.5
-    for checkpoints that predate calibration (and for the released reference weights);
+    stores it here, since the scale of a heatmap depends on how the net was trained. 0.5 is
+    a default, not a calibrated value: checkpoints that predate calibration and converted
+    released weights carry it (the release ships no threshold, and nothing here has measured
+    where its CPP net's peaks land);
     ``None`` when calibration found no threshold at which the peaks land on the structure
     often enough — sessions then continue masks through the patch overlap instead
     (:mod:`ctsam3d.inference.expansion`).

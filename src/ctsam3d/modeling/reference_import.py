@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: reference prompt channel (prev, pos, neg) feeding each of our channels (pos, neg, prev)
 PROMPT_CHANNEL_PERMUTATION = [1, 2, 0]
 SUPPORTED_NETWORKS = ("restv2_tiny",)
+#: the release ships no CPP peak threshold; config.cpp.peak_threshold keeps the preset's default
+CPP_THRESHOLD_NOTE = "default 0.5, not calibrated on the released weights"
 RELEASE_NOTE = {
     "source": "released CT-SAM3D weights (Guo et al., arXiv 2403.15063), Apache-2.0",
     "data": "TotalSeg++: 1204 whole-body CTs, 107 structures (TotalSegmentator v1 + 3 tissue classes)",
@@ -96,7 +98,7 @@ def config_from_reference(values: dict[str, Any], *, source: str = "config.py") 
         cfg.patch_size = tuple(int(p) for p in patch)  # type: ignore[assignment]
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: unusable value ({exc})") from None
-    cfg.training = dict(RELEASE_NOTE, network=network)
+    cfg.training = dict(RELEASE_NOTE, network=network, cpp_peak_threshold=CPP_THRESHOLD_NOTE)
     try:
         from ..anatomy import get_catalogue
 

@@ -28,8 +28,10 @@ class ServerConfig:
             server owns every name inside it.
         data_dir: read-only folder of CT volumes offered in the datastore listing; only files
             under it (after resolving symlinks) can be opened by id. ``None``: no listing.
-        model: checkpoint folder or preset name for :func:`ctsam3d.load_model`
-            (``None`` = the bundled starter model).
+        model: model name, checkpoint folder or file for :func:`ctsam3d.load_model` (``None`` =
+            the default: the released weights when installed, else the bundled default).
+        allow_untrained: accept a preset name as ``model`` (freshly initialised weights whose
+            masks mean nothing); refused otherwise (``--untrained``).
         device: torch device string (``cpu``, ``cuda``, ``cuda:N``, ``mps``).
         token: API token; ``None`` = no token (only allowed on a loopback bind, checked by the CLI).
         max_upload_mb: largest request body accepted (uploads), in MiB.
@@ -50,6 +52,7 @@ class ServerConfig:
     state_dir: Path
     data_dir: Path | None = None
     model: str | None = None
+    allow_untrained: bool = False
     device: str = "cpu"
     token: str | None = None
     max_upload_mb: float = 1024.0
@@ -69,6 +72,15 @@ class ServerConfig:
             self.data_dir = Path(self.data_dir)
         if not self.session_ttl_s > 0 or not self.session_quota_mb > 0:
             raise ValueError("session_ttl_s and session_quota_mb must be positive")
+        if self.model is not None and not self.allow_untrained:
+            from ..errors import CheckpointError
+            from ..hub.registry import is_preset
+
+            if is_preset(self.model):
+                raise CheckpointError(
+                    f"--model {self.model}: an untrained preset (freshly initialised weights; its masks mean "
+                    f"nothing). Use a trained model ('ctsam3d models' lists them) or add --untrained"
+                )
         if not 1 <= self.max_objects <= 255:
             raise ValueError("max_objects must be in 1..255 (uint8 label map)")
 

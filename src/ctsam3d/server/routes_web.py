@@ -62,6 +62,8 @@ def get_config(request: Request):
     return {
         "version": __version__,
         "model": ctx.config.model_name,
+        "model_name": (about := ctx.models.describe())["name"],  # shown in the page header
+        "model_trained_on": about["trained_on"],
         "structures": structure_names(),
         "token_required": ctx.config.token is not None,
         "max_upload_mb": ctx.config.max_upload_mb,
@@ -152,6 +154,10 @@ def add_click(request: Request, session_id: str, oid: int, body: ClickRequest):
     ijk = ras_to_voxel(ws.image, body.ras) if body.ras is not None else check_voxel(ws.image, body.ijk)
     out = ws.click(oid, ijk, body.positive).to_json()
     out["voxel"] = list(ijk)
+    if body.positive and not out["object"]["voxels"]:  # issue 19: an empty result says so
+        about = _ctx(request).models.describe()
+        out["warning"] = (f"Empty result: the model ({about['name']}, trained on {about['trained_on']}) found no "
+                          f"structure at this click.")
     return out
 
 

@@ -189,6 +189,10 @@ class WorkspaceStore:
             raise
 
     def _create(self, image, source: dict, session_id: str | None, *, shared=None, expiry: float = 0) -> Workspace:
+        from ..io.hu_check import refuse_if_not_hu  # issue 19: masks on a CT not in HU mean nothing
+
+        refuse_if_not_hu(image, source.get("name") or "image",
+                         hint="the model needs CT in Hounsfield units (apply the scanner's rescale to the image first)")
         session_id = session_id or secrets.token_urlsafe(18)
         directory = self.root / session_id
         directory.mkdir(parents=True, exist_ok=True)

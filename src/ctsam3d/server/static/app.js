@@ -241,7 +241,7 @@ async function sendClick(ras, positive) {
   const ms = performance.now() - t0;
   state.lastClick = { ras, positive, voxel: change.voxel, ms, server_ms: change.server_ms };
   $("latency").textContent = `Last click: ${ms.toFixed(0)} ms (model + server ${change.server_ms.toFixed(0)} ms)`;
-  status(`${positive ? "Positive" : "Negative"} click at voxel (${change.voxel.join(", ")}) on ${obj.name}.`);
+  status(change.warning || `${positive ? "Positive" : "Negative"} click at voxel (${change.voxel.join(", ")}) on ${obj.name}.`, !!change.warning);
 }
 
 async function objectAction(obj, action) {
@@ -332,6 +332,8 @@ $("upload").onchange = (e) => enqueue(() => uploadFiles([...e.target.files]));
 // ---------------------------------------------------------------- start
 async function init() {
   const config = await api("/api/config");
+  Object.assign($("model-name"), { textContent: `model: ${config.model_name} (${config.model_trained_on.split(":")[0]})`,
+    title: `trained on ${config.model_trained_on}` });
   const list = $("structures");
   list.replaceChildren(...config.structures.map((n) => Object.assign(document.createElement("option"), { value: n })));
   const items = (await api("/api/datastore")).items.filter((it) => it.kind !== "label");
