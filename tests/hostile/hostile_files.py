@@ -210,3 +210,31 @@ BAD_VOLUMES = [
 def snapshot(root: Path) -> set[str]:
     """Every path under ``root`` (hidden ones too), relative: the 'nothing left on disk' check."""
     return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def dicom_series(folder: Path, array_zyx: np.ndarray = VOL, spacing=(0.8, 0.8, 2.0), *,
+                 frame_of_reference: bool = True) -> Path:
+    """Write ``array_zyx`` as a CT DICOM series, one file per slice (LPS, identity direction);
+    without ``frame_of_reference`` the Frame of Reference UID a DICOM-SEG needs is left out."""
+    import pydicom
+
+    folder.mkdir(parents=True, exist_ok=True)
+    img = sitk.GetImageFromArray(array_zyx.astype(np.int16))
+    img.SetSpacing(spacing)
+    series_uid, study_uid = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(img.GetSize()[2]):
+        sl = img[:, :, k]
+        for key, value in {
+            "0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0018": pydicom.uid.generate_uid(),
+            "0008|0060": "CT", "0020|000d": study_uid, "0020|000e": series_uid, "0020|0013": str(k + 1),
+            "0020|0032": "\\".join(f"{v:.4f}" for v in img.TransformIndexToPhysicalPoint((0, 0, k))),
+            "0020|0037": "1\\0\\0\\0\\1\\0", "0018|0050": str(spacing[2]),
+        }.items():
+            sl.SetMetaData(key, value)
+        if frame_of_reference:
+            sl.SetMetaData("0020|0052", pydicom.uid.generate_uid(entropy_srcs=[series_uid]))
+        writer.SetFileName(str(folder / f"{k:03d}.dcm"))
+        writer.Execute(sl)
+    return folder

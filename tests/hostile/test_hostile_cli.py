@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hostile_files import BAD_VOLUMES, good_ct, snapshot, text_file, zero_bomb, zero_spacing
+from hostile_files import BAD_VOLUMES, dicom_series, good_ct, snapshot, text_file, zero_bomb, zero_spacing
 
 import ctsam3d.io
 from ctsam3d.cli.main import main
@@ -91,6 +91,8 @@ SEGMENT_CASES = [
     ("output on a read-only file system", _read_only_fs, "cannot write"),
     ("output folder read-only", _read_only_folder, "cannot write"),
     (".dcm output for NIfTI input", lambda d: dict(o=d / "mask.dcm"), "needs a dicom series as input"),
+    (".dcm output for a series without Frame of Reference",
+     lambda d: dict(i=dicom_series(d / "series", frame_of_reference=False), o=d / "mask.dcm"), "no frame of reference uid"),
     ("output is the input", lambda d: dict(o=d / "ct.nii.gz", args=["--click", "5,5,5", "--overwrite"]),
      "is the input image itself"),
     ("click with two numbers", lambda d: dict(args=["--click", "1,2"]), "expected three"),
@@ -106,14 +108,14 @@ SEGMENT_CASES = [
 def test_segment_refuses_before_any_work(case, tmp_path, capfd, monkeypatch):
     _id, setup, words = case
     ct = good_ct(tmp_path)
-    spec = {"o": tmp_path / "mask.nii.gz", "args": ["--click", "5,5,5"], **setup(tmp_path)}
+    spec = {"o": tmp_path / "mask.nii.gz", "i": ct, "args": ["--click", "5,5,5"], **setup(tmp_path)}
 
     def no_reading(*a, **k):
         raise AssertionError("the CT was read before the arguments and the output were checked")
 
     monkeypatch.setattr(ctsam3d.io, "read_volume", no_reading)
     before = snapshot(tmp_path)
-    rc, out, err = run_cli(capfd, _segment(ct, spec["o"], *spec["args"]))
+    rc, out, err = run_cli(capfd, _segment(spec["i"], spec["o"], *spec["args"]))
     assert_one_line_error(rc, out, err, words)
     assert snapshot(tmp_path) == before
 

@@ -135,8 +135,12 @@ def write_dicom_seg(
         spacing_ijk: the series' voxel spacing (mm) as measured from slice positions; it
             replaces the sources' Spacing Between Slices where that disagrees (stale values).
     """
-    with quiet_libraries():
-        _write_dicom_seg(labels_zyx, names, source_files, path, spacing_ijk)
+    try:
+        with quiet_libraries():
+            _write_dicom_seg(labels_zyx, names, source_files, path, spacing_ijk)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:  # highdicom's refusals of the sources
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(f"cannot write a DICOM-SEG for this DICOM series ({reason})") from None
 
 
 def _write_dicom_seg(labels_zyx, names, source_files, path, spacing_ijk) -> None:

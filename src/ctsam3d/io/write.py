@@ -63,6 +63,39 @@ def _is_dicom_source(source) -> bool:
     return p.is_file() and dicom.is_dicom_file(p)
 
 
+#: Modalities whose image IODs make the Frame of Reference module mandatory (so a SEG must have one).
+_FRAME_OF_REFERENCE_NEEDED = {"CT", "MR", "PT", "NM"}
+
+
+def _first_source_file(source) -> str | None:
+    if isinstance(source, sitk.Image):
+        keys = source.GetMetaDataKeys()
+        if dicom.META_DICOM_DIR not in keys:
+            return None
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(
+            source.GetMetaData(dicom.META_DICOM_DIR), source.GetMetaData(dicom.META_SERIES_UID))
+        return files[0] if files else None
+    p = Path(source)
+    if p.is_dir():
+        return dicom.choose_series(p, str(p), announce=False).files[0]
+    return str(p)
+
+
+def _dicom_seg_problem(source) -> str | None:
+    """Why a DICOM-SEG cannot reference ``source`` (a DICOM image, file or folder), or None.
+    Checked before any computation; an unreadable source is left to the reader to report."""
+    try:
+        first = _first_source_file(source)
+        if first is None:
+            return None
+        tags = dicom.read_tags(first, ("0020|0052", "0008|0060"))
+    except (RuntimeError, OSError, InputError):
+        return None
+    if not tags["0020|0052"] and tags["0008|0060"].upper() in _FRAME_OF_REFERENCE_NEEDED:
+        return "its DICOM series has no Frame of Reference UID (0020,0052), which a DICOM-SEG must reference"
+    return None
+
+
 def _existing_ancestor(folder: Path) -> Path:
     while True:
         try:
@@ -117,6 +150,8 @@ def check_output(path: str | Path, *, overwrite: bool, source=None) -> Path:
             f"{path}: DICOM-SEG output (.dcm) needs a DICOM series as input, and {shown} is not DICOM; "
             "write .nii.gz, .nrrd or .mha instead"
         )
+    if suf in SEG_SUFFIXES and source is not None and (why := _dicom_seg_problem(source)):
+        raise InputError(f"{path}: cannot write DICOM-SEG: {why}; write .nii.gz, .nrrd or .mha instead")
     check_writable(p, str(path))
     return p
 
@@ -279,7 +314,10 @@ def _write(mask: sitk.Image, p: Path, source, names: dict[int, str]) -> None:
         with atomic_path(p) as tmp:
             from .dicom_seg import write_dicom_seg
 
-            write_dicom_seg(sitk.GetArrayViewFromImage(mask), names, files, tmp, spacing_ijk=mask.GetSpacing())
+            try:
+                write_dicom_seg(sitk.GetArrayViewFromImage(mask), names, files, tmp, spacing_ijk=mask.GetSpacing())
+            except InputError as exc:  # name the output, not the temporary file
+                raise InputError(f"{p}: {exc}") from None
     else:
         with atomic_path(p) as tmp, quiet_itk():
             sitk.WriteImage(mask, str(tmp), useCompression=suf != ".nii")
