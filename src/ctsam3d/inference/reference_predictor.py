@@ -158,7 +158,7 @@ class ReferencePredictor:
         inside = all(0 <= v < n for v, n in zip(zyx, self.patch.size))
         if not inside:
             if not positive:
-                last = self._prev[0, 0].cpu().numpy() if self._prev is not None else np.zeros(self.patch.size, np.float32)
+                last = np.zeros(self.patch.size, np.float32) if self._prev is None else self._prev[0, 0].cpu().numpy()
                 return ReferenceStep(last, None, self.patch, zyx, tuple(float(v) for v in xyz), False, ignored=True)
             self.set_patch(point, snap=True)
             recentred = True

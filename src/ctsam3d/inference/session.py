@@ -113,7 +113,7 @@ class Session:
         if max_volume_ml is not None:
             self.expansion.max_volume_ml = float(max_volume_ml)
         model_thr = getattr(getattr(getattr(model, "config", None), "cpp", None), "peak_threshold", 0.5)
-        if self.expansion.prompts == "auto":  # CPP when its net has a calibrated threshold
+        if self.expansion.prompts == "auto":  # CPP when its net has a threshold (released weights: default 0.5)
             self.expansion.prompts = "cpp" if model_thr is not None else "mask"
         if self.expansion.peak_threshold is None and model_thr is not None:
             self.expansion.peak_threshold = float(model_thr)
