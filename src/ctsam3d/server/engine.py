@@ -205,11 +205,16 @@ class Engine:
         self._full: set[int] = set()  # objects rebuilt (new here, reset): recompute all unless empty before
         self.last_region: Box | None = None
         self.last_full = True
-        self._times = {"wait": 0.0, "model": 0.0}
+        self._times = self._zero_times()
+
+    @staticmethod
+    def _zero_times() -> dict[str, float]:
+        return {"wait": 0.0, "model": 0.0, "encoded": 0, "decoded": 0}
 
     def take_times(self) -> dict[str, float]:
-        """Milliseconds spent waiting for the model gate and computing since the last call."""
-        out, self._times = self._times, {"wait": 0.0, "model": 0.0}
+        """Since the last call: milliseconds waiting for the model gate (``wait``) and running the
+        model (``model``), and patches encoded / decoded (``encoded``, ``decoded``)."""
+        out, self._times = self._times, self._zero_times()
         return out
 
     @contextmanager
@@ -237,6 +242,8 @@ class Engine:
     def _note(self, prediction) -> None:
         if prediction is None or self._oid is None:
             return
+        self._times["encoded"] += prediction.patches_encoded
+        self._times["decoded"] += prediction.patches_decoded
         s = prediction.changed_slices_zyx
         if s is None:
             return

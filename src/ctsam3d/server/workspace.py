@@ -91,7 +91,7 @@ class Change:
             "box": None if self.box is None else [list(self.box[0]), list(self.box[1])],
             "object": self.object.to_json(),
             "server_ms": round(self.latency_ms, 1),
-            "stages_ms": {k: round(v, 1) for k, v in self.stages_ms.items()},
+            "stages_ms": {k: round(v, 1) for k, v in self.stages_ms.items()},  # + patch counts
         }
 
 
