@@ -237,3 +237,38 @@ def test_memory_stays_bounded(lite_model, data_dir, tmp_path):
             assert c.get(f"/api/sessions/{sid}").status_code == 200
         assert len(store._open) == 2 and len(store._gates) == 64
         assert len(store.images.in_memory()) == 1  # one prepared image for all of them
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the client imports the stdlib 'cgi' module
+def test_monailabel_client_session_expires(lite_model, data_dir, tmp_path, monkeypatch):
+    """MONAI Label's own client: a session it creates reports the server's expiry, survives a
+    sweep while fresh, and is gone for the client once idle past it."""
+    from test_monailabel_client import CLIENT_DIR, INSTALL
+
+    from ctsam3d.server import ServerConfig, create_app
+    from ctsam3d.server.background import BackgroundServer
+
+    if not (CLIENT_DIR / "monailabel" / "client" / "client.py").is_file():
+        pytest.skip(f"MONAI Label client not installed in {CLIENT_DIR}; run: {INSTALL}")
+    monkeypatch.syspath_prepend(str(CLIENT_DIR))
+    from monailabel.client import MONAILabelClient
+    from monailabel.client.client import MONAILabelClientException
+
+    img, _ = synthetic_ct("PLI")
+    volume = tmp_path / "volume.nii.gz"
+    sitk.WriteImage(img, str(volume))
+    app = create_app(ServerConfig(state_dir=tmp_path / "state", data_dir=data_dir, expansion=False,
+                                  session_ttl_s=HOUR), model=lite_model)
+    out = tmp_path / "client"
+    out.mkdir()
+    with BackgroundServer(app) as url:
+        client = MONAILabelClient(url, tmpdir=str(out), client_id="slicer-test")
+        sid = client.create_session(str(volume))["session_id"]
+        info = client.get_session(sid)
+        assert info["expiry"] == HOUR and info["last_access_ts"] >= info["create_ts"]
+        store = app.state.ctx.store
+        assert store.sweep()["expired"] == 0
+        _age(store, sid, HOUR + 60)
+        assert store.sweep()["expired"] == 1
+        with pytest.raises(MONAILabelClientException):
+            client.get_session(sid)
