@@ -66,6 +66,7 @@ def test_models_command(machine, capsys):
     line = next(ln for ln in out.splitlines() if ln.startswith("alpha"))
     assert "bundled" in line and "*" in line and "head and neck" in line
     assert "ctsam3d download" in out and "untrained presets" in out
+    assert "not listed: " in out and "named like the preset 'ctsam3d-paper'" in out
     assert cli_main(["models", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [m["name"] for m in doc["models"] if m["default"]] == ["alpha"]

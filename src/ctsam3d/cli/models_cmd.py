@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..hub.paths import HOME_ENV, models_dir
-    from ..hub.registry import RELEASED_NAME, list_models
+    from ..hub.registry import RELEASED_NAME, list_models, unlisted_bundled
     from ..modeling.presets import PRESETS
 
     entries = list_models()
@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(v.ljust(w) for v, w in zip(r[:4], widths)) + "  " + r[4])
     if not entries:
         print("(no trained model: the package ships no weights and none is installed)")
+    for folder in unlisted_bundled():
+        print(f"(not listed: {folder} is named like the preset {folder.name!r}; "
+              f"give it an entry in ctsam3d.hub.registry.BUNDLED to ship it)")
     if not any(e.name == RELEASED_NAME and e.source == "installed" for e in entries):
         print(f"\nnot installed: {RELEASED_NAME}, the authors' released weights (107 whole-body structures, "
               f"Apache-2.0, ~300 MB): 'ctsam3d download' installs it and makes it the default")

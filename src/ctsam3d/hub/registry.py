@@ -150,6 +150,17 @@ def _bundled(root: Path | None = None) -> list[ModelEntry]:
     return out
 
 
+def unlisted_bundled() -> list[Path]:
+    """Weights folders that are not listed: named like a preset and without a :data:`BUNDLED`
+    entry (the preset's name means the untrained preset). Give them an entry to ship them."""
+    root = WEIGHTS_ROOT
+    if not root.is_dir():
+        return []
+    listed = {b.folder for b in BUNDLED}
+    presets = _preset_names()
+    return [f for f in sorted(root.iterdir()) if f.name in presets and f.name not in listed and _is_model_dir(f)]
+
+
 def _installed(directory: Path | None = None) -> list[ModelEntry]:
     directory = models_dir() if directory is None else directory
     if not directory.is_dir():
