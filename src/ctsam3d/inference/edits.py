@@ -1,16 +1,26 @@
-"""Prompts other than clicks: box restriction and initial masks (edit mode), on the lattice."""
+"""What a prompt may change: box restriction, initial masks (edit mode), the acted region.
+
+After the model has run for a prompt, :func:`restrict_change` cuts the step's change of the
+lattice probabilities down to what the prompt may change (see :class:`ActedRegion`); the
+input-grid mask then follows the flips of that change (:mod:`.mask_layer`).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from ..errors import GeometryError
 from ..geometry import crop_patch, index_to_lps
 from .lattice import Lattice
-from .sparse_volume import SparseVolume
+from .sparse_volume import SparseVolume, levels_diff_box
 
-__all__ = ["box_clip", "check_same_grid", "mask_to_store"]
+__all__ = ["ActedRegion", "box_clip", "check_same_grid", "mask_to_store", "restrict_change"]
+
+_FULL = ndimage.generate_binary_structure(3, 3)  # 26-connectivity
 
 
 def box_clip(lo_zyx, hi_zyx, patch_size):
@@ -70,3 +80,62 @@ def mask_to_store(mask: sitk.Image, image: sitk.Image, lattice: Lattice, store: 
         start = (z0, int(lo[1]), int(lo[2]))
         vals = crop_patch(binary, lattice.grid(start, size), is_label=True).astype(np.float32)
         store.write(start, vals, mode="replace")
+
+
+@dataclass(frozen=True)
+class ActedRegion:
+    """Where one step's model change is kept (lattice voxels ``(z, y, x)``).
+
+    Attributes:
+        kind: ``"all"`` (everything the decoded patches changed), ``"box"`` (inside the
+            half-open lattice box ``[lo, hi)``) or ``"connected"`` (the 26-connected piece of
+            the change that holds the clicked voxel ``click``: for a positive click the piece
+            of voxels that entered the mask, for a negative one the piece that left it;
+            nothing when the clicked voxel did not flip).
+        negative: a negative click: probabilities never rise (voxel-wise minimum with before).
+    """
+
+    kind: str = "all"
+    negative: bool = False
+    click: tuple[int, int, int] | None = None
+    lo: tuple[int, int, int] | None = None
+    hi: tuple[int, int, int] | None = None
+
+
+def restrict_change(store: SparseVolume, before: dict, region: ActedRegion) -> np.ndarray | None:
+    """Cut the change of ``store`` since the chunk table ``before`` down to ``region``.
+
+    Lattice voxels outside the region get their ``before`` level back (exactly); with
+    ``region.negative`` no level ends above its ``before`` value. Works on the box of changed
+    levels only. Returns the boolean mask of the kept flipped voxels over that box for
+    ``"connected"`` (else None).
+    """
+    box = levels_diff_box(before, store.chunks, store.chunk)
+    if box is None or (region.kind == "all" and not region.negative):
+        return None
+    lo, hi = box
+    old = SparseVolume.from_snapshot((before, {}), store.chunk).read_levels(lo, hi - lo)
+    new = store.read_levels(lo, hi - lo)
+    if region.negative:
+        new = np.minimum(old, new)
+    kept = None
+    if region.kind == "box":
+        inside = np.zeros(new.shape, bool)
+        a = np.clip(np.asarray(region.lo) - lo, 0, hi - lo)
+        b = np.clip(np.asarray(region.hi) - lo, 0, hi - lo)
+        if np.all(b > a):
+            inside[a[0] : b[0], a[1] : b[1], a[2] : b[2]] = True
+        new = np.where(inside, new, old)
+    elif region.kind == "connected":
+        was, now = old >= 128, new >= 128
+        flipped = (was & ~now) if region.negative else (now & ~was)
+        kept = np.zeros(new.shape, bool)
+        c = np.asarray(region.click) - lo
+        if np.all(c >= 0) and np.all(c < hi - lo) and flipped[tuple(c)]:
+            labels, _ = ndimage.label(flipped, structure=_FULL)
+            kept = labels == labels[tuple(c)]
+        new = np.where(kept, new, old)
+    elif region.kind != "all":
+        raise ValueError(f"region kind must be 'all', 'box' or 'connected', got {region.kind!r}")
+    store.write_levels(lo, new)
+    return kept

@@ -19,6 +19,7 @@ class Snapshot:
     """Everything ``undo`` restores (chunk arrays are shared, never modified in place)."""
 
     store: tuple
+    mask: tuple
     clicks: tuple[Click, ...]
     patches: tuple[Key, ...]
     has_initial_mask: bool
@@ -31,7 +32,9 @@ class ObjectState:
     Attributes:
         id: label value in :meth:`Session.label_map` (1, 2, ...).
         name: the user's name for it.
-        store: its probabilities on the canonical lattice.
+        store: the model's probabilities on the canonical lattice (the decoder's previous mask).
+        mask: the object's mask on the input grid (``(k, j, i)``, levels 0/255; see
+            :mod:`.mask_layer`): the user's mask in edit mode, changed where prompts acted.
         clicks: all prompts so far (user, box centres, cross-patch clicks), oldest first.
         patches: lattice starts ``(z, y, x)`` of the patches segmented for it.
         has_initial_mask: it was started from a mask (edit mode).
@@ -41,6 +44,7 @@ class ObjectState:
     id: int
     name: str
     store: SparseVolume = field(default_factory=SparseVolume)
+    mask: SparseVolume = field(default_factory=SparseVolume)
     clicks: list[Click] = field(default_factory=list)
     patches: list[Key] = field(default_factory=list)
     has_initial_mask: bool = False
@@ -49,7 +53,7 @@ class ObjectState:
 
     @property
     def is_empty(self) -> bool:
-        return not self.clicks and not self.patches and not self.has_initial_mask and not self.store.chunks
+        return not self.clicks and not self.patches and not self.has_initial_mask and not self.store.chunks and not self.mask.chunks
 
     @property
     def has_foreground_prompt(self) -> bool:
@@ -57,13 +61,20 @@ class ObjectState:
         return self.has_initial_mask or any(c.positive and c.source != "cpp" for c in self.clicks)
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.store.snapshot(), tuple(self.clicks), tuple(self.patches), self.has_initial_mask)
+        return Snapshot(self.store.snapshot(), self.mask.snapshot(), tuple(self.clicks), tuple(self.patches), self.has_initial_mask)
 
     def restore(self, snap: Snapshot) -> None:
         self.store.restore(snap.store)
+        self.mask.restore(snap.mask)
         self.clicks = list(snap.clicks)
         self.patches = list(snap.patches)
         self.has_initial_mask = snap.has_initial_mask
+
+    def clear(self) -> None:
+        """Forget prompts, probabilities and mask (not the undo history)."""
+        self.store.clear()
+        self.mask.clear()
+        self.clicks, self.patches, self.has_initial_mask = [], [], False
 
     def push_history(self, limit: int | None) -> Snapshot:
         snap = self.snapshot()

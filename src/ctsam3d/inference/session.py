@@ -49,21 +49,23 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ClickError, InputError
-from ..geometry import paste_patch
-from .assemble import assemble
-from .edits import box_clip, check_same_grid, mask_to_store
+from .edits import ActedRegion, box_clip, check_same_grid, mask_to_store, restrict_change
 from .expansion import ExpansionConfig, expand
 from .lattice import Lattice
+from .mask_layer import (
+    apply_change, box_keep, changed_input_bbox, input_box_of_lattice_box, mask_image, paste_store, write_user_mask,
+)
 from .objects import ObjectState
 from .patch_cache import FeatureCache
 from .prediction import Prediction
 from .prompts import Click, make_click, parse_point
 from .runner import PatchRunner, Timer
-from .sparse_volume import diff_box
+from .sparse_volume import SparseVolume
 
 __all__ = ["Session"]
 
 Key = tuple[int, int, int]
+_ABOVE = np.float32(0.5 + 1 / 512)  # a mask voxel's probability where the model's is <= 0.5
 
 
 def _model_geometry(model) -> tuple[float, tuple[int, int, int], tuple[float, float]]:
@@ -266,7 +268,8 @@ class Session:
             obj = self._obj()
 
             clip = box_clip(lo, hi, self.patch_size)
-            return self._interact(obj, click, "box", t_start, clip=clip)
+            region = ActedRegion("box", lo=tuple(int(v) for v in lo), hi=tuple(int(v) for v in hi))
+            return self._interact(obj, click, "box", t_start, clip=clip, region=region, keep=box_keep(self.image, a, b))
 
     def set_initial_mask(self, mask: sitk.Image | str | Path) -> Prediction:
         """Start the current object from an existing mask (edit mode); clicks then refine it.
@@ -289,10 +292,10 @@ class Session:
             check_same_grid(mask, self.image)
             obj = self._obj()
             before = obj.push_history(self.undo_depth)
-            obj.store.clear()
-            obj.clicks, obj.patches = [], []
+            obj.clear()
             obj.has_initial_mask = True
-            mask_to_store(mask, self.image, self.lattice, obj.store)
+            mask_to_store(mask, self.image, self.lattice, obj.store)  # what the decoder sees
+            write_user_mask(mask, obj.mask)  # what result() returns: the mask itself
             return self._record(obj, "initial_mask", None, before, Timer(), t_start, {})
 
     # ================================================================== core step
@@ -306,10 +309,17 @@ class Session:
             return best, False
         return self.lattice.patch_start_around(click.zyx), True
 
-    def _interact(self, obj: ObjectState, click: Click, action: str, t_start: float, clip=None) -> Prediction:
+    def _acted_region(self, obj: ObjectState, click: Click) -> ActedRegion:
+        if obj.has_initial_mask:  # edit mode: only the connected change at the click
+            return ActedRegion("connected", negative=not click.positive, click=click.zyx)
+        return ActedRegion("all", negative=not click.positive)
+
+    def _interact(self, obj: ObjectState, click: Click, action: str, t_start: float, clip=None,
+                  region: ActedRegion | None = None, keep=None) -> Prediction:
         timer = Timer()
         counts0 = dict(self._runner.counts)
         before = obj.push_history(self.undo_depth)
+        region = region or self._acted_region(obj, click)
         try:
             obj.clicks.append(click)
             start, is_new = self._choose_patch(obj, click)
@@ -319,10 +329,16 @@ class Session:
             p = probs[0] if clip is None else clip(start, probs[0])
             mode = "max" if (is_new and click.positive) else "replace"
             obj.store.write(start, p, mode=mode)
+            kept = restrict_change(obj.store, before.store[0], region)
             if start not in obj.patches:
                 obj.patches.append(start)
             info = {"quality": quality[0]}
-            if self.expansion.enabled and self.expansion.max_patches > 0:
+            # Expansion only adds, so never after a negative click; in edit mode only when the
+            # click changed something (expansion's result is cut to the connected change again).
+            grow = click.positive and (region.kind != "connected" or (kept is not None and kept.any()))
+            if not grow:
+                info["expansion_stop"] = "negative" if not click.positive else "no_change"
+            elif self.expansion.enabled and self.expansion.max_patches > 0:
                 t0 = time.perf_counter()
                 from ..modeling.cpp_net import heatmap_peaks
 
@@ -332,8 +348,13 @@ class Session:
                 )
                 timer.add("expansion", t0)
                 info.update(expansion_patches=res.decoded, cpp_evaluations=res.cpp, expansion_stop=res.stop)
+                restrict_change(obj.store, before.store[0], region)
             else:
                 info["expansion_stop"] = "disabled"
+            t0 = time.perf_counter()
+            old = SparseVolume.from_snapshot(before.store, obj.store.chunk)
+            apply_change(obj.mask, old, obj.store, self.lattice, self.image, keep=keep)
+            timer.add("mask", t0)
         except BaseException:
             obj.restore(before)  # never leave a half-applied interaction behind
             obj.history.pop()
@@ -343,8 +364,7 @@ class Session:
         return self._record(obj, action, click, before, timer, t_start, info)
 
     def _record(self, obj, action, click, before, timer, t_start, info) -> Prediction:
-        box = diff_box(before.store[0], obj.store.chunks, obj.store.chunk)
-        bbox = None if box is None else self.lattice.box_to_input_bbox(box[0], box[1], self.image)
+        bbox = changed_input_bbox(before.mask[0], obj.mask.chunks, obj.mask.chunk)
         timing = dict(timer.ms)
         timing["total"] = (time.perf_counter() - t_start) * 1000.0
         return Prediction(
@@ -356,7 +376,7 @@ class Session:
             world_lps=None if click is None else click.world_lps,
             changed_bbox=bbox,
             n_patches=len(obj.patches),
-            volume_ml=obj.store.count() * self.spacing**3 / 1000.0,
+            volume_ml=obj.mask.count() * float(np.prod(self.image.GetSpacing())) / 1000.0,
             timing_ms=timing,
             **info,
         )
@@ -383,8 +403,7 @@ class Session:
             t_start = time.perf_counter()
             obj = self._objects[self._current]
             before = obj.push_history(self.undo_depth)
-            obj.store.clear()
-            obj.clicks, obj.patches, obj.has_initial_mask = [], [], False
+            obj.clear()
             return self._record(obj, "reset", None, before, Timer(), t_start, {})
 
     # ================================================================== results
@@ -393,40 +412,57 @@ class Session:
         obj = self._objects.get(self._current if object_id is None else object_id)
         return [] if obj is None else list(obj.clicks)
 
-    def _block(self, oid: int):
-        obj = self._objects.get(oid)
-        bounds = None if obj is None else obj.store.bounds()
-        if bounds is None:
+    def _clamped_probs(self, obj: ObjectState, lo, hi) -> np.ndarray:
+        """The store's probabilities pasted on input box ``[lo, hi)`` (``(k, j, i)``), moved to the
+        mask's side of 0.5 where they disagree with it (so ``> 0.5`` is exactly the mask)."""
+        probs = paste_store(obj.store, self.lattice, self.image, lo, hi)
+        m = obj.mask.read_mask(lo, np.asarray(hi) - np.asarray(lo))
+        return np.where(m, np.maximum(probs, _ABOVE), np.minimum(probs, np.float32(0.5)))
+
+    def _input_bounds(self, obj: ObjectState):
+        """Input box ``(lo, hi)`` ``(k, j, i)`` holding the object's mask and nonzero probabilities."""
+        boxes = []
+        mb = obj.mask.bounds(mask_only=True)
+        if mb is not None:
+            boxes.append(mb)
+        sb = obj.store.bounds()
+        if sb is not None:
+            ib = input_box_of_lattice_box(self.lattice, sb[0], sb[1], self.image)
+            if ib is not None:
+                boxes.append(ib)
+        if not boxes:
             return None
-        # one lattice voxel of margin: the stored box is tight (probabilities < 1/256 are not
-        # stored), and the linear paste must see the zeros around it, not extend its border
-        lo, hi = bounds[0] - 1, bounds[1] + 1
-        return (oid, obj.store.read(lo, hi - lo), self.lattice.grid(lo, tuple(int(v) for v in hi - lo)))
+        return np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
 
     def probabilities(self, object_id: int | None = None, region: tuple[slice, slice, slice] | None = None
                       ) -> tuple[tuple[slice, slice, slice], np.ndarray]:
-        """``(region, probs)``: the object's probabilities resampled onto the input grid.
+        """``(region, probs)``: the object's probabilities on the input grid.
 
         ``region`` are ``[z, y, x]`` slices of the input array; ``probs`` float32 of its shape
         (memory: 4 bytes per voxel of the object's bounding box; :meth:`result` works in slabs).
         Empty slices when the object has no mask. Given ``region`` (``[z, y, x]`` slices of the
         input array, e.g. a prediction's ``changed_slices_zyx``), only the part of the object's
         box inside it is resampled (a server updating a mask after a click).
+
+        They are the model's probabilities (resampled linearly from the lattice) wherever they
+        agree with the mask; where the mask differs from them (the user's own mask in edit
+        mode, a box's clip, voxels no prompt acted on) they are moved to the mask's side of
+        0.5 (0.502 inside, 0.5 outside), so ``probs > 0.5`` is exactly :meth:`result`.
         """
         with self._lock:
             self._require_image()
-            block = self._block(self._current if object_id is None else object_id)
-            if block is None:
+            obj = self._objects.get(self._current if object_id is None else object_id)
+            bounds = None if obj is None else self._input_bounds(obj)
+            if bounds is None:
                 return (slice(0, 0),) * 3, np.zeros((0, 0, 0), np.float32)
-            if region is None:
-                return paste_patch(block[1], block[2], self.image)
-            lo = [int(r.start) for r in region]
-            ref = sitk.Image([int(region[a].stop) - lo[a] for a in (2, 1, 0)], sitk.sitkUInt8)
-            ref.SetOrigin(self.image.TransformIndexToPhysicalPoint((lo[2], lo[1], lo[0])))
-            ref.SetSpacing(self.image.GetSpacing())
-            ref.SetDirection(self.image.GetDirection())
-            sub, values = paste_patch(block[1], block[2], ref)
-            return tuple(slice(s.start + o, s.stop + o) for s, o in zip(sub, lo)), values
+            lo, hi = bounds
+            if region is not None:
+                lo = np.maximum(lo, [int(r.start) for r in region])
+                hi = np.maximum(lo, np.minimum(hi, [int(r.stop) for r in region]))
+            sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+            if np.any(hi <= lo):
+                return sl, np.zeros(tuple(int(b - a) for a, b in zip(lo, hi)), np.float32)
+            return sl, self._clamped_probs(obj, lo, hi)
 
     def use_feature_cache(self, cache: FeatureCache) -> None:
         """Keep encoded patches in ``cache`` from now on, e.g. one that sessions on this same image
@@ -439,24 +475,34 @@ class Session:
     def result(self, object_id: int | None = None) -> sitk.Image:
         """The object's mask (default: current) as a uint8 0/1 image on the input image's grid.
 
-        Probabilities are resampled linearly from the canonical lattice and thresholded at 0.5,
-        only over the bounding box the object touches.
+        The mask is kept on the input grid (see :mod:`.mask_layer`): the user's mask in edit
+        mode, changed only where a prompt acted; for an object started from prompts, the
+        model's probabilities resampled linearly from the lattice and thresholded at 0.5.
         """
         with self._lock:
             self._require_image()
-            block = self._block(self._current if object_id is None else object_id)
-            return assemble(self.image, [] if block is None else [(1, block[1], block[2])])
+            obj = self._objects.get(self._current if object_id is None else object_id)
+            return mask_image(self.image, [] if obj is None else [(1, obj.mask)])
 
     def label_map(self) -> sitk.Image:
         """All objects as one label image on the input grid (value = object id, 0 background).
 
-        Where objects overlap, the one with the higher probability wins. uint8 (uint16 beyond 255).
+        Where objects overlap, the one with the higher probability (:meth:`probabilities`)
+        wins. uint8 (uint16 beyond 255).
         """
         with self._lock:
             self._require_image()
-            blocks = [b for b in (self._block(oid) for oid in self._objects) if b is not None]
-            if not blocks and max(self._objects, default=0) > 255:
-                out = sitk.Image(self.image.GetSize(), sitk.sitkUInt16)
-                out.CopyInformation(self.image)
-                return out
-            return assemble(self.image, blocks)
+
+            def resolve(lo, hi, masks):
+                best = np.full(tuple(int(v) for v in hi - lo), -1.0, np.float32)
+                labels = np.zeros(best.shape, np.int64)
+                for oid, m in masks:
+                    if not m.any():
+                        continue
+                    p = self._clamped_probs(self._objects[oid], lo, hi)
+                    win = m & (p > best)
+                    best[win], labels[win] = p[win], oid
+                return labels
+
+            layers = [(oid, o.mask) for oid, o in self._objects.items()]
+            return mask_image(self.image, layers, resolve)

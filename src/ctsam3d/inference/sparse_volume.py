@@ -10,8 +10,12 @@ instead of modifying old ones, so a snapshot is a shallow copy of the dictionary
 what makes ``undo`` exact and cheap.
 
 Writes either take the voxel-wise maximum with what is stored (``mode="max"``: merging
-patches computed for the same step, expansion) or replace the region (``mode="replace"``:
-a patch re-decoded with the previous mask as input owns its region).
+patches computed for the same step, expansion), the minimum (``mode="min"``: a negative click
+never adds), or replace the region (``mode="replace"``: a patch re-decoded with the previous
+mask as input owns its region).
+
+The same class holds an object's *mask on the input grid* (:mod:`.mask_layer`): there the
+array axes are the input image's ``(k, j, i)`` and the levels are 0 or 255.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["SparseVolume", "diff_box", "quantize"]
+__all__ = ["SparseVolume", "diff_box", "levels_diff_box", "quantize"]
 
 Box = tuple[np.ndarray, np.ndarray]  # half-open [lo, hi) in lattice (z, y, x)
 
@@ -44,6 +48,13 @@ class SparseVolume:
 
     def restore(self, snap: tuple[dict, dict]) -> None:
         self.chunks, self._counts = dict(snap[0]), dict(snap[1])
+
+    @classmethod
+    def from_snapshot(cls, snap: tuple[dict, dict], chunk: int) -> "SparseVolume":
+        """A volume holding a snapshot's chunks (shared, read-only by convention)."""
+        v = cls(chunk)
+        v.restore(snap)
+        return v
 
     def clear(self) -> None:
         self.chunks, self._counts = {}, {}
@@ -101,18 +112,22 @@ class SparseVolume:
         """Write ``values`` (``(D, H, W)`` probabilities) at lattice ``start_zyx``.
 
         Args:
-            mode: ``"replace"`` or ``"max"`` (voxel-wise maximum with the stored values).
+            mode: ``"replace"``, ``"max"`` or ``"min"`` (voxel-wise maximum / minimum with the
+                stored values).
 
         Returns:
             The half-open lattice box ``(lo, hi)`` of voxels whose thresholded mask
             (``p > 0.5``) changed, or ``None`` if the mask did not change.
         """
-        if mode not in ("replace", "max"):
-            raise ValueError(f"mode must be 'replace' or 'max', got {mode!r}")
+        return self.write_levels(start_zyx, quantize(values), mode)
+
+    def write_levels(self, start_zyx, levels: np.ndarray, mode: str = "replace") -> Box | None:
+        """:meth:`write` with uint8 levels (as :meth:`read_levels` returns them): no requantising."""
+        if mode not in ("replace", "max", "min"):
+            raise ValueError(f"mode must be 'replace', 'max' or 'min', got {mode!r}")
         start = [int(s) for s in start_zyx]
-        values = np.asarray(values)
-        size = list(values.shape)
-        new_vals = quantize(values)
+        new_vals = np.asarray(levels, dtype=np.uint8)
+        size = list(new_vals.shape)
         changed_lo = np.full(3, np.iinfo(np.int64).max)
         changed_hi = np.full(3, np.iinfo(np.int64).min)
         c = self.chunk
@@ -124,6 +139,8 @@ class SparseVolume:
             before = view >= 128
             if mode == "max":
                 np.maximum(view, new_vals[sr], out=view)
+            elif mode == "min":
+                np.minimum(view, new_vals[sr], out=view)
             else:
                 view[...] = new_vals[sr]
             diff = before != (view >= 128)
@@ -203,6 +220,28 @@ def diff_box(a: dict, b: dict, chunk: int) -> Box | None:
         ma = ca >= 128 if ca is not None else np.zeros((chunk,) * 3, bool)
         mb = cb >= 128 if cb is not None else np.zeros((chunk,) * 3, bool)
         d = ma != mb
+        if d.any():
+            b_lo, b_hi = _box_of(d)
+            base = np.asarray(key) * chunk
+            lo = np.minimum(lo, b_lo + base)
+            hi = np.maximum(hi, b_hi + base)
+    if lo[0] > hi[0]:
+        return None
+    return lo, hi
+
+
+def levels_diff_box(a: dict, b: dict, chunk: int) -> Box | None:
+    """Box of voxels whose stored level (not only the mask) differs between two chunk tables."""
+    lo = np.full(3, np.iinfo(np.int64).max)
+    hi = np.full(3, np.iinfo(np.int64).min)
+    zero = None
+    for key in set(a) | set(b):
+        ca, cb = a.get(key), b.get(key)
+        if ca is cb:
+            continue
+        if ca is None or cb is None:
+            zero = np.zeros((chunk,) * 3, np.uint8) if zero is None else zero
+        d = (zero if ca is None else ca) != (zero if cb is None else cb)
         if d.any():
             b_lo, b_hi = _box_of(d)
             base = np.asarray(key) * chunk

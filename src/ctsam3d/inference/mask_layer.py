@@ -1,0 +1,222 @@
+"""An object's mask on the input grid, changed only where the model's prediction changes.
+
+Each object keeps two things (see :class:`~ctsam3d.inference.objects.ObjectState`):
+
+* ``store``: the model's probabilities on the canonical lattice (what the decoder sees as the
+  previous mask, see :mod:`.sparse_volume`);
+* ``mask``: the object's mask **on the input image's grid** -- the thing :meth:`Session.result`
+  returns. It is a :class:`.sparse_volume.SparseVolume` indexed by input ``(k, j, i)`` (numpy
+  order of ``sitk.GetArrayFromImage``) with levels 0 / 255.
+
+The mask starts as the user's own mask (edit mode, :func:`write_user_mask`) or empty. After
+each prompt the lattice probabilities before and after the step are both pasted (linear, the
+same resampling as :func:`ctsam3d.geometry.paste_patch`) onto the input voxels whose value
+can depend on a lattice voxel whose stored level changed, and only the input voxels whose
+thresholded value (``p > 0.5``) flipped are flipped in the mask (:func:`apply_change`).
+Hence every input voxel the model's change cannot reach keeps its value bit for bit -- in
+particular a user's mask comes back voxel-identical where no prompt acted -- and an object
+started from clicks alone has exactly the thresholded paste of its probabilities (the flips
+of a paste applied to that paste give the new paste).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..geometry import paste_patch
+from .lattice import Lattice
+from .sparse_volume import SparseVolume, diff_box, levels_diff_box
+
+__all__ = ["apply_change", "box_keep", "input_box_of_lattice_box", "mask_image", "paste_store", "write_user_mask"]
+
+#: ``(lo_kji, hi_kji)`` half-open box of input voxels in numpy order.
+KjiBox = tuple[np.ndarray, np.ndarray]
+ON = 255  # mask level of a voxel in the mask
+
+
+def input_box_of_lattice_box(lattice: Lattice, lo_zyx, hi_zyx, image: sitk.Image) -> KjiBox | None:
+    """Input voxels ``(k, j, i)`` whose linear paste can depend on the lattice box ``[lo, hi)``."""
+    bb = lattice.box_to_input_bbox(lo_zyx, hi_zyx, image)
+    if bb is None:
+        return None
+    (i0, i1), (j0, j1), (k0, k1) = bb
+    return np.array([k0, j0, i0]), np.array([k1, j1, i1])
+
+
+def _sub_reference(image: sitk.Image, lo_kji, hi_kji) -> sitk.Image:
+    ref = sitk.Image([int(hi_kji[2] - lo_kji[2]), int(hi_kji[1] - lo_kji[1]), int(hi_kji[0] - lo_kji[0])], sitk.sitkUInt8)
+    ref.SetOrigin(image.TransformIndexToPhysicalPoint((int(lo_kji[2]), int(lo_kji[1]), int(lo_kji[0]))))
+    ref.SetSpacing(image.GetSpacing())
+    ref.SetDirection(image.GetDirection())
+    return ref
+
+
+def paste_store(store: SparseVolume, lattice: Lattice, image: sitk.Image, lo_kji, hi_kji) -> np.ndarray:
+    """The store's probabilities linearly resampled at the input voxels of ``[lo_kji, hi_kji)``.
+
+    Returns float32 ``(K, J, I)``; 0 where the store holds nothing. Memory: the box plus the
+    lattice box around it.
+    """
+    shape = tuple(int(h - l) for l, h in zip(lo_kji, hi_kji))
+    out = np.zeros(shape, np.float32)
+    if min(shape) <= 0 or not store.chunks:
+        return out
+    ref = _sub_reference(image, lo_kji, hi_kji)
+    size = np.asarray(ref.GetSize(), float)
+    corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float) * size - 0.5
+    zyx = lattice.world_to_zyx(np.array([ref.TransformContinuousIndexToPhysicalPoint(tuple(c)) for c in corners]))
+    lo = np.floor(zyx.min(axis=0)).astype(int) - 1
+    hi = np.ceil(zyx.max(axis=0)).astype(int) + 2
+    probs = store.read(lo, hi - lo)
+    if not probs.any():
+        return out
+    region, vals = paste_patch(probs, lattice.grid(lo, tuple(int(v) for v in hi - lo)), ref)
+    out[region] = vals
+    return out
+
+
+def box_keep(image: sitk.Image, a_lps, b_lps, tol: float = 1e-3) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``keep(lo_kji, hi_kji) -> bool (K, J, I)``: input voxels whose centre lies in the LPS box
+    spanned by corners ``a_lps``, ``b_lps`` (within ``tol`` mm).
+
+    For an input whose axes are LPS axes up to order and sign (axial, sagittal, coronal
+    storage, e.g. RAS or PLI) this is exactly the index box between the corners' voxels.
+    """
+    lo = np.minimum(a_lps, b_lps) - tol
+    hi = np.maximum(a_lps, b_lps) + tol
+    m = np.asarray(image.GetDirection(), float).reshape(3, 3) * np.asarray(image.GetSpacing(), float)
+    origin = np.asarray(image.GetOrigin(), float)
+
+    def keep(lo_kji, hi_kji) -> np.ndarray:
+        axes = [np.arange(int(lo_kji[a]), int(hi_kji[a]), dtype=np.float64) for a in range(3)]  # k, j, i
+        out = np.ones(tuple(len(x) for x in axes), bool)
+        for d in range(3):  # LPS axis
+            # value = origin_d + m[d, 0] * i + m[d, 1] * j + m[d, 2] * k, as broadcast terms
+            terms = [m[d, 2] * axes[0][:, None, None], m[d, 1] * axes[1][None, :, None], m[d, 0] * axes[2][None, None, :]]
+            val = origin[d] + terms[0] + terms[1] + terms[2]
+            out &= (val >= lo[d]) & (val <= hi[d])
+        return out
+
+    return keep
+
+
+def apply_change(
+    mask: SparseVolume,
+    before: SparseVolume,
+    after: SparseVolume,
+    lattice: Lattice,
+    image: sitk.Image,
+    *,
+    keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    slab_voxels: int = 8_000_000,
+) -> KjiBox | None:
+    """Flip the input-grid ``mask`` where the thresholded paste of the lattice probabilities
+    flipped between ``before`` and ``after``; returns the box of changed mask voxels (or None).
+
+    Only input voxels that can depend on a lattice voxel whose level changed are resampled
+    (in slabs of about ``slab_voxels``). ``keep`` (see :func:`box_keep`) limits the flips to
+    the voxels it marks.
+    """
+    box = levels_diff_box(before.chunks, after.chunks, after.chunk)
+    if box is None:
+        return None
+    ib = input_box_of_lattice_box(lattice, box[0], box[1], image)
+    if ib is None:
+        return None
+    lo, hi = ib
+    plane = int((hi[1] - lo[1]) * (hi[2] - lo[2]))
+    step = max(1, slab_voxels // max(1, plane))
+    c_lo = np.full(3, np.iinfo(np.int64).max)
+    c_hi = np.full(3, np.iinfo(np.int64).min)
+    for k0 in range(int(lo[0]), int(hi[0]), step):
+        s_lo = np.array([k0, lo[1], lo[2]])
+        s_hi = np.array([min(k0 + step, int(hi[0])), hi[1], hi[2]])
+        was = paste_store(before, lattice, image, s_lo, s_hi) > 0.5
+        now = paste_store(after, lattice, image, s_lo, s_hi) > 0.5
+        flip = was != now
+        if keep is not None and flip.any():
+            flip &= keep(s_lo, s_hi)
+        if not flip.any():
+            continue
+        f_lo, f_hi = _box_of(flip)
+        sub = tuple(slice(int(a), int(b)) for a, b in zip(f_lo, f_hi))
+        start = s_lo + f_lo
+        cur = mask.read_mask(start, f_hi - f_lo)
+        new = np.where(flip[sub], now[sub], cur)
+        changed = mask.write_levels(start, new.astype(np.uint8) * ON)
+        if changed is not None:
+            c_lo, c_hi = np.minimum(c_lo, changed[0]), np.maximum(c_hi, changed[1])
+    if c_lo[0] > c_hi[0]:
+        return None
+    return c_lo, c_hi
+
+
+def _box_of(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    for a in range(3):
+        nz = np.flatnonzero(m.any(axis=tuple(b for b in range(3) if b != a)))
+        lo[a], hi[a] = nz[0], nz[-1] + 1
+    return lo, hi
+
+
+def write_user_mask(mask: sitk.Image, layer: SparseVolume, slab_voxels: int = 16_000_000) -> None:
+    """Write ``mask != 0`` (an image on the input grid) into ``layer``, over its bounding box only."""
+    binary = sitk.Cast(mask != 0, sitk.sitkUInt8)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(binary)
+    if not stats.HasLabel(1):
+        return
+    i, j, k, si, sj, sk = stats.GetBoundingBox(1)
+    view = sitk.GetArrayViewFromImage(binary)
+    step = max(1, slab_voxels // max(1, si * sj))
+    for k0 in range(k, k + sk, step):
+        k1 = min(k0 + step, k + sk)
+        layer.write_levels((k0, j, i), view[k0:k1, j : j + sj, i : i + si] * np.uint8(ON))
+
+
+def mask_image(image: sitk.Image, layers: list[tuple[int, SparseVolume]], resolve=None, *, slab_voxels: int = 16_000_000) -> sitk.Image:
+    """Label image on ``image``'s grid from input-grid mask layers ``[(value, layer), ...]``.
+
+    Where several layers hold a voxel, ``resolve(lo_kji, hi_kji, values, masks) -> labels``
+    decides (default: the later layer). uint8, uint16 when a value exceeds 255.
+    """
+    big = max((v for v, _ in layers), default=0) > 255
+    ptype, dtype = (sitk.sitkUInt16, np.uint16) if big else (sitk.sitkUInt8, np.uint8)
+    out = sitk.Image(image.GetSize(), ptype)
+    out.CopyInformation(image)
+    bounds = [(v, layer, layer.bounds(mask_only=True)) for v, layer in layers]
+    bounds = [b for b in bounds if b[2] is not None]
+    if not bounds:
+        return out
+    size_kji = np.asarray(image.GetSize()[::-1])
+    lo = np.maximum(np.min([b[2][0] for b in bounds], axis=0), 0)
+    hi = np.minimum(np.max([b[2][1] for b in bounds], axis=0), size_kji)
+    if np.any(hi <= lo):
+        return out
+    step = max(1, slab_voxels // max(1, int((hi[1] - lo[1]) * (hi[2] - lo[2]))))
+    for k0 in range(int(lo[0]), int(hi[0]), step):
+        s_lo = np.array([k0, lo[1], lo[2]])
+        s_hi = np.array([min(k0 + step, int(hi[0])), hi[1], hi[2]])
+        masks = [(v, layer.read_mask(s_lo, s_hi - s_lo)) for v, layer, _ in bounds]
+        labels = np.zeros(tuple(int(v) for v in s_hi - s_lo), dtype)
+        count = np.zeros(labels.shape, np.uint8)
+        for v, m in masks:
+            labels[m] = v
+            count += m
+        if resolve is not None and np.any(count > 1):
+            labels = np.where(count > 1, resolve(s_lo, s_hi, masks), labels).astype(dtype)
+        if labels.any():
+            out[int(lo[2]) : int(hi[2]), int(lo[1]) : int(hi[1]), int(s_lo[0]) : int(s_hi[0])] = sitk.GetImageFromArray(labels)
+    return out
+
+
+def changed_input_bbox(before: dict, after: dict, chunk: int):
+    """``((i0, i1), (j0, j1), (k0, k1))`` of mask voxels that differ between two chunk tables, or None."""
+    box = diff_box(before, after, chunk)
+    if box is None:
+        return None
+    (k0, j0, i0), (k1, j1, i1) = box
+    return ((int(i0), int(i1)), (int(j0), int(j1)), (int(k0), int(k1)))
