@@ -230,3 +230,19 @@ def test_nothing_downloads_by_itself(home, monkeypatch):
 
     assert cli_main(["models", "-q"]) == 0
     assert ctsam3d.load_model().model_name == registry.default_model().name
+
+
+def test_not_enough_disk_refused_before_downloading(release, home, capsys, monkeypatch):
+    import collections
+
+    from ctsam3d.hub import install
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(install.shutil, "disk_usage", lambda p: usage(1 << 40, 0, 100 << 20))
+    hub = _hub(release)
+    with FakeModelScope(hub) as url:
+        assert _download(url) == 2
+    err = capsys.readouterr().err
+    assert "GiB free" in err and "$CTSAM3D_HOME" in err and err.count("\n") == 1
+    assert [p for p, _ in hub.requests] == ["listing"]  # no file transfer started
+    assert _models_left(home) == []

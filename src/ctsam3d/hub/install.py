@@ -74,6 +74,13 @@ def _write_json_atomic(path: Path, value: dict) -> None:
     os.replace(tmp, path)
 
 
+def _free_bytes(path: Path) -> int:
+    """Free bytes on the file system of ``path`` (or of its nearest existing parent)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -90,6 +97,12 @@ def _download(part_dir: Path, rec: dict, *, endpoint: str | None, model_id: str,
     base = modelscope.endpoint(endpoint)
     files = modelscope.list_files(base, model_id, revision)
     params, config = modelscope.pick_release_files(files, model_id)
+    if params.size:  # the download and the converted model side by side
+        have = params.size if not (part_dir / "params.pth.part").is_file() else params.size - (part_dir / "params.pth.part").stat().st_size
+        need, free = have + params.size * 1.05 + (64 << 20), _free_bytes(part_dir)
+        if free < need:
+            raise HubError(f"{models_dir()}: {free / 2**30:.1f} GiB free, downloading and installing needs about "
+                           f"{need / 2**30:.1f} GiB (set $CTSAM3D_HOME to a folder with room)")
     known = rec.get("files", {})
     for f in (params, config):
         if f is None:
@@ -163,6 +176,8 @@ def install_released(*, from_file: str | Path | None = None, config_file: str | 
     else:
         params, config, origin = _download(part_dir, rec, endpoint=endpoint, model_id=model_id, revision=revision,
                                            progress=progress, retries=retries)
+    if downloaded:
+        log.info("verifying and converting %s (%.0f MB) …", params.name, params.stat().st_size / 1e6)
 
     files = {}
     for key, path in (("params.pth", params), ("config.py", config)):
@@ -190,6 +205,12 @@ def install_released(*, from_file: str | Path | None = None, config_file: str | 
 
     root = models_dir()
     root.mkdir(parents=True, exist_ok=True)
+    for stale in [*root.glob(f".install-{name}-*"), *root.glob(f".old-{name}-*")]:  # left by a killed install
+        shutil.rmtree(stale, ignore_errors=True)
+    need = params.stat().st_size * 1.05 + (64 << 20)  # model.safetensors is about as large as params.pth
+    if shutil.disk_usage(root).free < need:
+        raise HubError(f"{root}: {shutil.disk_usage(root).free / 2**30:.1f} GiB free, the model needs about "
+                       f"{need / 2**30:.1f} GiB (set $CTSAM3D_HOME to a folder with room)")
     token = secrets.token_hex(6)
     tmp = root / f".install-{name}-{token}"
     old = root / f".old-{name}-{token}"
