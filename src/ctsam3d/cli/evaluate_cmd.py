@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="anatomy catalogue naming the label ids of pairs data (default openkbp)")
     parser.add_argument("--model", action="append", default=None, metavar="M",
                         help="model directory, .safetensors, params.pth or preset; repeat to compare several "
-                             "(default: the bundled starter model)")
+                             "(default: the default model, see 'ctsam3d models')")
     parser.add_argument("--method", default=",".join(METHODS),
                         help=f"comma-separated methods from {', '.join(METHODS)} (default: all)")
     parser.add_argument("--clicks", type=int, default=10, metavar="K", help="clicks per structure (default 10)")
@@ -71,8 +71,10 @@ def build_methods(names: list[str], models: list[str] | None, device: str, max_p
         from ..modeling import load_model
 
         for spec in models or [None]:
-            label = "starter" if spec is None else (Path(spec).name if Path(spec).exists() else spec)
-            loaded.append((label, spec or "bundled starter", load_model(spec, device=device)))
+            model = load_model(spec, device=device)
+            name = getattr(model, "model_name", None) or "default model"  # the default is not always the starter
+            label = name if spec is None else (Path(spec).name if Path(spec).exists() else spec)
+            loaded.append((label, spec or name, model))
     kwargs = {} if max_patches is None else {"max_patches": max_patches}
     for n in names:
         if n.startswith("model"):
