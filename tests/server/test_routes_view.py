@@ -28,19 +28,23 @@ def test_display_factors(size, spacing, limit, want):
 @pytest.mark.parametrize("code", ["LPS", "PLI"])
 def test_downsample_is_a_block_mean_centred_on_the_blocks(code):
     img, _ = synthetic_ct(code)
-    arr = sitk.GetArrayFromImage(img)
-    small = downsample(img, (2, 3, 2))
+    arr = sitk.GetArrayFromImage(img)  # [k, j, i]
+    f = (3, 5, 3)  # i, j, k: no size is a multiple, so every axis ends in a partial block
+    small = downsample(img, f)
     sa = sitk.GetArrayFromImage(small)
-    assert small.GetSize() == tuple(-(-n // f) for n, f in zip(img.GetSize(), (2, 3, 2)))
-    assert small.GetPixelID() == img.GetPixelID()
-    # a whole block: the rounded mean of its voxels
-    k, j, i = 3, 2, 4
-    block = arr[2 * k:2 * k + 2, 3 * j:3 * j + 3, 2 * i:2 * i + 2]
-    assert sa[k, j, i] == np.rint(block.mean())
+    assert small.GetSize() == tuple(-(-n // k) for n, k in zip(img.GetSize(), f))
+    assert small.GetPixelID() == img.GetPixelID() and small.GetDirection() == img.GetDirection()
+    # a whole block: the mean of its voxels, rounded
+    i, j, k = 3, 2, 4
+    block = arr[3 * k:3 * k + 3, 5 * j:5 * j + 5, 3 * i:3 * i + 3]
+    assert abs(float(sa[k, j, i]) - block.mean()) <= 0.5 + 1e-6
+    # the last, partial block along each axis: the edge voxels repeated to fill it
+    ni, nj, nk = img.GetSize()
+    last = np.pad(arr, [(0, (-nk) % 3), (0, (-nj) % 5), (0, (-ni) % 3)], mode="edge")[-3:, -5:, -3:]
+    assert abs(float(sa[-1, -1, -1]) - last.mean()) <= 0.5 + 1e-6
     # display voxel (i, j, k) sits at the centre of its block of CT voxels
-    centre = img.TransformContinuousIndexToPhysicalPoint((2 * i + 0.5, 3 * j + 1.0, 2 * k + 0.5))
+    centre = img.TransformContinuousIndexToPhysicalPoint((3 * i + 1.0, 5 * j + 2.0, 3 * k + 1.0))
     assert np.allclose(small.TransformIndexToPhysicalPoint((i, j, k)), centre, atol=1e-6)
-    assert small.GetDirection() == img.GetDirection()
 
 
 def test_route_serves_full_and_coarse_volumes(client, tmp_path):
