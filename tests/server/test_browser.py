@@ -81,7 +81,7 @@ def e2e(tmp_path_factory, lite_model):
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(url + "/")
             page.wait_for_function("document.body.dataset.ready === '1'", timeout=180_000)
-            page.click("[data-view=axial]")  # one 2D view: software WebGL renders it faster than four
+            page.click("[data-view=axial]")  # one 2D view: a 25 px move stays on this slice
             page.select_option("#datastore", "example_ct.nii.gz")
             page.click("#open-btn")
             page.wait_for_function("document.body.dataset.session", timeout=180_000)
@@ -107,11 +107,15 @@ def e2e(tmp_path_factory, lite_model):
             # what the page shows: nonzero count and a checksum of the overlay (file voxel order)
             overlay = page.evaluate(
                 """() => {
-                    const img = window.ctsam3d.nv.volumes[1].img;
+                    const img = window.ctsam3d.overlayFileOrder();
                     let n = 0, s = 0;
                     for (let i = 0; i < img.length; i++) if (img[i]) { n += 1; s += i; }
                     return {n, s, len: img.length};
                 }"""
+            )
+            first_ui = page.evaluate(
+                """() => ({markers: window.ctsam3d.markerCount(), busy: !document.getElementById('busy').hidden,
+                           status: document.getElementById('status').textContent})"""
             )
             sid = page.evaluate("() => document.body.dataset.session")
             server_labels = sitk.GetArrayFromImage(app.state.ctx.store.get(sid).label_image())
@@ -119,12 +123,17 @@ def e2e(tmp_path_factory, lite_model):
             page.mouse.click(pos[0] + 25, pos[1] + 25, button="right")
             page.wait_for_function("document.body.dataset.edits === '2'", timeout=180_000)
             second = page.evaluate("() => window.ctsam3d.state.lastClick")
+            second_ui = page.evaluate(
+                """() => ({markers: window.ctsam3d.markerCount(), busy: !document.getElementById('busy').hidden,
+                           status: document.getElementById('status').textContent})"""
+            )
         finally:
             b.close()
         clicks = app.state.ctx.store.get(sid).info()["objects"][0]["clicks"]
     return {
         "target_ijk": ijk, "labels": sitk.GetArrayFromImage(labels), "last": last, "overlay": overlay,
         "server": server_labels, "errors": errors, "shot": shot, "second": second, "clicks": clicks,
+        "first_ui": first_ui, "second_ui": second_ui,
     }
 
 
@@ -159,3 +168,14 @@ def test_one_click_dice(e2e):
     dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
     print(f"one-click Dice on the {ORGAN}: {dice:.3f}")
     assert dice >= 0.5, f"Dice {dice:.3f} from one click on the {ORGAN}"
+
+
+def test_markers_busy_indicator_and_status_follow_the_clicks(e2e):
+    """A marker at each placed click (the first on the axial slice shown; the second, 25 px away,
+    on the same slice), no busy indicator once the overlay is drawn, and a status line that
+    describes the latest click."""
+    assert e2e["first_ui"]["markers"] >= 1
+    assert e2e["second_ui"]["markers"] >= 2
+    assert not e2e["first_ui"]["busy"] and not e2e["second_ui"]["busy"]
+    assert e2e["first_ui"]["status"].startswith("Positive click at voxel")
+    assert e2e["second_ui"]["status"].startswith("Negative click at voxel")

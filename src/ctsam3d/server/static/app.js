@@ -1,9 +1,19 @@
 // ctsam3d web tool: NiiVue viewer + clicks sent to the server.
 //
 // Geometry contract: a click is sent as NiiVue's world position in RAS millimetres; the server
-// converts it with the image's own geometry (RAS -> LPS -> continuous index -> voxel). The
-// label overlay is a uint8 NIfTI on the input grid; after each edit the page patches the
-// changed box of `volumes[1].img`, which NiiVue keeps in the file's voxel order (i fastest).
+// converts it with the image's own geometry (RAS -> LPS -> continuous index -> voxel).
+//
+// Speed on any renderer, software WebGL included (issue 20):
+// * The CT is shown from a display volume (`view.nii.gz?max_voxels=`): full resolution on a GPU,
+//   block-averaged to at most DISPLAY_VOXELS_SOFTWARE voxels on a software renderer, where
+//   preparing a 512 x 512 x 300 volume's textures takes most of a minute. Clicks are world mm, so
+//   they reach the full-resolution CT either way; masks and exports are full resolution.
+// * The label overlay is NiiVue's drawing layer (one uint8 3D texture on the display grid, RAS
+//   order). After an edit the page fetches only the changed box of the label map
+//   (`labels.raw?box=`, file voxel order, full resolution), writes that box into the drawing
+//   bitmap and uploads just that box (`texSubImage3D`), then redraws: no volume is re-uploaded
+//   and no layer re-oriented per click (NiiVue's updateGLVolume did both and took seconds).
+// * Object colours live in the drawing colour table; changing one uploads a 256-entry table.
 import { Niivue, SLICE_TYPE, SHOW_RENDER, DRAG_MODE } from "/static/vendor/niivue.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,12 +22,18 @@ const VIEWS = {
   multi: SLICE_TYPE.MULTIPLANAR, axial: SLICE_TYPE.AXIAL, coronal: SLICE_TYPE.CORONAL,
   sagittal: SLICE_TYPE.SAGITTAL, render: SLICE_TYPE.RENDER,
 };
+const DISPLAY_VOXELS_SOFTWARE = 10_000_000; // 512x512x300 -> 256x256x150
+const DISPLAY_VOXELS_GPU = 2 ** 31 - 1; // full resolution
+const OVERLAY_OPACITY = 0.5;
 
 const state = {
   token: null, session: null, info: null, objects: [], active: null, leftPositive: true,
-  window: "soft", edits: 0, lastClick: null, queue: Promise.resolve(),
+  window: "soft", edits: 0, lastClick: null, queue: Promise.resolve(), pending: 0,
+  display: null, // {factors: [fi, fj, fk], fileDims: [ni, nj, nk] of the CT, dims: display dims}
+  pendingMarks: [], // clicks sent but not answered yet: {mm, positive}
+  timings: {},
 };
-window.ctsam3d = { state }; // for tests and debugging
+window.ctsam3d = { state }; // for tests, benchmarks and debugging
 
 // ---------------------------------------------------------------- token + API
 {
@@ -55,12 +71,22 @@ async function request(path, { method = "GET", json, body } = {}) {
 }
 const api = async (path, opts) => (await request(path, opts)).json();
 
-function status(text, isError = false) {
+// ---------------------------------------------------------------- status line + busy indicator
+// The status line always describes the latest action: each action sets it when it starts
+// ("…", busy) and when it ends (result or error). A click queued behind another says so.
+let statusSerial = 0;
+function status(text, { error = false, busy = false } = {}) {
   const el = $("status");
   el.textContent = text;
-  el.className = isError ? "error" : "";
+  el.className = error ? "error" : busy ? "busy" : "";
+  return ++statusSerial;
 }
-function fail(err) { console.error(err); status(err.message || String(err), true); }
+function setBusy(delta) {
+  state.pending = Math.max(0, state.pending + delta);
+  document.body.classList.toggle("busy", state.pending > 0);
+  $("busy").hidden = state.pending === 0;
+}
+function fail(err) { console.error(err); status(err.message || String(err), { error: true }); }
 
 function showTokenBox() { $("token-box").hidden = false; }
 $("token-btn").onclick = () => {
@@ -73,7 +99,8 @@ $("token-btn").onclick = () => {
 // ---------------------------------------------------------------- viewer
 const nv = new Niivue({
   backColor: [0.08, 0.09, 0.1, 1], crosshairColor: [1, 0.85, 0, 0.6], show3Dcrosshair: true,
-  crosshairWidth: 1, crosshairGap: 12, isColorbar: false, dragAndDropEnabled: false, multiplanarShowRender: SHOW_RENDER.ALWAYS,
+  crosshairWidth: 1, crosshairGap: 12, isColorbar: false, dragAndDropEnabled: false,
+  multiplanarShowRender: SHOW_RENDER.ALWAYS,
   isRadiologicalConvention: true, // patient's right on screen left, as in 3D Slicer and PACS viewers
 });
 window.ctsam3d.nv = nv;
@@ -84,6 +111,32 @@ nv.setMouseEventConfig({
   rightButton: DRAG_MODE.crosshair,
   centerButton: DRAG_MODE.pan,
 });
+nv.setDrawOpacity(OVERLAY_OPACITY);
+
+// Software WebGL (SwiftShader, llvmpipe): coarser display volume, no 3D tile in the 4-view layout
+// (ray casting a volume in software costs seconds per frame; the 3D button still shows it).
+const renderer = (() => {
+  const gl = nv.gl;
+  const ext = gl.getExtension("WEBGL_debug_renderer_info");
+  return String(ext ? gl.getParameter(ext.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER));
+})();
+const params = new URLSearchParams(location.search);
+const software = params.get("software") !== null
+  ? params.get("software") !== "0" : /swiftshader|llvmpipe|softpipe|software|lavapipe/i.test(renderer);
+const displayVoxels = params.get("display") === "full" ? DISPLAY_VOXELS_GPU
+  : Number(params.get("display")) > 0 ? Number(params.get("display"))
+    : software ? DISPLAY_VOXELS_SOFTWARE : DISPLAY_VOXELS_GPU;
+if (software) nv.opts.multiplanarShowRender = SHOW_RENDER.NEVER;
+window.ctsam3d.renderer = { renderer, software, displayVoxels };
+
+// Every redraw also redraws the click markers (a 2D canvas above the WebGL one).
+const marks = $("marks");
+const drawSceneGL = nv.drawScene.bind(nv);
+nv.drawScene = (...args) => {
+  const out = drawSceneGL(...args);
+  drawMarkers();
+  return out;
+};
 
 canvas.addEventListener("contextmenu", (e) => e.preventDefault());
 let down = null;
@@ -95,17 +148,29 @@ canvas.addEventListener("pointerup", (e) => {
   down = null;
   if (!d || d.shift || d.ctrl || (d.button !== 0 && d.button !== 2)) return;
   if (Math.hypot(e.clientX - d.x, e.clientY - d.y) > 4) return; // a drag, not a click
+  const t0 = performance.now();
   const rect = canvas.getBoundingClientRect();
   const scale = canvas.width / rect.width;
   const frac = nv.canvasPos2frac([(e.clientX - rect.left) * scale, (e.clientY - rect.top) * scale]);
   if (!state.session || !frac || frac[0] < 0) return; // not on a 2D slice (3D view or margin)
   const mm = nv.frac2mm(frac);
   const positive = d.button === 0 ? state.leftPositive : false;
-  enqueue(() => sendClick([mm[0], mm[1], mm[2]], positive));
+  const mark = { mm: [mm[0], mm[1], mm[2]], positive };
+  state.pendingMarks.push(mark);
+  drawMarkers();
+  setBusy(+1);
+  const queued = state.pending > 1;
+  status(`${positive ? "Positive" : "Negative"} click${queued ? " queued" : ""}: computing…`, { busy: true });
+  enqueue(() => sendClick(mark, t0)).finally(() => {
+    state.pendingMarks = state.pendingMarks.filter((m) => m !== mark);
+    setBusy(-1);
+    drawMarkers();
+  });
 }, true);
 
 function enqueue(task) {
-  state.queue = state.queue.then(task).catch(fail);
+  const run = state.queue.then(task);
+  state.queue = run.catch(fail);
   return state.queue;
 }
 
@@ -129,70 +194,248 @@ $("mode-btn").onclick = () => {
   const b = $("mode-btn");
   b.textContent = "Left click: " + (state.leftPositive ? "positive" : "negative");
   b.className = state.leftPositive ? "positive" : "negative";
+  status(`Left click now adds ${state.leftPositive ? "positive" : "negative"} clicks.`);
 };
 
-function labelVolume() { return nv.volumes[1]; }
+// ---------------------------------------------------------------- overlay (drawing layer)
+// The drawing bitmap is NiiVue's: uint8, display grid, RAS voxel order (x fastest), dims = back.dims.
+// Display volume voxel (i', j', k') in file order -> RAS index via the volume's img2RAS steps.
 
+/** Object colours into the drawing colour table (index = object id); only the table is uploaded. */
 function applyColormap() {
-  const vol = labelVolume();
-  if (!vol) return;
-  const maxId = Math.max(1, ...state.objects.map((o) => o.id));
-  const R = [], G = [], B = [], A = [], I = [], labels = [];
-  for (let id = 0; id <= maxId; id++) {
-    const o = state.objects.find((x) => x.id === id);
-    R.push(o ? o.color[0] : 0); G.push(o ? o.color[1] : 0); B.push(o ? o.color[2] : 0);
-    A.push(o && o.visible ? 255 : 0); I.push(id); labels.push(o ? o.name : "");
+  if (!nv.volumes.length) return;
+  const lut = new Uint8ClampedArray(256 * 4);
+  const labels = new Array(256).fill("");
+  for (const o of state.objects) {
+    if (o.id < 1 || o.id > 255) continue;
+    lut.set([o.color[0], o.color[1], o.color[2], o.visible ? 255 : 0], o.id * 4);
+    labels[o.id] = o.name;
   }
-  vol.setColormapLabel({ R, G, B, A, I, labels });
-  nv.updateGLVolume();
+  nv.drawLut = { lut, labels };
+  nv.refreshColormaps();
+  nv.drawScene();
 }
 
-async function patchLabels(box) {
+/** A new, empty overlay for the display volume just loaded. */
+function createOverlay() {
+  nv.createEmptyDrawing();
+  nv.clickToSegmentGrowingBitmap = null; // NiiVue's click-to-segment buffer: never used here
+  nv.drawClearAllUndoBitmaps?.(); // NiiVue's drawing undo: the server keeps the history
+}
+
+/**
+ * Write the label values of a full-resolution box (file order [z0, y0, x0] .. [z1, y1, x1)) into
+ * the drawing bitmap and upload only the display voxels it covers. A display voxel shows the
+ * label of the full-resolution voxel nearest its centre (the block's central voxel).
+ */
+function patchOverlay(box, buf) {
+  const vol = nv.volumes[0];
   const [[z0, y0, x0], [z1, y1, x1]] = box;
-  const res = await request(`/api/sessions/${state.session}/labels.raw?box=${[z0, y0, x0, z1, y1, x1].join(",")}`);
-  const buf = new Uint8Array(await res.arrayBuffer());
-  const vol = labelVolume();
-  const [nx, ny] = state.info.image.size; // i (x), j (y) sizes: file voxel order is i fastest
-  const w = x1 - x0;
-  let src = 0;
-  for (let z = z0; z < z1; z++) {
-    for (let y = y0; y < y1; y++) {
-      vol.img.set(buf.subarray(src, src + w), (z * ny + y) * nx + x0);
-      src += w;
+  const [fi, fj, fk] = state.display.factors;
+  const [ni, nj, nk] = state.display.dims; // display volume, file order
+  const c = [Math.floor((fi - 1) / 2), Math.floor((fj - 1) / 2), Math.floor((fk - 1) / 2)];
+  // display voxels whose sample (block centre) lies in the box
+  const lo = [Math.ceil((x0 - c[0]) / fi), Math.ceil((y0 - c[1]) / fj), Math.ceil((z0 - c[2]) / fk)].map((v) => Math.max(0, v));
+  const hi = [
+    Math.min(ni, Math.floor((x1 - 1 - c[0]) / fi) + 1), Math.min(nj, Math.floor((y1 - 1 - c[1]) / fj) + 1),
+    Math.min(nk, Math.floor((z1 - 1 - c[2]) / fk) + 1),
+  ];
+  if (hi[0] <= lo[0] || hi[1] <= lo[1] || hi[2] <= lo[2]) return 0;
+  // the same block in RAS order: axis p of RAS is file axis |permRAS[p]| - 1, flipped when negative
+  const perm = vol.permRAS;
+  const dimsRAS = [vol.dimsRAS[1], vol.dimsRAS[2], vol.dimsRAS[3]];
+  const fileDims = [ni, nj, nk];
+  const rlo = [0, 0, 0], rhi = [0, 0, 0];
+  for (let p = 0; p < 3; p++) {
+    const a = Math.abs(perm[p]) - 1;
+    if (perm[p] > 0) { rlo[p] = lo[a]; rhi[p] = hi[a]; } else { rlo[p] = fileDims[a] - hi[a]; rhi[p] = fileDims[a] - lo[a]; }
+  }
+  const w = rhi[0] - rlo[0], h = rhi[1] - rlo[1], d = rhi[2] - rlo[2];
+  const sub = new Uint8Array(w * h * d);
+  const bw = x1 - x0, bh = y1 - y0; // box strides (file order, x fastest)
+  const step = vol.img2RASstep, start = vol.img2RASstart;
+  const bitmap = nv.drawBitmap;
+  // walk RAS voxels of the block; find the display file voxel, then the full-resolution sample
+  const s0 = step[0], s1 = step[1], s2 = step[2];
+  const planeD = ni * nj;
+  let o = 0;
+  for (let rz = rlo[2]; rz < rhi[2]; rz++) {
+    for (let ry = rlo[1]; ry < rhi[1]; ry++) {
+      let idx = start[0] + start[1] + start[2] + rlo[0] * s0 + ry * s1 + rz * s2; // display file index
+      let ras = rlo[0] + dimsRAS[0] * (ry + dimsRAS[1] * rz);
+      for (let rx = rlo[0]; rx < rhi[0]; rx++, idx += s0, ras++) {
+        const k = Math.floor(idx / planeD), rem = idx - k * planeD;
+        const j = Math.floor(rem / ni), i = rem - j * ni;
+        const v = buf[(k * fk + c[2] - z0) * bw * bh + (j * fj + c[1] - y0) * bw + (i * fi + c[0] - x0)];
+        sub[o++] = v;
+        bitmap[ras] = v;
+      }
     }
   }
-  nv.updateGLVolume();
+  const gl = nv.gl;
+  gl.activeTexture(gl.TEXTURE7); // NiiVue's drawing texture unit
+  gl.bindTexture(gl.TEXTURE_3D, nv.drawTexture);
+  gl.pixelStorei(gl.UNPACK_ALIGNMENT, 1);
+  gl.texSubImage3D(gl.TEXTURE_3D, 0, rlo[0], rlo[1], rlo[2], w, h, d, gl.RED, gl.UNSIGNED_BYTE, sub);
+  return w * h * d;
 }
+
+async function fetchBox(box) {
+  const [[z0, y0, x0], [z1, y1, x1]] = box;
+  const res = await request(`/api/sessions/${state.session}/labels.raw?box=${[z0, y0, x0, z1, y1, x1].join(",")}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/** The overlay in the CT's file voxel order on the display grid (tests compare it with the server's). */
+window.ctsam3d.overlayFileOrder = () => {
+  const vol = nv.volumes[0];
+  const [ni, nj, nk] = state.display.dims;
+  const out = new Uint8Array(ni * nj * nk);
+  const step = vol.img2RASstep, start = vol.img2RASstart;
+  const [dx, dy, dz] = [vol.dimsRAS[1], vol.dimsRAS[2], vol.dimsRAS[3]];
+  let ras = 0;
+  for (let z = 0; z < dz; z++) for (let y = 0; y < dy; y++) for (let x = 0; x < dx; x++, ras++) {
+    out[start[0] + start[1] + start[2] + x * step[0] + y * step[1] + z * step[2]] = nv.drawBitmap[ras];
+  }
+  return out;
+};
+
+/** Draw and wait until the GPU has drawn it (the benchmark's "overlay updated"): a one-pixel
+ * readback, unlike gl.finish, blocks until every queued command (uploads, passes) has run. */
+const pixel = new Uint8Array(4);
+const profile = params.get("profile") !== null; // ?profile: wait for the GPU after each step of an open
+function syncGPU() {
+  const gl = nv.gl;
+  gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+  gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, pixel);
+}
+async function presented() {
+  nv.drawScene();
+  syncGPU();
+  return new Promise((resolve) => requestAnimationFrame(() => resolve(performance.now())));
+}
+
+// ---------------------------------------------------------------- click markers
+// A marker per placed click (green ring: positive, red cross: negative) on every 2D tile whose
+// slice passes within half a display voxel of it; clicks of hidden objects are not shown.
+function fileVoxelToMM(ijk) {
+  const a = nv.volumes[0].hdr.affine; // display volume: voxel (file order) -> RAS mm
+  const [fi, fj, fk] = state.display.factors;
+  const c = [(fi - 1) / 2, (fj - 1) / 2, (fk - 1) / 2];
+  const v = [(ijk[0] - c[0]) / fi, (ijk[1] - c[1]) / fj, (ijk[2] - c[2]) / fk];
+  return [0, 1, 2].map((r) => a[r][0] * v[0] + a[r][1] * v[1] + a[r][2] * v[2] + a[r][3]);
+}
+
+function drawMarkers() {
+  if (marks.width !== canvas.width || marks.height !== canvas.height) {
+    marks.width = canvas.width;
+    marks.height = canvas.height;
+  }
+  const ctx = marks.getContext("2d");
+  ctx.clearRect(0, 0, marks.width, marks.height);
+  if (!state.session || !nv.volumes.length || !state.display) return;
+  const points = [];
+  for (const o of state.objects) {
+    if (!o.visible) continue;
+    for (const c of o.clicks) points.push({ mm: fileVoxelToMM(c.ijk), positive: c.positive, active: o.id === state.active });
+  }
+  for (const m of state.pendingMarks) points.push({ mm: m.mm, positive: m.positive, active: true, pending: true });
+  const pix = nv.volumes[0].pixDimsRAS; // display voxel size along R, A, S
+  const half = [pix[1] / 2, pix[2] / 2, pix[3] / 2];
+  const r = Math.max(5, Math.round(5 * (window.devicePixelRatio || 1)));
+  let shown = 0;
+  for (const s of nv.screenSlices || []) {
+    if (s.axCorSag > 2 || !s.AxyzMxy || s.AxyzMxy.length < 4) continue;
+    // in-plane axes and depth axis of this tile (NiiVue: axial x,y|z; coronal x,z|y; sagittal y,z|x)
+    const ax = s.axCorSag === 0 ? [0, 1, 2] : s.axCorSag === 1 ? [0, 2, 1] : [1, 2, 0];
+    const v = s.AxyzMxy;
+    let ltwh = s.leftTopWidthHeight.slice();
+    const mirror = ltwh[2] < 0;
+    if (mirror) { ltwh[0] += ltwh[2]; ltwh[2] = -ltwh[2]; }
+    for (const p of points) {
+      const x = p.mm[ax[0]], y = p.mm[ax[1]], z = p.mm[ax[2]];
+      const plane = v[2] + v[4] * (y - v[1]) - v[3] * (x - v[0]);
+      if (Math.abs(z - plane) > half[ax[2]] + 1e-3) continue;
+      let fx = (x - s.leftTopMM[0]) / s.fovMM[0];
+      const fy = (y - s.leftTopMM[1]) / s.fovMM[1];
+      if (fx < 0 || fx > 1 || fy < 0 || fy > 1) continue;
+      if (mirror) fx = 1 - fx;
+      const px = ltwh[0] + fx * ltwh[2], py = ltwh[1] + (1 - fy) * ltwh[3];
+      ctx.lineWidth = p.active ? 2.5 : 1.5;
+      ctx.strokeStyle = p.positive ? "#3cf06a" : "#ff4d6a";
+      ctx.setLineDash(p.pending ? [3, 3] : []);
+      ctx.beginPath();
+      if (p.positive) {
+        ctx.arc(px, py, r, 0, 2 * Math.PI);
+      } else {
+        ctx.moveTo(px - r, py - r); ctx.lineTo(px + r, py + r);
+        ctx.moveTo(px + r, py - r); ctx.lineTo(px - r, py + r);
+      }
+      ctx.stroke();
+      shown++;
+    }
+  }
+  marks.dataset.shown = String(shown);
+}
+window.ctsam3d.markerCount = () => Number(marks.dataset.shown || 0);
+window.addEventListener("resize", () => requestAnimationFrame(drawMarkers));
 
 // ---------------------------------------------------------------- sessions
 async function loadSession(sessionId) {
-  status("Loading image…");
-  const info = await api(`/api/sessions/${sessionId}`);
-  state.session = sessionId;
-  state.info = info;
-  state.objects = info.objects;
-  state.active = info.objects.length ? info.objects[info.objects.length - 1].id : null;
-  history.replaceState(null, "", location.pathname + location.search + "#session=" + sessionId);
-  const headers = authHeaders();
-  await nv.loadVolumes([
-    { url: `/api/sessions/${sessionId}/image.nii.gz`, name: "image.nii.gz", headers, colormap: "gray" },
-    { url: `/api/sessions/${sessionId}/labels.nii.gz`, name: "labels.nii.gz", headers, opacity: 0.5 },
-  ]);
-  setWindow(state.window);
-  applyColormap();
-  renderObjects();
-  const im = info.image;
-  $("image-info").textContent = `${info.source.name} · ${im.size.join("×")} · ` +
-    `${im.spacing.map((s) => s.toFixed(2)).join("×")} mm · ${im.orientation}${info.is_dicom ? " · DICOM" : ""}`;
-  status("Ready: click on a structure.");
-  document.body.dataset.session = sessionId;
+  const t0 = performance.now();
+  const stages = {};
+  status("Loading image…", { busy: true });
+  setBusy(+1);
+  try {
+    const info = await api(`/api/sessions/${sessionId}`);
+    state.session = sessionId;
+    state.info = info;
+    state.objects = info.objects;
+    state.active = info.objects.length ? info.objects[info.objects.length - 1].id : null;
+    history.replaceState(null, "", location.pathname + location.search + "#session=" + sessionId);
+    const url = `/api/sessions/${sessionId}/view.nii.gz?max_voxels=${displayVoxels}`;
+    stages.info_ms = performance.now() - t0;
+    const [level, width] = WINDOWS[state.window]; // set at load: a later change re-prepares the volume
+    await nv.loadVolumes([{ url, name: "image.nii.gz", headers: authHeaders(), colormap: "gray",
+      cal_min: level - width / 2, cal_max: level + width / 2 }]);
+    if (profile) syncGPU();
+    stages.load_ms = performance.now() - t0;
+    const vol = nv.volumes[0];
+    // display block factors: display spacing / CT spacing, per file axis (1, 1, 1 at full resolution)
+    const factors = [0, 1, 2].map((a) => Math.max(1, Math.round(vol.hdr.pixDims[a + 1] / info.image.spacing[a])));
+    state.display = { factors, dims: [vol.hdr.dims[1], vol.hdr.dims[2], vol.hdr.dims[3]], fileDims: info.image.size };
+    createOverlay();
+    if (profile) { syncGPU(); stages.overlay_ms = performance.now() - t0; }
+    if (state.objects.some((o) => o.voxels > 0)) { // a reopened session: its masks, once
+      const [ni, nj, nk] = info.image.size;
+      const box = [[0, 0, 0], [nk, nj, ni]];
+      patchOverlay(box, await fetchBox(box));
+    }
+    applyColormap();
+    renderObjects();
+    const im = info.image;
+    const coarse = factors.some((f) => f > 1) ? ` · shown at 1/${factors.join("×1/")} (software rendering)` : "";
+    $("image-info").textContent = `${info.source.name} · ${im.size.join("×")} · ` +
+      `${im.spacing.map((s) => s.toFixed(2)).join("×")} mm · ${im.orientation}${info.is_dicom ? " · DICOM" : ""}${coarse}`;
+    const t1 = await presented();
+    stages.drawn_ms = t1 - t0;
+    state.timings.open_stages = stages;
+    state.timings.open_ms = (state.timings.open_start ? t1 - state.timings.open_start : t1 - t0);
+    state.timings.open_start = undefined;
+    status(`Opened ${info.source.name} in ${(state.timings.open_ms / 1000).toFixed(1)} s: click on a structure.`);
+    document.body.dataset.session = sessionId;
+  } finally {
+    setBusy(-1);
+  }
 }
 
 async function openFromDatastore() {
   const id = $("datastore").value;
-  if (!id) return status("Choose an image first.", true);
-  status("Opening…");
+  if (!id) return status("Choose an image first.", { error: true });
+  state.timings.open_start ??= performance.now();
+  status(`Opening ${id}…`, { busy: true });
   const info = await api("/api/sessions", { method: "POST", json: { image: id } });
+  state.timings.open_server_ms = performance.now() - state.timings.open_start;
   await loadSession(info.session_id);
 }
 
@@ -200,7 +443,8 @@ async function uploadFiles(files) {
   if (!files.length) return;
   const form = new FormData();
   for (const f of files) form.append("files", f, f.name);
-  status(`Uploading ${files.length} file(s)…`);
+  state.timings.open_start = performance.now();
+  status(`Uploading ${files.length} file(s)…`, { busy: true });
   const info = await api("/api/sessions/upload", { method: "POST", body: form });
   await loadSession(info.session_id);
 }
@@ -221,46 +465,83 @@ async function createObject(name) {
   renderObjects();
   return obj;
 }
+window.ctsam3d.newObject = () => enqueue(async () => {
+  await createObject(`object ${state.objects.length + 1}`);
+  status(`New object: ${activeObject().name}.`);
+});
 
+/** Apply an edit's result: the object, then the overlay's changed box; returns voxels uploaded. */
 async function applyChange(change) {
   replaceObject(change.object);
-  if (change.box) await patchLabels(change.box);
+  let uploaded = 0;
+  if (change.box) uploaded = patchOverlay(change.box, await fetchBox(change.box));
   state.edits += 1;
-  document.body.dataset.edits = String(state.edits);
   renderObjects();
+  return uploaded;
 }
 
-async function sendClick(ras, positive) {
+function finishEdit() { // after the frame is drawn: tests and benchmarks wait for this
+  document.body.dataset.edits = String(state.edits);
+}
+
+async function sendClick(mark, t0) {
   if (!state.session) return;
   let obj = activeObject();
   if (!obj) obj = await createObject($("new-name").value.trim() || `object ${state.objects.length + 1}`);
-  const t0 = performance.now();
+  const sign = mark.positive ? "Positive" : "Negative";
+  status(`${sign} click on ${obj.name}: computing…`, { busy: true });
   const change = await api(`/api/sessions/${state.session}/objects/${obj.id}/clicks`,
-    { method: "POST", json: { ras, positive } });
-  await applyChange(change);
-  const ms = performance.now() - t0;
-  state.lastClick = { ras, positive, voxel: change.voxel, ms, server_ms: change.server_ms };
+    { method: "POST", json: { ras: mark.mm, positive: mark.positive } });
+  const tServer = performance.now();
+  const uploaded = await applyChange(change);
+  state.pendingMarks = state.pendingMarks.filter((m) => m !== mark);
+  const t1 = await presented();
+  const ms = t1 - t0;
+  state.lastClick = {
+    ras: mark.mm, positive: mark.positive, voxel: change.voxel, ms, overlay_ms: ms, server_ms: change.server_ms,
+    request_ms: tServer - t0, apply_ms: t1 - tServer, box_voxels: uploaded,
+  };
+  finishEdit();
   $("latency").textContent = `Last click: ${ms.toFixed(0)} ms (model + server ${change.server_ms.toFixed(0)} ms)`;
-  status(change.warning || `${positive ? "Positive" : "Negative"} click at voxel (${change.voxel.join(", ")}) on ${obj.name}.`, !!change.warning);
+  const b = change.box;
+  const where = `voxel (${change.voxel.join(", ")})`;
+  if (change.warning) return status(change.warning, { error: true });  // e.g. an empty result (issue 19)
+  status(`${sign} click at ${where} on ${obj.name}: ${change.object.voxels.toLocaleString()} voxels` +
+    `${b ? "" : " (no change)"}, ${ms.toFixed(0)} ms.`);
 }
 
 async function objectAction(obj, action) {
   const base = `/api/sessions/${state.session}/objects/${obj.id}`;
   if (action === "delete") {
     if (!confirm(`Delete ${obj.name}?`)) return;
+    status(`Deleting ${obj.name}…`, { busy: true });
     const change = await api(base, { method: "DELETE" });
     state.objects = state.objects.filter((o) => o.id !== obj.id);
     if (state.active === obj.id) state.active = state.objects.length ? state.objects[state.objects.length - 1].id : null;
-    if (change.box) await patchLabels(change.box);
+    if (change.box) patchOverlay(change.box, await fetchBox(change.box));
     applyColormap();
     renderObjects();
+    await presented();
+    status(`Deleted ${obj.name}.`);
     return;
   }
   if (action === "undo" || action === "clear") {
-    await applyChange(await api(`${base}/${action}`, { method: "POST" }));
+    const verb = action === "undo" ? "Undo" : "Clear";
+    status(`${verb} on ${obj.name}…`, { busy: true });
+    setBusy(+1);
+    try {
+      const change = await api(`${base}/${action}`, { method: "POST" });
+      await applyChange(change);
+      await presented();
+      finishEdit();
+      status(`${verb} on ${obj.name}: ${change.object.voxels.toLocaleString()} voxels, ${change.object.clicks.length} click(s) left.`);
+    } finally {
+      setBusy(-1);
+    }
     return;
   }
   if (action === "nifti" || action === "dicom") {
+    status(`Exporting ${obj.name} as ${action === "nifti" ? "NIfTI" : "DICOM-SEG"}…`, { busy: true });
     const res = await request(`${base}/mask.${action === "nifti" ? "nii.gz" : "dcm"}`);
     const name = /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "")?.[1] || "mask";
     const a = document.createElement("a");
@@ -268,6 +549,7 @@ async function objectAction(obj, action) {
     a.download = name;
     a.click();
     setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    status(`Exported ${obj.name} as ${name}.`);
   }
 }
 
@@ -276,6 +558,8 @@ async function updateObject(obj, fields) {
   replaceObject(updated);
   applyColormap();
   renderObjects();
+  const what = "visible" in fields ? (fields.visible ? "shown" : "hidden") : "recoloured";
+  status(`${updated.name} ${what}.`);
 }
 
 function hex(rgb) { return "#" + rgb.map((c) => c.toString(16).padStart(2, "0")).join(""); }
@@ -316,23 +600,33 @@ function renderObjects() {
       if (e.target.closest("input,label,button")) return;
       state.active = obj.id;
       renderObjects();
+      drawMarkers();
+      status(`Clicks now go to ${obj.name}.`);
     };
     ul.appendChild(li);
   }
 }
 
 $("add-object").onclick = () => {
-  if (!state.session) return status("Open an image first.", true);
+  if (!state.session) return status("Open an image first.", { error: true });
   const name = $("new-name").value.trim() || `object ${state.objects.length + 1}`;
-  enqueue(() => createObject(name));
+  enqueue(async () => {
+    await createObject(name);
+    status(`New object: ${name}; clicks now go to it.`);
+  });
 };
-$("open-btn").onclick = () => enqueue(openFromDatastore);
+$("open-btn").onclick = () => {
+  state.timings.open_start = state.timings.open_pressed = performance.now(); // the wait starts at the press
+  enqueue(openFromDatastore);
+};
 $("upload").onchange = (e) => enqueue(() => uploadFiles([...e.target.files]));
 
 // ---------------------------------------------------------------- start
 async function init() {
   const config = await api("/api/config");
-  Object.assign($("model-name"), { textContent: `model: ${config.model_name} (${config.model_trained_on.split(":")[0]})`,
+  const modelEl = $("model-name");  // which model segments (issue 19)
+  if (modelEl && config.model_name) Object.assign(modelEl, {
+    textContent: `model: ${config.model_name} (${(config.model_trained_on || "").split(":")[0]})`,
     title: `trained on ${config.model_trained_on}` });
   const list = $("structures");
   list.replaceChildren(...config.structures.map((n) => Object.assign(document.createElement("option"), { value: n })));
@@ -345,7 +639,7 @@ async function init() {
   if (m) {
     try { await loadSession(m[1]); } catch (err) {
       history.replaceState(null, "", location.pathname + location.search);
-      status(`Previous session not available (${err.message}); open an image.`, true);
+      status(`Previous session not available (${err.message}); open an image.`, { error: true });
     }
   } else {
     status("Open an image from the data folder or upload one.");
