@@ -17,7 +17,7 @@ from ctsam3d.cli.main import main
 from ctsam3d.examples import example_case
 from ctsam3d.modeling.checkpoint import BUNDLED_DIR
 
-FAST = ["--model", "ctsam3d-lite", "--no-expansion", "--clicks", "2", "--structures", "brainstem,mandible"]
+FAST = ["--model", "ctsam3d-lite", "--untrained", "--no-expansion", "--clicks", "2", "--structures", "brainstem,mandible"]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_reported_dice_matches_written_masks(demo_run):
 
 def test_demo_prints_a_table(tmp_path, capsys):
     torch.manual_seed(0)
-    assert main(["demo", "-q", "-o", str(tmp_path), "--model", "ctsam3d-lite", "--no-expansion",
+    assert main(["demo", "-q", "-o", str(tmp_path), "--model", "ctsam3d-lite", "--untrained", "--no-expansion",
                  "--clicks", "1", "--structures", "brainstem"]) == 0
     text = capsys.readouterr().out
     assert "UNTRAINED" in text and "brainstem" in text and "ms/click" in text and "Dice@1" in text
@@ -78,7 +78,7 @@ def test_demo_prints_a_table(tmp_path, capsys):
     ],
 )
 def test_demo_errors(tmp_path, capsys, extra, message):
-    rc = main(["demo", "-q", "-o", str(tmp_path), "--model", "ctsam3d-lite", *extra])
+    rc = main(["demo", "-q", "-o", str(tmp_path), "--model", "ctsam3d-lite", "--untrained", *extra])
     assert rc == 2 and message in capsys.readouterr().err
 
 
@@ -95,7 +95,7 @@ def test_serve_hands_the_example_to_the_web_tool(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(serve_cmd, "run", lambda a: seen.setdefault("args", a) and 0)
     torch.manual_seed(0)
-    rc = main(["demo", "-q", "-o", str(tmp_path), "--model", "ctsam3d-lite", "--no-expansion",
+    rc = main(["demo", "-q", "-o", str(tmp_path), "--model", "ctsam3d-lite", "--untrained", "--no-expansion",
                "--clicks", "1", "--structures", "brainstem", "--serve"])
     assert rc == 0
     args = seen["args"]

@@ -55,3 +55,9 @@ def test_empty_mask_is_reported(tmp_path, fixture_ct, caplog, monkeypatch):
     assert rc == 0 and "the mask is empty (0 voxels)" in err and "ctsam3d-lite-starter" in err
     assert "trained on head and neck" in err
     assert not sitk.GetArrayFromImage(sitk.ReadImage(str(out))).any()
+
+
+def test_demo_refuses_untrained_preset_too(tmp_path, capsys):
+    rc = main(["demo", "-q", "-o", str(tmp_path / "d"), "--model", "ctsam3d-lite"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "untrained preset" in err and not (tmp_path / "d").exists()

@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=None, metavar="OUT_DIR",
                         help="folder for masks, label map, overview.png and demo.json (default ./ctsam3d-demo, "
                              "or ./ctsam3d-demo-N when that exists, so a repeated run never touches earlier results)")
-    parser.add_argument("--model", default=None, help="model directory, .safetensors or preset (default: bundled starter model)")
+    parser.add_argument("--model", default=None,
+                        help="model name ('ctsam3d models'), directory or .safetensors (default: the default model)")
+    parser.add_argument("--untrained", action="store_true", help="allow --model to name a preset (untrained weights)")
     parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted)")
     parser.add_argument("--clicks", type=int, default=3, help="simulated clicks per structure (default 3)")
     parser.add_argument("--structures", default=",".join(DEFAULT_STRUCTURES),
@@ -105,6 +107,11 @@ def run(args: argparse.Namespace) -> int:
         check_output(p, overwrite=args.overwrite)  # fail before any work
     device = resolve_device(args.device)
 
+    from ..hub.registry import is_preset
+
+    if is_preset(args.model) and not args.untrained:
+        raise InputError(f"--model {args.model}: an untrained preset (freshly initialised weights; Dice would be "
+                         f"meaningless). Use a trained model ('ctsam3d models' lists them) or add --untrained")
     t_load = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the preset warning is repeated below in plain words
@@ -266,6 +273,8 @@ def _serve(args, ct_path: Path, out: Path) -> int:
         argv += ["--port", str(args.port)]
     if args.model:
         argv += ["--model", str(args.model)]
+    if args.untrained:
+        argv.append("--untrained")
     if args.no_expansion:
         argv.append("--no-expansion")
     sargs = parser.parse_args(argv)
