@@ -25,6 +25,7 @@ from .engine import ModelHolder
 from .security import (
     BodyLimitMiddleware,
     CrossSiteMiddleware,
+    HideKeyedSessions,
     LoginCodes,
     NotFound,
     PathScrubber,
@@ -147,6 +148,7 @@ def create_app(config: ServerConfig, *, model=None, loopback_only: bool | None =
                            allow_headers=["Authorization", "Content-Type"])
     if loopback_only if loopback_only is not None else config.token is None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS)
+    app.add_middleware(HideKeyedSessions)
     app.add_middleware(TokenMiddleware, token=config.token)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_upload_bytes)
     app.add_middleware(CrossSiteMiddleware, allowed_origins=config.cors_origins)
@@ -192,12 +194,13 @@ def _path_scrubber(config: ServerConfig, datastore: Datastore, store: WorkspaceS
     tmp = tempfile.gettempdir()
     model = [config.model] if isinstance(config.model, str) and ("/" in config.model or os.sep in config.model) else []
     others = [config.state_dir, tmp, Path.home(), Path.cwd(), Path(__file__).resolve().parents[2], sys.prefix,
-              sys.base_prefix, *model]
+              sys.base_prefix]
     return PathScrubber(
         data_dirs=_forms(config.data_dir),
         upload_dirs=[f for d in (store.root, datastore.images_dir) for f in _forms(d)]
         + [os.path.join(f, "ctsam3d-*") for f in _forms(tmp)],
         other_dirs=[f for d in others for f in _forms(d)],
+        model_paths=[f for d in model for f in _forms(d)],
     )
 
 

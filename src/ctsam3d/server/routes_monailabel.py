@@ -36,8 +36,8 @@ from .._version import __version__
 from ..errors import InputError
 from .engine import check_voxel, mask_file_bytes, read_image, read_label, structure_names
 from .routes_web import attachment, safe_filename
-from .security import NotFound, check_tag, keyed_session_id, public_session, token_matches
-from .uploads import client_label, store_upload
+from .security import NotFound, check_tag, keyed_session_id, token_matches
+from .uploads import client_label, files_label, store_upload
 from .workspace import Click
 
 router = APIRouter()
@@ -133,7 +133,7 @@ def _session_info(ws, store) -> dict:
 
 @router.put("/session/")
 def create_session(request: Request, files: list[UploadFile] = File(...), uncompress: bool = False, expiry: int = 0):
-    request.state.upload_label = client_label(files[0].filename if files else "")
+    request.state.upload_label = files_label(files)
     store = _ctx(request).store
     ws = store.create_from_upload([(f.filename or "", f.file) for f in files], expiry=max(0, int(expiry)))
     return {"session_id": ws.session_id, "session_info": _session_info(ws, store)}
@@ -141,7 +141,7 @@ def create_session(request: Request, files: list[UploadFile] = File(...), uncomp
 
 @router.get("/session/{session_id}")
 def get_session(request: Request, session_id: str, image: bool = False):
-    ws = public_session(_ctx(request), session_id)
+    ws = _ctx(request).store.get(session_id)
     if image:
         return FileResponse(ws.view_path, media_type="application/gzip", filename="image.nii.gz")
     return _session_info(ws, _ctx(request).store)
@@ -150,7 +150,7 @@ def get_session(request: Request, session_id: str, image: bool = False):
 @router.delete("/session/{session_id}")
 def remove_session(request: Request, session_id: str):
     ctx = _ctx(request)
-    info = _session_info(public_session(ctx, session_id), ctx.store)
+    info = _session_info(ctx.store.get(session_id), ctx.store)
     ctx.store.delete(session_id)
     return info
 
@@ -206,7 +206,7 @@ def infer(request: Request, model: str, image: str = "", session_id: str = "", o
     temporary = False
     keyed = False
     if session_id:
-        ws = public_session(ctx, session_id)
+        ws = ctx.store.get(session_id)
     elif file is not None:
         request.state.upload_label = client_label(file.filename)
         ws = ctx.store.create_from_upload([(file.filename or "", file.file)])

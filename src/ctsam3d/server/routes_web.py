@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field
 from .._version import __version__
 from ..errors import InputError
 from .engine import check_voxel, ras_to_voxel, structure_names, mask_file_bytes
-from .security import log_tag, public_session
-from .uploads import client_label
+from .security import log_tag
+from .uploads import files_label
 
 router = APIRouter(prefix="/api")
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _ctx(request: Request):
 
 
 def _ws(request: Request, session_id: str):
-    return public_session(_ctx(request), session_id)
+    return _ctx(request).store.get(session_id)
 
 
 @router.get("/config")
@@ -83,7 +83,7 @@ def open_image(request: Request, body: OpenRequest):
 
 @router.post("/sessions/upload")
 def upload_image(request: Request, files: list[UploadFile] = File(...)):
-    request.state.upload_label = client_label(files[0].filename if files else "")
+    request.state.upload_label = files_label(files)
     ws = _ctx(request).store.create_from_upload([(f.filename or "", f.file) for f in files])
     return ws.info()
 
@@ -95,7 +95,6 @@ def session_info(request: Request, session_id: str):
 
 @router.delete("/sessions/{session_id}")
 def delete_session(request: Request, session_id: str):
-    _ws(request, session_id)  # internal keyed workspaces are not reachable by id
     _ctx(request).store.delete(session_id)
     return {"deleted": session_id}
 
@@ -182,7 +181,7 @@ def export_nifti(request: Request, session_id: str, oid: int):
 @router.get("/sessions/{session_id}/objects/{oid}/mask.dcm")
 def export_dicom_seg(request: Request, session_id: str, oid: int):
     ctx = _ctx(request)
-    ws = _ws(request, session_id)
+    ws = ctx.store.get(session_id)
     obj = ws.get_object(oid)
     if not ws.meta["source"].get("is_dicom"):
         raise InputError("DICOM-SEG export needs a DICOM source image; this session's image is not DICOM")

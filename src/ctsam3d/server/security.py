@@ -56,7 +56,9 @@ async def _send_json(send, status: int, detail: str) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                        (b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                        (b"cache-control", b"no-store")],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -302,11 +304,24 @@ def is_keyed_session(session_id: str) -> bool:
     return isinstance(session_id, str) and len(session_id) == _KEYED_LEN and session_id.startswith(KEYED_PREFIX)
 
 
-def public_session(ctx, session_id: str):
-    """The workspace a client names by id; the internal keyed workspaces are not reachable by id."""
-    if is_keyed_session(session_id):
-        raise NotFound(f"session {session_id} not found")
-    return ctx.store.get(session_id)
+_SESSION_IN_PATH_SEGMENT = re.compile(r"/sessions?/([^/]+)")
+
+
+class HideKeyedSessions:
+    """ASGI middleware: a request naming an internal keyed workspace (in a ``/session(s)/<id>``
+    path or a ``session_id`` parameter) gets the same 404 as an unknown session, on every route."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            ids = _SESSION_IN_PATH_SEGMENT.findall(scope.get("path", ""))
+            ids += parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_id", [])
+            for sid in ids:
+                if is_keyed_session(sid):
+                    return await _send_json(send, 404, f"session {sid} not found")
+        return await self.app(scope, receive, send)
 
 
 def check_session_id(value: str) -> str:
@@ -392,11 +407,12 @@ class PathScrubber:
             when the route named it, else ``the uploaded file``).
         other_dirs: any other server folder (state folder, temporary folder, home, the
             installation): a path under it becomes ``a server file``.
+        model_paths: the model's checkpoint: ``the server's model``.
     """
 
-    def __init__(self, data_dirs=(), upload_dirs=(), other_dirs=()) -> None:
+    def __init__(self, data_dirs=(), upload_dirs=(), other_dirs=(), model_paths=()) -> None:
         rules: dict[str, tuple[re.Pattern, str]] = {}
-        for kind, dirs in (("data", data_dirs), ("upload", upload_dirs), ("other", other_dirs)):
+        for kind, dirs in (("data", data_dirs), ("upload", upload_dirs), ("model", model_paths), ("other", other_dirs)):
             for d in dirs:
                 root = str(d).rstrip("/") if d else ""
                 if root in ("", ".", "/") or root in rules:
@@ -419,4 +435,6 @@ class PathScrubber:
             return rel if rel else "the data folder"
         if kind == "upload":
             return upload_label or "the uploaded file"
+        if kind == "model":
+            return "the server's model"
         return "a server file"

@@ -36,10 +36,17 @@ def suffix_of(filename: str) -> str:
     )
 
 
-def client_label(filename: str | None) -> str:
-    """How messages name an upload: the client's own file name (base name, at most 80 characters)."""
+def client_label(filename: str | None, more: int = 0) -> str:
+    """How messages name an upload: the client's own file name (base name, at most 80
+    characters), and how many more files came with it."""
     base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1][:80]
-    return f"upload {base!r}" if base else "upload"
+    label = f"upload {base!r}" if base else "upload"
+    return f"{label} and {more} more" if more > 0 else label
+
+
+def files_label(files) -> str:
+    """:func:`client_label` of a list of uploaded files (objects with ``filename``)."""
+    return client_label(files[0].filename if files else "", len(files) - 1)
 
 
 def _copy(src: BinaryIO, dst: Path, limit: int, label: str) -> int:
