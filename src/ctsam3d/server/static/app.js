@@ -174,20 +174,30 @@ function enqueue(task) {
   return state.queue;
 }
 
-function setWindow(name) {
+async function setWindow(name) {
   state.window = name;
   document.querySelectorAll("[data-window]").forEach((b) => b.classList.toggle("active", b.dataset.window === name));
   if (!nv.volumes.length) return;
   const [level, width] = WINDOWS[name];
-  nv.volumes[0].cal_min = level - width / 2;
-  nv.volumes[0].cal_max = level + width / 2;
-  nv.updateGLVolume();
+  status(`Window ${name} (level ${level}, width ${width} HU)…`, { busy: true });
+  setBusy(+1);
+  await new Promise((r) => requestAnimationFrame(r)); // let the status show: re-preparing the volume takes a while
+  try {
+    nv.volumes[0].cal_min = level - width / 2;
+    nv.volumes[0].cal_max = level + width / 2;
+    nv.updateGLVolume(); // the window is applied when the volume's texture is prepared
+    await presented();
+    status(`Window ${name}: level ${level}, width ${width} HU.`);
+  } finally {
+    setBusy(-1);
+  }
 }
 function setView(name) {
   document.querySelectorAll("[data-view]").forEach((b) => b.classList.toggle("active", b.dataset.view === name));
   nv.setSliceType(VIEWS[name]);
+  if (state.session) status(`View: ${name === "multi" ? "4 views" : name}.`);
 }
-document.querySelectorAll("[data-window]").forEach((b) => (b.onclick = () => setWindow(b.dataset.window)));
+document.querySelectorAll("[data-window]").forEach((b) => (b.onclick = () => enqueue(() => setWindow(b.dataset.window))));
 document.querySelectorAll("[data-view]").forEach((b) => (b.onclick = () => setView(b.dataset.view)));
 $("mode-btn").onclick = () => {
   state.leftPositive = !state.leftPositive;
