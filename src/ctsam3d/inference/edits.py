@@ -110,8 +110,10 @@ def restrict_change(store: SparseVolume, before: dict, region: ActedRegion) -> n
     levels only. Returns the boolean mask of the kept flipped voxels over that box for
     ``"connected"`` (else None).
     """
+    if region.kind == "all" and not region.negative:
+        return None
     box = levels_diff_box(before, store.chunks, store.chunk)
-    if box is None or (region.kind == "all" and not region.negative):
+    if box is None:
         return None
     lo, hi = box
     old = SparseVolume.from_snapshot((before, {}), store.chunk).read_levels(lo, hi - lo)

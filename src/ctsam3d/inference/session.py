@@ -19,9 +19,10 @@ click well inside an existing patch (at least ``patch/8`` voxels from its faces)
 the decoder, with all clicks in that patch and the previous mask, and the new prediction
 replaces that patch's region. A positive click elsewhere opens a new patch centred on it,
 whose prediction merges with the rest by voxel-wise maximum. Cross-patch expansion (see
-:mod:`.expansion`) then grows the mask into neighbour patches. Results are kept as sparse
-canonical probability chunks and pasted onto the input grid only over their bounding box
-(:meth:`result`).
+:mod:`.expansion`) then grows the mask into neighbour patches. The model's probabilities
+are kept as sparse canonical chunks (the decoder's previous mask); the object's mask is kept
+on the input grid (:mod:`.mask_layer`) and changes only at the input voxels where the
+thresholded linear paste of those probabilities flips in a step (:meth:`result` reads it).
 
 Documented behaviours:
 
@@ -30,12 +31,30 @@ Documented behaviours:
 * A negative click outside every patch of the object opens a patch centred on it, decoded
   with the object's previous mask, and replaces that patch's region. A click changes only
   the patch it is decoded in (plus what expansion adds): mask parts in other patches stay.
+* **A negative click never adds a voxel**: the new probabilities are the voxel-wise minimum
+  of the previous ones and the model's, and no expansion runs after it (the linear paste of
+  lower probabilities is never higher, so no input voxel enters the mask). The clicked voxel
+  leaves the mask only if the model's probability there drops to 0.5 or below.
+* **A positive click's voxel is in the mask** whenever the model's probability there is above
+  0.5 after the step (how often it is not: ``benchmarks/prompt_rules.py``); the session does
+  not force it in otherwise (a lone forced voxel is not a segmentation). In edit mode a
+  positive click on a voxel already in the mask changes nothing.
+* **Edit mode** (:meth:`set_initial_mask`): :meth:`result` returns the given mask voxel for
+  voxel (it is kept on the input grid; the decoder sees it sampled onto the lattice). A click
+  acts only on the *connected change at the clicked voxel*: the 26-connected piece of lattice
+  voxels (model spacing) that entered the mask in this step (positive click) or left it
+  (negative click) and holds the clicked voxel, over all patches the step decoded (expansion
+  included; it runs only when that piece is not empty). Every other lattice voxel keeps its
+  previous probability, so input voxels farther than one lattice voxel from that piece keep
+  their value bit for bit. A click whose voxel does not flip changes nothing.
 * Clicks outside the image, with NaN/inf, or not three numbers raise ``ClickError``; the
   session is left unchanged.
 * ``undo`` restores the object's previous state exactly (probabilities, clicks, patches);
   ``reset`` clears the current object only and can itself be undone.
-* A box (``add_box``) becomes a positive click at its centre; the predictions of that step
-  (expansion included) are restricted to the box.
+* A box (``add_box``) becomes a positive click at its centre; the step (expansion included)
+  changes only lattice voxels in the box, and only input voxels whose centre lies in the box
+  (the LPS box spanned by the corners; for axial, sagittal or coronal storage the index box
+  between the corners' voxels): the mask never reaches outside the box.
 """
 
 from __future__ import annotations
