@@ -1,0 +1,126 @@
+"""The input-grid mask layer and the acted region: exact, synthetic cases (no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from inference_fakes import make_volume
+
+from ctsam3d.geometry import paste_patch
+from ctsam3d.inference.edits import ActedRegion, restrict_change
+from ctsam3d.inference.lattice import Lattice
+from ctsam3d.inference.mask_layer import apply_change, box_keep, mask_image, write_user_mask
+from ctsam3d.inference.sparse_volume import SparseVolume, levels_diff_box
+
+
+def _store(values, start=(0, 0, 0), chunk=8):
+    v = SparseVolume(chunk)
+    v.write(start, values)
+    return v
+
+
+def test_min_mode_and_level_diff_box():
+    a = np.zeros((10, 10, 10), np.float32)
+    a[2:6, 2:6, 2:6] = 0.9
+    v = _store(a)
+    before = v.snapshot()
+    b = np.full_like(a, 0.7)
+    v.write((0, 0, 0), b, mode="min")
+    got = v.read((0, 0, 0), a.shape)
+    assert np.all(got <= np.maximum(a, 0) + 1 / 256) and got[3, 3, 3] == pytest.approx(0.7, abs=1 / 256)
+    lo, hi = levels_diff_box(before[0], v.chunks, v.chunk)
+    np.testing.assert_array_equal(lo, (2, 2, 2))
+    np.testing.assert_array_equal(hi, (6, 6, 6))
+    assert levels_diff_box(v.chunks, dict(v.chunks), v.chunk) is None
+
+
+def _scene():
+    """Before: a cube. After: the cube grown by a blob at (12, 12, 12) and one far away, and
+    soft changes of every probability."""
+    before = np.zeros((24, 24, 24), np.float32)
+    before[4:10, 4:10, 4:10] = 0.9
+    after = before * 0.95
+    after[4:10, 4:10, 10:14] = 0.8  # attached to the cube, towards the click
+    after[18:21, 18:21, 18:21] = 0.8  # a separate blob
+    return before, after
+
+
+@pytest.mark.parametrize("click,expect_added", [((7, 7, 12), 6 * 6 * 4), ((19, 19, 19), 27), ((7, 7, 7), 0), ((1, 1, 1), 0)])
+def test_connected_keeps_only_the_flipped_piece_at_the_click(click, expect_added):
+    before, after = _scene()
+    v = _store(before)
+    snap = v.snapshot()
+    v.write((0, 0, 0), after)
+    restrict_change(v, snap[0], ActedRegion("connected", click=click))
+    old = SparseVolume.from_snapshot(snap, v.chunk)
+    now, was = v.read_levels((0, 0, 0), before.shape), old.read_levels((0, 0, 0), before.shape)
+    changed = now != was
+    assert int(changed.sum()) == expect_added  # nothing else, not even soft values
+    assert np.all(now[changed] >= 128) and np.all(was[changed] < 128)
+
+
+def test_negative_never_raises_and_box_keeps_outside():
+    before, after = _scene()
+    v = _store(before)
+    snap = v.snapshot()
+    v.write((0, 0, 0), after)
+    restrict_change(v, snap[0], ActedRegion("all", negative=True))
+    old = SparseVolume.from_snapshot(snap, v.chunk)
+    assert np.all(v.read_levels((0, 0, 0), before.shape) <= old.read_levels((0, 0, 0), before.shape))
+    v.restore(snap)
+    v.write((0, 0, 0), after)
+    restrict_change(v, snap[0], ActedRegion("box", lo=(0, 0, 0), hi=(12, 12, 12)))
+    now, was = v.read_levels((0, 0, 0), before.shape), old.read_levels((0, 0, 0), before.shape)
+    inside = np.zeros(before.shape, bool)
+    inside[:12, :12, :12] = True
+    np.testing.assert_array_equal(now[~inside], was[~inside])
+    assert (now[inside] != was[inside]).any()
+
+
+@pytest.mark.parametrize("direction", ["RAS", "PLI", "oblique"])
+def test_change_from_empty_is_the_thresholded_paste_and_user_voxels_far_away_stay(direction):
+    ct, _ = make_volume(direction, size=(40, 36, 28))
+    lattice = Lattice.for_image(ct, 1.5, (16, 16, 16))
+    rng = np.random.default_rng(3)
+    probs = np.zeros((20, 20, 20), np.float32)
+    probs[5:15, 4:16, 6:14] = rng.random((10, 12, 8)).astype(np.float32)
+    start = (4, 4, 4)
+    empty, store = SparseVolume(), _store(probs, start)
+    # 1. from an empty mask: exactly the thresholded paste (what result() gave before issue 17)
+    mask = SparseVolume()
+    apply_change(mask, empty, store, lattice, ct)
+    block = store.read(np.subtract(start, 1), np.add(probs.shape, 2))
+    region, vals = paste_patch(block, lattice.grid(np.subtract(start, 1), block.shape), ct)
+    expected = np.zeros(sitk.GetArrayViewFromImage(ct).shape, bool)
+    expected[region] = vals > 0.5
+    got = sitk.GetArrayFromImage(mask_image(ct, [(1, mask)])) > 0
+    np.testing.assert_array_equal(got, expected)
+    # 2. a user's mask (a checkerboard no model would draw) keeps every voxel the change cannot reach
+    user = np.indices(expected.shape).sum(axis=0) % 2 == 0
+    uimg = sitk.GetImageFromArray(user.astype(np.uint8))
+    uimg.CopyInformation(ct)
+    layer = SparseVolume()
+    write_user_mask(uimg, layer)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(mask_image(ct, [(1, layer)])) > 0, user)
+    small = store.snapshot()
+    bump = np.zeros((3, 3, 3), np.float32) + 0.9
+    store.write((9, 9, 9), bump)
+    apply_change(layer, SparseVolume.from_snapshot(small, store.chunk), store, lattice, ct)
+    out = sitk.GetArrayFromImage(mask_image(ct, [(1, layer)])) > 0
+    reach = np.zeros_like(out)
+    bb = lattice.box_to_input_bbox((9, 9, 9), (12, 12, 12), ct)
+    (i0, i1), (j0, j1), (k0, k1) = bb
+    reach[k0:k1, j0:j1, i0:i1] = True
+    np.testing.assert_array_equal(out[~reach], user[~reach])
+    assert (out != user).any()
+
+
+def test_box_keep_is_the_index_box_for_axis_aligned_storage():
+    ct, _ = make_volume("PLI", size=(20, 18, 16))
+    a, b = (3, 4, 2), (11, 9, 12)
+    keep = box_keep(ct, np.asarray(ct.TransformIndexToPhysicalPoint(a)), np.asarray(ct.TransformIndexToPhysicalPoint(b)))
+    got = keep(np.zeros(3, int), np.asarray(ct.GetSize()[::-1]))
+    expected = np.zeros(got.shape, bool)
+    expected[2:13, 4:10, 3:12] = True
+    np.testing.assert_array_equal(got, expected)
