@@ -28,7 +28,7 @@ class Prediction:
             ``"max_volume"``, ``"disabled"`` or None (no expansion run).
         n_patches: patches the object has now.
         quality: the decoder's quality estimate for the clicked patch (None if not run).
-        volume_ml: volume of the object's mask on the canonical lattice, millilitres.
+        volume_ml: volume of the object's mask (:meth:`Session.result`, input grid), millilitres.
         timing_ms: milliseconds per stage (``crop``, ``encode``, ``decode``, ``cpp``,
             ``expansion``) and ``total``.
     """
