@@ -178,6 +178,26 @@ def text_file(d: Path) -> Path:
     return d / "notes.txt"
 
 
+def _edit_dicom_files(folder: Path, edit) -> Path:
+    import pydicom
+
+    for f in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(f)
+        edit(ds)
+        ds.save_as(f)
+    return folder
+
+
+def dicom_zero_pixel_spacing(d: Path) -> Path:
+    """Pixel Spacing 0\\0: GDCM would read the slices as 1 mm pixels."""
+    return _edit_dicom_files(dicom_series(d / "zero_pixel_spacing"), lambda ds: setattr(ds, "PixelSpacing", [0, 0]))
+
+
+def dicom_stacked_positions(d: Path) -> Path:
+    """Every slice at the same position (several volumes in one series): ITK stacks them 1 mm apart."""
+    return _edit_dicom_files(dicom_series(d / "same_position"), lambda ds: setattr(ds, "ImagePositionPatient", [0, 0, 5]))
+
+
 #: (case id, builder, words the one-line error must contain (lower case), env overrides).
 #: ``upload`` False: the server never sees such a thing as an upload (links, folders, ...).
 BAD_VOLUMES = [
@@ -204,6 +224,8 @@ BAD_VOLUMES = [
     ("missing file", missing, "no such file", {}, False),
     ("empty folder", empty_folder, "empty", {}, False),
     ("folder without DICOM", folder_without_dicom, "no dicom", {}, False),
+    ("DICOM with zero pixel spacing", dicom_zero_pixel_spacing, "pixel spacing", {}, False),
+    ("DICOM slices all at one position", dicom_stacked_positions, "share a position", {}, False),
 ]
 
 

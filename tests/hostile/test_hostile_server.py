@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from fastapi.testclient import TestClient
-from hostile_files import BAD_VOLUMES, VOL, good_ct, zero_bomb, zero_spacing
+from hostile_files import (BAD_VOLUMES, VOL, dicom_stacked_positions, dicom_zero_pixel_spacing, good_ct, zero_bomb,
+                           zero_spacing)
 
 import ctsam3d
 from ctsam3d.server import ServerConfig, create_app
@@ -102,11 +103,18 @@ def _upload_files(d: Path):
             [("files", ("a.nii.gz", good_ct(d).read_bytes())), ("files", ("b.dcm", b"DICM"))], "must all be dicom"),
         "DICOM slices that are not DICOM": (
             [("files", ("1.dcm", b"\0" * 200)), ("files", ("2.dcm", b"\0" * 200))], "dicom"),
+        "zipped DICOM with zero pixel spacing": (
+            [("files", ("series.zip", _zip({f.name: f.read_bytes() for f in dicom_zero_pixel_spacing(d).iterdir()})))],
+            "pixel spacing"),
+        "DICOM slices all at one position": (
+            [("files", (f.name, f.read_bytes())) for f in sorted(dicom_stacked_positions(d).iterdir())],
+            "share a position"),
     }
 
 
 UPLOAD_CASES = ["unsupported ending", "not a zip", "zip without files", "zip holding a zero-spacing NIfTI",
-                "volume and DICOM mixed", "DICOM slices that are not DICOM"]
+                "volume and DICOM mixed", "DICOM slices that are not DICOM", "zipped DICOM with zero pixel spacing",
+                "DICOM slices all at one position"]
 
 
 @pytest.mark.parametrize("name", UPLOAD_CASES)

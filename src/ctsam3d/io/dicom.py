@@ -159,6 +159,27 @@ def series_of_file(path: Path) -> SeriesInfo:
     return SeriesInfo(uid, files, tags["0008|0060"].upper(), tags["0008|103e"])
 
 
+def check_pixel_spacing(series: SeriesInfo, name: str) -> None:
+    """GeometryError if the series' Pixel Spacing (0028,0030) is zero, negative or not a number:
+    GDCM then silently reads the slices as 1 mm apart in-plane."""
+    from ..errors import GeometryError
+
+    try:
+        raw = read_tags(series.files[0], ("0028|0030",))["0028|0030"]
+    except RuntimeError:
+        return
+    if not raw:
+        return
+    try:
+        values = [float(v) for v in raw.split("\\")]
+    except ValueError:
+        values = [float("nan")]
+    if len(values) != 2 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise GeometryError(
+            f"{name}: Pixel Spacing (0028,0030) '{raw.strip()}' mm is invalid (must be two numbers > 0)"
+        )
+
+
 def series_header(series: SeriesInfo):
     """Header geometry of a series from its first file, with the slice count as size[2]."""
     r = sitk.ImageFileReader()
@@ -185,9 +206,13 @@ def read_series(series: SeriesInfo, folder: Path) -> sitk.Image:
 
 def _warn_uneven_slices(reader: sitk.ImageSeriesReader, img: sitk.Image, name: str) -> None:
     """Warn when slice positions are not evenly spaced (missing slices): ITK then assumes the
-    mean spacing, so distances along the slice axis would be wrong."""
+    mean spacing, so distances along the slice axis would be wrong. Refuse slices that share a
+    position (several volumes in one series, e.g. time points or echoes): ITK would stack them
+    1 mm apart without a word."""
+    from ..errors import GeometryError
+
     n = img.GetSize()[2]
-    if n < 3:
+    if n < 2:
         return
     try:
         pos = np.array(
@@ -197,6 +222,15 @@ def _warn_uneven_slices(reader: sitk.ImageSeriesReader, img: sitk.Image, name: s
         return
     normal = np.asarray(img.GetDirection(), dtype=np.float64).reshape(3, 3)[:, 2]
     steps = np.diff(pos @ normal)
+    same = int(np.count_nonzero(np.abs(steps) < 1e-4))
+    if same:
+        raise GeometryError(
+            f"{name}: {same + 1 if same == n - 1 else same} of its {n} slices share a position with "
+            "another slice (several volumes in one series, e.g. time points or echoes?); "
+            "a single 3D volume is needed"
+        )
+    if n < 3:
+        return
     median = float(np.median(np.abs(steps)))
     if median > 0 and float(np.max(np.abs(np.abs(steps) - median))) > 0.1 * median:
         log.warning(

@@ -180,6 +180,7 @@ def _read_volume(p: Path, name: str, what: str, max_voxels, max_memory, within) 
         _check_within(series.files if series is not None else [p], Path(within), name)
     try:
         if series is not None:
+            dicom.check_pixel_spacing(series, name)
             r, size = dicom.series_header(series)
             h = _header_from_reader(r)
             h = Header(size, h.spacing, h.origin, h.direction, h.components, h.pixel_type)
