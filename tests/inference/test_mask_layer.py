@@ -124,3 +124,27 @@ def test_box_keep_is_the_index_box_for_axis_aligned_storage():
     expected = np.zeros(got.shape, bool)
     expected[2:13, 4:10, 3:12] = True
     np.testing.assert_array_equal(got, expected)
+
+
+def test_mask_image_overlaps_are_resolved_and_large_ids_widen():
+    ct, _ = make_volume("LPS", size=(12, 12, 12), spacing=(1.5, 1.5, 1.5))
+    a, b = np.zeros((12, 12, 12), bool), np.zeros((12, 12, 12), bool)
+    a[:, :, :8], b[:, :, 4:] = True, True
+    layers = []
+    for value, m in ((3, a), (300, b)):
+        img = sitk.GetImageFromArray(m.astype(np.uint8))
+        img.CopyInformation(ct)
+        layer = SparseVolume()
+        write_user_mask(img, layer)
+        layers.append((value, layer))
+
+    def prefer_first(lo, hi, masks):
+        return np.where(masks[0][1], masks[0][0], masks[1][0])
+
+    lm = sitk.GetArrayFromImage(mask_image(ct, layers, prefer_first, slab_voxels=300))
+    assert lm.dtype == np.uint16
+    assert np.all(lm[:, :, :8] == 3) and np.all(lm[:, :, 8:] == 300)
+    lm = sitk.GetArrayFromImage(mask_image(ct, layers))  # default: the later layer
+    assert np.all(lm[:, :, :4] == 3) and np.all(lm[:, :, 4:] == 300)
+    empty = mask_image(ct, [])
+    assert empty.GetSize() == ct.GetSize() and not sitk.GetArrayViewFromImage(empty).any()
