@@ -203,8 +203,10 @@ def test_dicom_folder_with_a_link_out_of_data_is_refused(lite_model, tmp_path):
     dicom_series(img, tmp_path / "outside")
     files[2].unlink()
     os.symlink(tmp_path / "outside" / files[2].name, files[2])  # one slice is a link out of --data
-    dicom_series(img, data / "ok")
-    os.symlink(data / "ok" / "slice000.dcm", data / "ok" / "alias.dcm")  # a link inside --data is fine
+    ok = dicom_series(img, data / "ok")
+    (data / ".blobs").mkdir()
+    ok[2].rename(data / ".blobs" / ok[2].name)
+    os.symlink(data / ".blobs" / ok[2].name, ok[2])  # a link to a file inside --data is fine
     with make_client(lite_model, tmp_path / "state", data) as client:
         assert {"series", "ok"} <= {it["id"] for it in client.get("/api/datastore").json()["items"]}
         for method, path, kw in [("POST", "/api/sessions", {"json": {"image": "series"}}),
