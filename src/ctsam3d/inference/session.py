@@ -55,6 +55,9 @@ Documented behaviours:
   changes only lattice voxels in the box, and only input voxels whose centre lies in the box
   (the LPS box spanned by the corners; for axial, sagittal or coronal storage the index box
   between the corners' voxels): the mask never reaches outside the box.
+* A 2D box on a slice (``add_box2d``), a lasso (``add_lasso``) and a scribble
+  (``add_scribble``) are rendered into the same three prompt channels as clicks (see
+  :mod:`.shape_render`); undo and the negative-first rule work as for clicks.
 """
 
 from __future__ import annotations
@@ -77,6 +80,9 @@ from .mask_layer import (
 from .objects import ObjectState
 from .patch_cache import FeatureCache
 from .prediction import Prediction
+from . import shape_step
+from .shape_render import DEFAULT_RENDERING, ShapePrompt, ShapeRendering, render_box2d, render_lasso, render_scribble
+from .shapes import box2d_shape, lasso_shape, parse_points
 from .prompts import Click, make_click, parse_point
 from .runner import PatchRunner, Timer
 from .sparse_volume import SparseVolume
@@ -85,6 +91,12 @@ __all__ = ["Session"]
 
 Key = tuple[int, int, int]
 _ABOVE = np.float32(0.5 + 1 / 512)  # a mask voxel's probability where the model's is <= 0.5
+
+
+def _flag(positive, what: str) -> bool:
+    if not isinstance(positive, (bool, np.bool_)) and positive not in (0, 1):
+        raise ClickError(f"{what}: positive must be True or False, got {positive!r}")
+    return bool(positive)
 
 
 def _model_geometry(model) -> tuple[float, tuple[int, int, int], tuple[float, float]]:
@@ -290,6 +302,74 @@ class Session:
             region = ActedRegion("box", lo=tuple(int(v) for v in lo), hi=tuple(int(v) for v in hi))
             return self._interact(obj, click, "box", t_start, clip=clip, region=region, keep=box_keep(self.image, a, b))
 
+    # 2D box, lasso, scribble: geometry in .shapes, rendering into the 3 prompt channels in .shape_render
+    shape_rendering: ShapeRendering = DEFAULT_RENDERING
+
+    def add_box2d(self, corner_a, corner_b, positive: bool = True, space: str = "index", axis=None) -> Prediction:
+        """Add a 2D box on one slice (two opposite corners on that slice) to the current object.
+
+        Corners: ITK indices ``(i, j, k)`` (``space="index"``) or mm (``"world"`` LPS, ``"ras"``);
+        both must lie on one slice of the input (``axis`` 0/1/2 or ``"i"``/``"j"``/``"k"``: the
+        ITK axis the slice is normal to; inferred when only one axis fits). Positive: a click at
+        the box's centre, and the slice outside the box becomes background. Negative: the box on
+        the slice becomes background (needs an earlier positive prompt). See :mod:`.shape_render`.
+
+        Raises:
+            ClickError: a corner outside the image or malformed, corners not on one slice, an
+                empty box, or a negative box before any positive prompt; the session is unchanged.
+        """
+        with self._lock:
+            t_start = time.perf_counter()
+            self._require_image()
+            shape = box2d_shape(corner_a, corner_b, self.image, space, axis)
+            return self._shape(render_box2d(shape, _flag(positive, "2D box"), self.image, self.lattice,
+                                            self.shape_rendering), t_start)
+
+    def add_lasso(self, points, positive: bool = True, space: str = "index", axis=None) -> Prediction:
+        """Add a lasso: a closed contour (3 or more points, the last joins the first) on one slice.
+
+        Positive: the inside is the object on that slice and the outside background there;
+        clicks at the inside's distance-transform maxima tell the model where it is. Negative:
+        the inside becomes background on the slice. Points, ``space`` and ``axis`` as for
+        :meth:`add_box2d`.
+
+        Raises:
+            ClickError: bad points, points not on one slice, a contour without area, or a
+                negative lasso before any positive prompt; the session is unchanged.
+        """
+        with self._lock:
+            t_start = time.perf_counter()
+            self._require_image()
+            shape = lasso_shape(points, self.image, space, axis)
+            return self._shape(render_lasso(shape, _flag(positive, "lasso"), self.image, self.lattice,
+                                            self.shape_rendering), t_start)
+
+    def add_scribble(self, points, positive: bool = True, space: str = "index") -> Prediction:
+        """Add a scribble: a polyline (1 or more points, on a slice or anywhere in 3D).
+
+        It becomes a dense row of positive (or negative) clicks along the line, one every
+        ``shape_rendering.scribble_step_vox`` lattice voxels; a scribble spanning several patches
+        decodes each (at most ``shape_rendering.max_patches``).
+
+        Raises:
+            ClickError: bad points or a negative scribble before any positive prompt; the
+                session is unchanged.
+        """
+        with self._lock:
+            t_start = time.perf_counter()
+            self._require_image()
+            _, lps = parse_points(points, self.image, space, "scribble", min_points=1)
+            return self._shape(render_scribble(lps, _flag(positive, "scribble"), self.image, self.lattice,
+                                               self.shape_rendering), t_start)
+
+    def _shape(self, shape: ShapePrompt, t_start: float) -> Prediction:
+        cur = self._objects.get(self._current) if self._current is not None else None
+        if not shape.positive and (cur is None or not cur.has_foreground_prompt):
+            raise ClickError(f"{shape.action}: negative {shape.action} before any positive prompt; start the object "
+                             f"with a positive click, box, lasso, scribble or an initial mask")
+        clip = None if shape.rule is None else shape.rule.clip
+        return self._interact(self._obj(), shape.clicks[0], shape.action, t_start, clip=clip, shape=shape)
+
     def set_initial_mask(self, mask: sitk.Image | str | Path) -> Prediction:
         """Start the current object from an existing mask (edit mode); clicks then refine it.
 
@@ -334,13 +414,15 @@ class Session:
         return ActedRegion("all", negative=not click.positive)
 
     def _interact(self, obj: ObjectState, click: Click, action: str, t_start: float, clip=None,
-                  region: ActedRegion | None = None, keep=None) -> Prediction:
+                  region: ActedRegion | None = None, keep=None, shape=None) -> Prediction:
         timer = Timer()
         counts0 = dict(self._runner.counts)
         before = obj.push_history(self.undo_depth)
         region = region or self._acted_region(obj, click)
         try:
             obj.clicks.append(click)
+            if shape is not None:  # 2D box / lasso / scribble: its other clicks, lasso seed (shape_step.py)
+                shape_step.before_decode(shape, obj)
             start, is_new = self._choose_patch(obj, click)
             pos, neg = obj.clicks_in(start, self.patch_size)
             prev = obj.store.read(start, self.patch_size)
@@ -348,6 +430,9 @@ class Session:
             p = probs[0] if clip is None else clip(start, probs[0])
             mode = "max" if (is_new and click.positive) else "replace"
             obj.store.write(start, p, mode=mode)
+            if shape is not None:
+                shape_step.cover(shape, self, obj, start, timer)
+                shape_step.after_decode(shape, obj)
             kept = restrict_change(obj.store, before.store[0], region)
             if start not in obj.patches:
                 obj.patches.append(start)
@@ -368,11 +453,15 @@ class Session:
                 timer.add("expansion", t0)
                 info.update(expansion_patches=res.decoded, cpp_evaluations=res.cpp, expansion_stop=res.stop)
                 restrict_change(obj.store, before.store[0], region)
+                if shape is not None:
+                    shape_step.after_decode(shape, obj)
             else:
                 info["expansion_stop"] = "disabled"
             t0 = time.perf_counter()
             old = SparseVolume.from_snapshot(before.store, obj.store.chunk)
             apply_change(obj.mask, old, obj.store, self.lattice, self.image, keep=keep)
+            if shape is not None:
+                shape_step.after_mask(shape, obj)
             timer.add("mask", t0)
         except BaseException:
             obj.restore(before)  # never leave a half-applied interaction behind
