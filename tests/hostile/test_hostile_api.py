@@ -246,3 +246,18 @@ def test_dicom_seg_and_model_files_get_the_umask_mode(tmp_path, lite_model):
     for p in (tmp_path / "mask.dcm", tmp_path / "model" / "model.safetensors", tmp_path / "model" / "config.json"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_a_failing_writer_leaves_nothing_and_says_one_line(tmp_path, monkeypatch):
+    """The output folder was writable when checked, but the write itself fails (disk full)."""
+    ct = _ct_image(tmp_path)
+    before = snapshot(tmp_path)
+
+    def disk_full(*a, **k):
+        raise RuntimeError("ITK ERROR: NiftiImageIO(0x1): /build/itk/x.cxx:99:\nNo space left on device")
+
+    monkeypatch.setattr(sitk, "WriteImage", disk_full)
+    with pytest.raises(InputError, match="mask.nii.gz: cannot write \\(No space left on device\\)") as info:
+        write_mask(_mask_like(ct), tmp_path / "mask.nii.gz", source=ct)
+    assert "\n" not in str(info.value) and "/build" not in str(info.value)
+    assert snapshot(tmp_path) == before

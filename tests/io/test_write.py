@@ -73,7 +73,7 @@ def test_failed_write_leaves_nothing(ct, tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(sitk, "WriteImage", broken_write)
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(InputError, match="m.nii.gz: cannot write \\(disk full\\)"):
         write_mask(mask, tmp_path / "m.nii.gz", source=ct)
     assert list(tmp_path.iterdir()) == []
 

@@ -193,16 +193,21 @@ def atomic_path(path: Path):
     error the temporary file is removed and nothing appears at ``path``. The published file
     gets the usual mode (umask honoured, see :func:`publish`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     suf = _suffix(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suf}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suf}", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     os.close(fd)
     try:
         yield Path(tmp)
         publish(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # disk full, quota, permissions changed meanwhile...
+            raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
         raise
 
 
@@ -320,7 +325,12 @@ def _write(mask: sitk.Image, p: Path, source, names: dict[int, str]) -> None:
                 raise InputError(f"{p}: {exc}") from None
     else:
         with atomic_path(p) as tmp, quiet_itk():
-            sitk.WriteImage(mask, str(tmp), useCompression=suf != ".nii")
+            try:
+                sitk.WriteImage(mask, str(tmp), useCompression=suf != ".nii")
+            except RuntimeError as exc:  # ITK: disk full, I/O error, ...
+                from .read import _itk_reason
+
+                raise InputError(f"{p}: cannot write ({_itk_reason(exc)})") from None
     log.debug("wrote %s", p)  # the caller says what it wrote, once
 
 
