@@ -4,7 +4,8 @@ mask is said to be empty."""
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+
 import pytest
 import SimpleITK as sitk
 
@@ -14,10 +15,9 @@ from ctsam3d.cli.main import main
 @pytest.fixture(scope="module")
 def raw_ct(tmp_path_factory):
     """The real CT fixture stored as scanners store it before the rescale: HU + 1024 (0..4095)."""
-    from conftest import FIXTURE_CT
-
+    fixture = Path(__file__).resolve().parents[1] / "data" / "openkbp_pt_203_ct.nii.gz"
     out = tmp_path_factory.mktemp("raw") / "raw_ct.nii.gz"
-    sitk.WriteImage(sitk.ReadImage(str(FIXTURE_CT)) + 1024, str(out))
+    sitk.WriteImage(sitk.ReadImage(str(fixture)) + 1024, str(out))
     return out
 
 

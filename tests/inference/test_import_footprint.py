@@ -40,7 +40,7 @@ print(json.dumps(sorted(sys.modules)))
 CLI = """
 import json, sys
 from ctsam3d.cli.main import main
-rc = main(["segment", "-q", "-i", sys.argv[1], "-o", sys.argv[2], "--model", "ctsam3d-lite", "--no-expansion",
+rc = main(["segment", "-q", "-i", sys.argv[1], "-o", sys.argv[2], "--model", "ctsam3d-lite", "--untrained", "--no-expansion",
            "--click", "64,64,64"])
 assert rc == 0, rc
 print(json.dumps(sorted(sys.modules)))

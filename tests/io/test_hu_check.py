@@ -4,6 +4,7 @@ the same CT as a scanner stores it before the rescale, normalised, z-scored or a
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +15,8 @@ from ctsam3d.io.hu_check import NotHUWarning, check_hu, refuse_if_not_hu
 
 @pytest.fixture(scope="module")
 def hu():
-    from conftest import FIXTURE_CT
-
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(FIXTURE_CT))).astype(np.float32)
+    fixture = Path(__file__).resolve().parents[1] / "data" / "openkbp_pt_203_ct.nii.gz"  # the real CT fixture
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(fixture))).astype(np.float32)
 
 
 CASES = [
