@@ -91,7 +91,11 @@ def full_size_ct(source: Path = SHARED_CT, size=FULL_SIZE, cache: Path | None = 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
     """Resident memory of a process from /proc (Linux), MiB; ``VmHWM`` is its peak."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    for line in text.splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
@@ -224,7 +228,9 @@ def run_load(ct_path: Path | str, users: int = 8, seconds: float = 60.0, *, mode
     cmd += [] if expansion else ["--no-expansion"]
     cmd += list(extra_args or [])
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log_path = Path(tempfile.mkstemp(prefix="ctsam3d-load-server-", suffix=".log")[1])
+    log_file = open(log_path, "wb")
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
     url = f"http://127.0.0.1:{port}"
     points = Points(ct_path, seed=0)
     try:
@@ -236,14 +242,14 @@ def run_load(ct_path: Path | str, users: int = 8, seconds: float = 60.0, *, mode
             except httpx.HTTPError:
                 pass
             if server.poll() is not None or time.monotonic() - t_start > 180:
-                raise SystemExit(f"server did not start: {server.stderr.read().decode()[-2000:]}")
+                raise SystemExit(f"server did not start: {log_path.read_text(errors='replace')[-2000:]}")
             time.sleep(0.25)
         rss_idle = rss_mb(server.pid)
         peak = [rss_idle]
         stop = threading.Event()
 
         def watch():
-            while not stop.wait(0.5):
+            while not stop.wait(0.5) and server.poll() is None:
                 peak.append(rss_mb(server.pid))
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -258,9 +264,13 @@ def run_load(ct_path: Path | str, users: int = 8, seconds: float = 60.0, *, mode
             u.join(seconds + 600)
         wall = time.monotonic() - t0
         stop.set()
-        healthy = httpx.get(url + "/info/", timeout=30).status_code == 200
-        hwm = rss_mb(server.pid, "VmHWM")
-        rss_end = rss_mb(server.pid)
+        try:
+            healthy = httpx.get(url + "/info/", timeout=30).status_code == 200
+        except httpx.HTTPError:
+            healthy = False
+        exit_code = server.poll()
+        hwm = rss_mb(server.pid, "VmHWM") if exit_code is None else float("nan")
+        rss_end = rss_mb(server.pid) if exit_code is None else float("nan")
         state_mb = disk_mb(work / "state")
     finally:
         server.terminate()
@@ -269,6 +279,11 @@ def run_load(ct_path: Path | str, users: int = 8, seconds: float = 60.0, *, mode
         except subprocess.TimeoutExpired:
             server.kill()
         shutil.rmtree(work, ignore_errors=True)
+        log_file.close()
+    server_log = log_path.read_text(errors="replace")[-3000:]
+    log_path.unlink(missing_ok=True)
+    if exit_code is not None:
+        print(f"server exited during the run with code {exit_code}; its log ends:\n{server_log}", file=sys.stderr)
 
     latency = [v for u in pool for v in u.latency_ms]
     server_ms = [v for u in pool for v in u.server_ms]
@@ -286,8 +301,8 @@ def run_load(ct_path: Path | str, users: int = 8, seconds: float = 60.0, *, mode
         "clicks": len(latency), "clicks_per_s": round(len(latency) / seconds, 2),
         "latency_ms": pct(latency), "server_ms": pct(server_ms), "server_stages_ms": stages,
         "per_user_clicks": [len(u.latency_ms) for u in pool],
-        "errors": len(errors), "error_samples": errors[:5], "healthy_after": healthy,
-        "server_rss_mb": {"idle": round(rss_idle, 1), "peak": round(max(max(peak), hwm), 1), "end": round(rss_end, 1)},
+        "errors": len(errors), "error_samples": errors[:5], "healthy_after": healthy, "server_exit": exit_code,
+        "server_rss_mb": {"idle": round(rss_idle, 1), "peak": round(float(np.nanmax(peak + [hwm])), 1), "end": round(rss_end, 1)},
         "state_dir_mb": round(state_mb, 1),
         "machine": platform.platform(), "cpus": os.cpu_count(), "load_avg_after": list(os.getloadavg()),
         "label": label,

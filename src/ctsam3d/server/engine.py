@@ -171,7 +171,9 @@ class ModelHolder:
     def engine(self, image: sitk.Image, cache=None) -> "Engine":
         """A model session on ``image``; ``cache``: an encoded-patch cache shared with other
         sessions on the same image (see :class:`.images.SharedImage`), else its own."""
-        return Engine(self.get(), image, self.expansion, self.gate, cache, self.max_patches)
+        model = self.get()
+        with self.gate:  # set_image reads the pixels (HU check): serialised with the patch crops
+            return Engine(model, image, self.expansion, self.gate, cache, self.max_patches)
 
 
 class Engine:
@@ -209,11 +211,13 @@ class Engine:
 
     @staticmethod
     def _zero_times() -> dict[str, float]:
-        return {"wait": 0.0, "model": 0.0, "encoded": 0, "decoded": 0}
+        return {"wait": 0.0, "model": 0.0, "encoded": 0, "decoded": 0, "crop": 0.0, "encode": 0.0, "decode": 0.0,
+                "cpp": 0.0, "expansion": 0.0}
 
     def take_times(self) -> dict[str, float]:
         """Since the last call: milliseconds waiting for the model gate (``wait``) and running the
-        model (``model``), and patches encoded / decoded (``encoded``, ``decoded``)."""
+        model (``model``; of it ``crop``, ``encode``, ``decode``, ``cpp``, ``expansion`` as the
+        session times them), and patches encoded / decoded (``encoded``, ``decoded``)."""
         out, self._times = self._times, self._zero_times()
         return out
 
@@ -244,6 +248,8 @@ class Engine:
             return
         self._times["encoded"] += prediction.patches_encoded
         self._times["decoded"] += prediction.patches_decoded
+        for stage in ("crop", "encode", "decode", "cpp", "expansion"):
+            self._times[stage] += prediction.timing_ms.get(stage, 0.0)
         s = prediction.changed_slices_zyx
         if s is None:
             return

@@ -8,6 +8,13 @@ holds it (plus the most recently used few), and writes the viewer copy once, in
 size and modification time (every file of a DICOM folder), so a changed file gets a new key.
 
 Images are never modified after reading: sessions only read pixels (patch crops) and geometry.
+**Thread safety.** SimpleITK crashes (SIGSEGV, seen under 8 users) when one thread takes a numpy
+view of an image (``GetArrayViewFromImage``: its ``MakeUnique`` deep-copies and swaps the
+buffer while anything else holds it) while another runs a filter on the same image object (a
+patch crop, a writer). So: the numpy reads of a shared image happen once, at load, before any
+other thread sees it (HU check, the viewer copy's pixels); afterwards its pixels are only read
+under the model gate (patch crops, a model session's set-up, the page's display volume), which
+serialises them.
 Each image also carries one cache of encoded patches per model that all sessions on it share
 (:class:`SharedFeatureCache`; keys are lattice starts, which depend only on image and model).
 """
@@ -67,6 +74,8 @@ class SharedImage:
     view_ready: threading.Event = field(default_factory=threading.Event)
     view_error: BaseException | None = None
     caches: dict = field(default_factory=dict)
+    hu: object = None  # ctsam3d.io.hu_check.HuCheck of the image, computed once at load
+    pixel_gate: object = field(default_factory=threading.Lock)  # set to the model gate by the store
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_view(self, timeout: float = 600.0) -> Path:
@@ -79,15 +88,20 @@ class SharedImage:
         if not self.view_path.is_file():
             with self._lock:
                 if not self.view_path.is_file():
-                    self.write_view()
+                    self.write_view(self.key)
         return self.view_path
 
-    def write_view(self, image_id: str = "") -> None:
-        """Write ``view_path`` (atomically) from the image."""
+    def write_view(self, image_id: str = "", copy: sitk.Image | None = None) -> None:
+        """Write ``view_path`` (atomically) from ``copy`` (the image's pixels in a separate image),
+        else from the image itself under the model gate (a rewrite; see the module docstring)."""
         directory = self.view_path.parent
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f"view.{os.getpid()}.{threading.get_ident()}.part.nii.gz"
-        sitk.WriteImage(self.image, str(tmp), True, 1)
+        if copy is not None:
+            sitk.WriteImage(copy, str(tmp), True, 1)
+        else:
+            with self.pixel_gate:
+                sitk.WriteImage(self.image, str(tmp), True, 1)
         os.replace(tmp, self.view_path)
         (directory / "source.json").write_text(json.dumps({"image": image_id, "written": time.time()}), encoding="utf-8")
 
@@ -116,11 +130,13 @@ class SharedImages:
     Args:
         root: folder of the viewer copies (``<state>/views``).
         keep: images kept in memory beyond those a live session holds (most recently used).
+        pixel_gate: the lock under which pixels of a published image are read (the model gate).
     """
 
-    def __init__(self, root: Path, keep: int = 2) -> None:
+    def __init__(self, root: Path, keep: int = 2, pixel_gate=None) -> None:
         self.root = root
         self.keep = keep
+        self.pixel_gate = pixel_gate if pixel_gate is not None else threading.Lock()
         self._live: weakref.WeakValueDictionary[str, SharedImage] = weakref.WeakValueDictionary()
         self._recent: OrderedDict[str, SharedImage] = OrderedDict()
         self._lock = threading.Lock()
@@ -153,18 +169,26 @@ class SharedImages:
             self._recent.popitem(last=False)
 
     def _load(self, key: str, image_id: str, path: Path) -> SharedImage:
+        from ..io.hu_check import check_hu
+
         image = read_image(path)
         directory = self.root / key
-        shared = SharedImage(key, image, directory / VIEW_NAME)
+        shared = SharedImage(key, image, directory / VIEW_NAME, pixel_gate=self.pixel_gate)
+        # Everything that reads the pixels as numpy happens now, before any other thread sees
+        # the image (see the module docstring): the HU plausibility check, and the viewer copy's
+        # pixels (a separate image, so its writer never runs on the shared one).
+        shared.hu = check_hu(image)
         if shared.view_path.is_file():
             shared.view_ready.set()
         else:
-            threading.Thread(target=self._write_view, args=(shared, image_id), daemon=True).start()
+            copy = sitk.GetImageFromArray(sitk.GetArrayViewFromImage(image))
+            copy.CopyInformation(image)
+            threading.Thread(target=self._write_view, args=(shared, image_id, copy), daemon=True).start()
         return shared
 
-    def _write_view(self, shared: SharedImage, image_id: str) -> None:
+    def _write_view(self, shared: SharedImage, image_id: str, copy: sitk.Image) -> None:
         try:
-            shared.write_view(image_id)
+            shared.write_view(image_id, copy)
         except BaseException as exc:  # reported to whoever asks for the view
             shared.view_error = exc
         finally:

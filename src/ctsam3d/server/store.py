@@ -153,7 +153,7 @@ class WorkspaceStore:
         self.max_objects = max_objects
         self.ttl = float(ttl)
         self.quota_bytes = int(quota_bytes)
-        self.images = SharedImages(root.parent / "views")
+        self.images = SharedImages(root.parent / "views", pixel_gate=models.gate)
         self._open: OrderedDict[str, Workspace] = OrderedDict()
         self._lock = threading.Lock()
         self._gates = [threading.RLock() for _ in range(GATES)]
@@ -191,8 +191,11 @@ class WorkspaceStore:
     def _create(self, image, source: dict, session_id: str | None, *, shared=None, expiry: float = 0) -> Workspace:
         from ..io.hu_check import refuse_if_not_hu  # issue 19: masks on a CT not in HU mean nothing
 
-        refuse_if_not_hu(image, source.get("name") or "image",
-                         hint="the model needs CT in Hounsfield units (apply the scanner's rescale to the image first)")
+        hint = "the model needs CT in Hounsfield units (apply the scanner's rescale to the image first)"
+        if shared is None:
+            refuse_if_not_hu(image, source.get("name") or "image", hint=hint)
+        elif not shared.hu.plausible:  # checked once when the shared image was read
+            raise InputError(shared.hu.message(source.get("name") or "image") + f"; {hint}")
         session_id = session_id or secrets.token_urlsafe(18)
         directory = self.root / session_id
         directory.mkdir(parents=True, exist_ok=True)
