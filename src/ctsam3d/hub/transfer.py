@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import re
 import socket
 import sys
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 from .._version import __version__
 from ..errors import CtSam3dError
 
+log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 USER_AGENT = f"ctsam3d/{__version__} (+https://github.com/alibaba-damo-academy/ct-sam3d weights download)"
 
@@ -151,6 +153,8 @@ def fetch(url: str, dest: Path, *, size: int | None = None, what: str | None = N
             raise TransferInterrupted(
                 f"{what}: transfer interrupted after {done}{reason}; run the same command again to resume"
             )
+        log.warning("%s: transfer cut after %s bytes; resuming from there (attempt %d of %d)",
+                    what, f"{have:,}", attempt, retries)
         time.sleep(backoff_s * attempt)
 
 
