@@ -39,6 +39,18 @@ from .engine import read_image
 VIEW_NAME = "view.nii.gz"
 
 
+def view_response(path: Path, **kwargs):
+    """A ``FileResponse`` for a viewer copy, sent in 1 MiB reads instead of Starlette's 64 KiB
+    (a 55 MB CT is ~60 thread hops instead of ~860; 8 users opening at once on 2 cores took
+    2-5 s instead of 5-7 s in a probe)."""
+    from fastapi.responses import FileResponse
+
+    class _ViewFile(FileResponse):
+        chunk_size = 1 << 20
+
+    return _ViewFile(path, media_type="application/gzip", **kwargs)
+
+
 def shared_feature_cache(max_items: int):
     """A :class:`~ctsam3d.inference.patch_cache.FeatureCache` that several sessions on one image
     use at once: a lock around each operation, and ``clear`` (which a session calls when it sets

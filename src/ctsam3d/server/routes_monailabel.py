@@ -35,6 +35,7 @@ from fastapi.responses import FileResponse, Response
 from .._version import __version__
 from ..errors import InputError
 from .engine import check_voxel, mask_file_bytes, read_image, read_label, structure_names
+from .images import view_response
 from .routes_web import attachment, safe_filename
 from .security import NotFound, check_tag, keyed_session_id, token_matches
 from .uploads import client_label, files_label, store_upload
@@ -143,7 +144,7 @@ def create_session(request: Request, files: list[UploadFile] = File(...), uncomp
 def get_session(request: Request, session_id: str, image: bool = False):
     ws = _ctx(request).store.get(session_id)
     if image:
-        return FileResponse(ws.view_path, media_type="application/gzip", filename="image.nii.gz")
+        return view_response(ws.view_path, filename="image.nii.gz")
     return _session_info(ws, _ctx(request).store)
 
 

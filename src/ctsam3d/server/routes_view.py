@@ -24,7 +24,9 @@ from pathlib import Path
 
 import SimpleITK as sitk
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
+
+from .images import view_response
 
 router = APIRouter(prefix="/api")
 
@@ -122,7 +124,7 @@ def display_volume(request: Request, session_id: str,
     factors = display_factors(image.GetSize(), image.GetSpacing(), max_voxels)
     headers = {"X-Display-Factors": ",".join(map(str, factors)), "Cache-Control": "no-store"}
     if factors == (1, 1, 1):
-        return FileResponse(ws.view_path, media_type="application/gzip", headers=headers)
+        return view_response(ws.view_path, headers=headers)
     key = (ws.meta.get("image_key") or session_id, factors)
     def make() -> bytes:
         with request.app.state.ctx.models.gate:  # pixels of a shared image: see server/images.py

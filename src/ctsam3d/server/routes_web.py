@@ -14,12 +14,13 @@ from pathlib import Path
 
 import SimpleITK as sitk
 from fastapi import APIRouter, File, Query, Request, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from .._version import __version__
 from ..errors import InputError
 from .engine import check_voxel, ras_to_voxel, structure_names, mask_file_bytes
+from .images import view_response
 from .security import log_tag
 from .uploads import files_label
 
@@ -102,7 +103,7 @@ def delete_session(request: Request, session_id: str):
 @router.get("/sessions/{session_id}/image.nii.gz")
 def session_image(request: Request, session_id: str):
     """The CT as NIfTI written from the session's own image (same geometry as the server's)."""
-    return FileResponse(_ws(request, session_id).view_path, media_type="application/gzip", filename="image.nii.gz")
+    return view_response(_ws(request, session_id).view_path, filename="image.nii.gz")
 
 
 @router.get("/sessions/{session_id}/labels.nii.gz")
