@@ -88,3 +88,35 @@ def test_random_first_click_is_seeded_and_inside():
 def test_protocol_description_states_rules():
     d = describe_protocol(ProtocolConfig(clicks=7))
     assert d["clicks"] == 7 and "8" in d["noc"] and "skipped" in d["description"]
+
+
+class ShapeScripted(Scripted):
+    """Scripted method that also takes shapes (records them)."""
+
+    supports_shapes = True
+
+    def __init__(self, masks):
+        super().__init__(masks)
+        self.shapes = []
+
+    def prompt(self, shape):
+        self.shapes.append(shape)
+        self.received.append(("shape", shape.kind))
+        return self.masks[0].astype(np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["box2d", "lasso", "scribble"])
+def test_first_prompt_shape_then_clicks(kind):
+    half = box(SHAPE, (3, 4, 5), (12, 16, 12))
+    m = ShapeScripted([half, TARGET])
+    cfg = ProtocolConfig(clicks=3, first_prompt=kind)
+    res = run_structure(m, TARGET, (1.0, 1.0, 1.0), cfg, case="c", structure="s")
+    assert m.received[0] == ("shape", kind) and len(m.shapes) == 1
+    assert m.shapes[0].axis == 0 and res.first_prompt["kind"] == kind
+    assert res.dice[0] == pytest.approx(2 * half.sum() / (half.sum() + TARGET.sum()))
+    assert m.received[1][1] is True  # then a corrective (positive) click
+    assert res.dice[1:] == [1.0, 1.0]
+    again = ShapeScripted([half, TARGET])
+    run_structure(again, TARGET, (1.0, 1.0, 1.0), cfg, case="c", structure="s")
+    assert np.array_equal(again.shapes[0].points, m.shapes[0].points)  # seeded per case/structure
+    assert "replaced by" in describe_protocol(cfg)["description"] and describe_protocol(cfg)["first_prompt"] == kind

@@ -41,6 +41,14 @@ class InteractiveMethod(abc.ABC):
         """Add one click at ITK index ``(i, j, k)`` and return the whole current mask,
         uint8 0/1 ``(z, y, x)`` on the image grid."""
 
+    #: whether :meth:`prompt` takes 2D boxes, lassos and scribbles (``--first-prompt``)
+    supports_shapes: bool = False
+
+    def prompt(self, shape) -> np.ndarray:
+        """Add a simulated 2D box / lasso / scribble (:class:`ctsam3d.clicks.shapes.ShapePrompt`,
+        points ``(z, y, x)`` of the mask array) and return the whole current mask as :meth:`click`."""
+        raise NotImplementedError(f"{self.name}: takes clicks only")
+
     def close(self) -> None:
         """Release resources (optional)."""
 
@@ -90,8 +98,24 @@ class SessionMethod(InteractiveMethod):
     def reset(self) -> None:
         self._session.reset()
 
+    supports_shapes = True
+
+    def prompt(self, shape) -> np.ndarray:
+        pts = [tuple(float(v) for v in p[::-1]) for p in shape.points]  # (z, y, x) -> ITK (i, j, k)
+        axis = None if shape.axis is None else 2 - int(shape.axis)
+        if shape.kind == "box2d":
+            self._session.add_box2d(pts[0], pts[1], positive=shape.positive, axis=axis)
+        elif shape.kind == "lasso":
+            self._session.add_lasso(pts, positive=shape.positive, axis=axis)
+        else:
+            self._session.add_scribble(pts, positive=shape.positive)
+        return self._mask()
+
     def click(self, index_ijk, positive: bool) -> np.ndarray:
         self._session.add_click(tuple(int(v) for v in index_ijk), positive=bool(positive))
+        return self._mask()
+
+    def _mask(self) -> np.ndarray:
         mask = sitk.GetArrayFromImage(self._session.result())
         if mask.shape != self._shape:
             raise RuntimeError(f"{self.name}: Session.result() has shape {mask.shape}, image is {self._shape}")

@@ -42,6 +42,7 @@ class ProtocolConfig:
     seed: int = 0
     click_source: str = "own"  # "own": each method's own errors; "first-method": replay method 1's clicks
     noc_thresholds: tuple[float, ...] = NOC_THRESHOLDS
+    first_prompt: str = "click"  # "click" | "box2d" | "lasso" | "scribble" (ctsam3d.clicks.shapes)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class StructureResult:
     time_s: list[float] = field(default_factory=list)  # per click actually made
     noc: dict[str, int] = field(default_factory=dict)  # "80" -> clicks (K+1 = not reached)
     voxels: int = 0
+    first_prompt: dict | None = None  # the simulated shape of interaction 1 (when not a click)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +85,23 @@ def run_structure(
     spacing = tuple(float(s) for s in spacing_zyx)
     mask = None
     for k in range(config.clicks):
+        if k == 0 and config.first_prompt != "click":  # same shape for every method (seeded)
+            from ..clicks.shapes import simulate_prompt
+
+            shape = simulate_prompt(config.first_prompt, target, spacing_zyx=spacing,
+                                    rng=structure_rng(config.seed, case, structure))
+            if shape is None:
+                break
+            t0 = time.perf_counter()
+            out = method.prompt(shape)
+            res.time_s.append(time.perf_counter() - t0)
+            mask = out != 0
+            anchor = np.rint(shape.points[0]).astype(int)
+            res.first_prompt = shape.to_dict()
+            res.clicks.append([int(anchor[0]), int(anchor[1]), int(anchor[2]), 1])
+            res.dice.append(dice(mask, target))
+            res.nsd.append(nsd(mask, target, spacing, config.nsd_tolerance_mm))
+            continue
         if replay is not None:
             if k >= len(replay):
                 break
@@ -124,6 +143,16 @@ def describe_protocol(config: ProtocolConfig) -> dict:
     first = ("at the maximum of the structure's Euclidean distance transform (mm, volume border counts as outside)"
              if config.first == "center" else
              "at a random voxel at least half the maximum depth inside the structure (seeded per case/structure)")
+    shapes = {
+        "box2d": "a 2D box around the structure on its largest axial slice, each edge jittered by up to 10% of "
+                 "the box side",
+        "lasso": "a lasso from the outer contour of the structure's largest piece on its largest axial slice, "
+                 "perturbed smoothly by 10% of its equivalent radius",
+        "scribble": "a scribble of 8 points along the medial axis of the structure's largest piece on its largest "
+                    "axial slice, each moved by up to one voxel inside it",
+    }
+    if config.first_prompt != "click":
+        first = f"replaced by {shapes[config.first_prompt]} (ctsam3d.clicks.shapes, seeded per case/structure)"
     return {
         "description": (
             "Per case and per structure present in its labels (absent structures are skipped, not scored): "
@@ -137,6 +166,7 @@ def describe_protocol(config: ProtocolConfig) -> dict:
         ),
         "clicks": K,
         "first_click": config.first,
+        "first_prompt": config.first_prompt,
         "click_source": config.click_source,
         "seed": config.seed,
         "dice": "2|P&G|/(|P|+|G|) on the image grid; both empty -> 1",

@@ -103,6 +103,7 @@ def evaluate(
     catalogue: str = "openkbp",
     cases: list[Case] | None = None,
     command: str | None = None,
+    first_prompt: str = "click",
 ) -> dict:
     """Evaluate ``methods`` on a dataset with simulated clicks; write the report if ``out_dir``.
 
@@ -123,6 +124,8 @@ def evaluate(
         catalogue: anatomy catalogue naming ``pairs`` label ids.
         cases: already listed cases (skips listing ``data_dir`` again).
         command: the command line that produced the report (stored in it).
+        first_prompt: interaction 1: ``"click"`` or a simulated ``"box2d"``, ``"lasso"`` or
+            ``"scribble"`` (:mod:`ctsam3d.clicks.shapes`); the next ones are clicks.
 
     Returns:
         The report dict (see :mod:`ctsam3d.evaluation.report`).
@@ -141,8 +144,14 @@ def evaluate(
         raise InputError(f"first click mode must be 'center' or 'random', got {first!r}")
     if click_source not in ("own", "first-method"):
         raise InputError(f"click source must be 'own' or 'first-method', got {click_source!r}")
+    if first_prompt not in ("click", "box2d", "lasso", "scribble"):
+        raise InputError(f"--first-prompt: must be click, box2d, lasso or scribble, got {first_prompt!r}")
+    if first_prompt != "click":
+        clicks_only = [m.name for m in methods if not getattr(m, "supports_shapes", False)]
+        if clicks_only:
+            raise InputError(f"--first-prompt {first_prompt}: method(s) {', '.join(clicks_only)} take clicks only")
     config = ProtocolConfig(clicks=int(clicks), nsd_tolerance_mm=float(nsd_tolerance_mm), first=first,
-                            seed=int(seed), click_source=click_source)
+                            seed=int(seed), click_source=click_source, first_prompt=first_prompt)
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.manual_seed(seed)
