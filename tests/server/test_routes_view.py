@@ -1,4 +1,4 @@
-"""The page's display volume (``view.nii.gz?max_voxels=``): block factors, block means, and a
+"""The page's display volume (``view?max_voxels=``): block factors, block means, and a
 geometry whose voxel centres are the blocks' centres, so world positions (clicks, markers)
 agree with the full-resolution CT."""
 
@@ -49,15 +49,15 @@ def test_downsample_is_a_block_mean_centred_on_the_blocks(code):
 
 def test_route_serves_full_and_coarse_volumes(client, tmp_path):
     sid = client.post("/api/sessions", json={"image": "pli.nii.gz"}).json()["session_id"]
-    full = client.get(f"/api/sessions/{sid}/view.nii.gz")
+    full = client.get(f"/api/sessions/{sid}/view")
     assert full.status_code == 200 and full.headers["x-display-factors"] == "1,1,1"
     img, _ = synthetic_ct("PLI")
     assert read_nifti_bytes(full.content, tmp_path).GetSize() == img.GetSize()
-    coarse = client.get(f"/api/sessions/{sid}/view.nii.gz", params={"max_voxels": 1_000_000})
+    coarse = client.get(f"/api/sessions/{sid}/view", params={"max_voxels": 1_000_000})
     assert coarse.status_code == 200  # the synthetic CT is small: already within the limit
     assert coarse.headers["x-display-factors"] == "1,1,1"
-    assert client.get(f"/api/sessions/{sid}/view.nii.gz", params={"max_voxels": 5}).status_code == 422
-    assert client.get("/api/sessions/nope/view.nii.gz").status_code in (400, 404)  # no such session
+    assert client.get(f"/api/sessions/{sid}/view", params={"max_voxels": 5}).status_code == 422
+    assert client.get("/api/sessions/nope/view").status_code in (400, 404)  # no such session
 
 
 def test_coarse_volume_keeps_world_positions(client, tmp_path, monkeypatch):
@@ -67,7 +67,7 @@ def test_coarse_volume_keeps_world_positions(client, tmp_path, monkeypatch):
 
     monkeypatch.setattr(rv, "display_factors", lambda size, spacing, limit: (2, 2, 2))
     sid = client.post("/api/sessions", json={"image": "lps.nii.gz"}).json()["session_id"]
-    r = client.get(f"/api/sessions/{sid}/view.nii.gz", params={"max_voxels": 1_000_000})
+    r = client.get(f"/api/sessions/{sid}/view", params={"max_voxels": 1_000_000})
     assert r.headers["x-display-factors"] == "2,2,2"
     img, _ = synthetic_ct("LPS")
     small = read_nifti_bytes(r.content, tmp_path)

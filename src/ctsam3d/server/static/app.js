@@ -4,7 +4,7 @@
 // converts it with the image's own geometry (RAS -> LPS -> continuous index -> voxel).
 //
 // Speed on any renderer, software WebGL included (issue 20):
-// * The CT is shown from a display volume (`view.nii.gz?max_voxels=`): full resolution on a GPU,
+// * The CT is shown from a display volume (`view?max_voxels=`): full resolution on a GPU,
 //   block-averaged to at most DISPLAY_VOXELS_SOFTWARE voxels on a software renderer, where
 //   preparing a 512 x 512 x 300 volume's textures takes most of a minute. Clicks are world mm, so
 //   they reach the full-resolution CT either way; masks and exports are full resolution.
@@ -129,6 +129,42 @@ const displayVoxels = params.get("display") === "full" ? DISPLAY_VOXELS_GPU
 if (software) nv.opts.multiplanarShowRender = SHOW_RENDER.NEVER;
 window.ctsam3d.renderer = { renderer, software, displayVoxels };
 
+// Software WebGL: NiiVue computes the volume's gradients (two full-volume passes with many
+// trilinear taps, only the 3D rendering's lighting uses them) every time it prepares the
+// volume. Until the 3D view is asked for, its two gradient shaders are swapped for one that
+// draws nothing; the 3D button restores them and computes the gradients then.
+const GRADIENT_SHADERS = ["blurShader", "gradientPrePassShader", "sobelFirstOrderShader", "sobelSecondOrderShader"];
+const gradients = { deferred: false, saved: null };
+function deferGradients() {
+  if (!software || GRADIENT_SHADERS.some((k) => !nv[k])) return; // another NiiVue: leave it alone
+  const gl = nv.gl;
+  const compile = (type, src) => {
+    const sh = gl.createShader(type);
+    gl.shaderSource(sh, src);
+    gl.compileShader(sh);
+    return sh;
+  };
+  const program = gl.createProgram();
+  gl.attachShader(program, compile(gl.VERTEX_SHADER,
+    "#version 300 es\nin vec3 vPos;\nvoid main() { gl_Position = vec4(2.0, 2.0, 2.0, 1.0); }")); // off screen
+  gl.attachShader(program, compile(gl.FRAGMENT_SHADER,
+    "#version 300 es\nprecision highp float;\nout vec4 c;\nvoid main() { c = vec4(0.0); }"));
+  gl.linkProgram(program);
+  if (!gl.getProgramParameter(program, gl.LINK_STATUS)) return;
+  const none = { program, uniforms: {}, use(g) { g.useProgram(program); } };
+  gradients.saved = Object.fromEntries(GRADIENT_SHADERS.map((k) => [k, nv[k]]));
+  for (const k of GRADIENT_SHADERS) nv[k] = none;
+  gradients.deferred = true;
+}
+function computeGradients() {
+  if (!gradients.deferred) return false;
+  Object.assign(nv, gradients.saved);
+  gradients.deferred = false;
+  if (nv.volumes.length) nv.gradientGL(nv.volumes[0].hdr);
+  return true;
+}
+deferGradients();
+
 // Every redraw also redraws the click markers (a 2D canvas above the WebGL one).
 const marks = $("marks");
 const drawSceneGL = nv.drawScene.bind(nv);
@@ -192,13 +228,21 @@ async function setWindow(name) {
     setBusy(-1);
   }
 }
-function setView(name) {
+async function setView(name) {
   document.querySelectorAll("[data-view]").forEach((b) => b.classList.toggle("active", b.dataset.view === name));
+  if (name === "render" && gradients.deferred && nv.volumes.length) {
+    status("3D view: computing the volume's gradients for shading…", { busy: true });
+    setBusy(+1);
+    await new Promise((r) => requestAnimationFrame(r));
+    try { computeGradients(); } finally { setBusy(-1); }
+  } else if (name === "render") {
+    computeGradients();
+  }
   nv.setSliceType(VIEWS[name]);
   if (state.session) status(`View: ${name === "multi" ? "4 views" : name}.`);
 }
 document.querySelectorAll("[data-window]").forEach((b) => (b.onclick = () => enqueue(() => setWindow(b.dataset.window))));
-document.querySelectorAll("[data-view]").forEach((b) => (b.onclick = () => setView(b.dataset.view)));
+document.querySelectorAll("[data-view]").forEach((b) => (b.onclick = () => enqueue(() => setView(b.dataset.view))));
 $("mode-btn").onclick = () => {
   state.leftPositive = !state.leftPositive;
   const b = $("mode-btn");
@@ -398,15 +442,20 @@ async function loadSession(sessionId) {
   setBusy(+1);
   try {
     const info = await api(`/api/sessions/${sessionId}`);
+    state.display = null; // no markers until the new volume's grid is known
     state.session = sessionId;
     state.info = info;
     state.objects = info.objects;
     state.active = info.objects.length ? info.objects[info.objects.length - 1].id : null;
     history.replaceState(null, "", location.pathname + location.search + "#session=" + sessionId);
-    const url = `/api/sessions/${sessionId}/view.nii.gz?max_voxels=${displayVoxels}`;
+    const url = `/api/sessions/${sessionId}/view?max_voxels=${displayVoxels}`; // NIfTI, gzip or plain
     stages.info_ms = performance.now() - t0;
+    if (profile) { // the display volume's bytes alone (the server caches it: loadVolumes' fetch is then cheap)
+      await (await fetch(url, { headers: authHeaders() })).arrayBuffer();
+      stages.fetch_ms = performance.now() - t0;
+    }
     const [level, width] = WINDOWS[state.window]; // set at load: a later change re-prepares the volume
-    await nv.loadVolumes([{ url, name: "image.nii.gz", headers: authHeaders(), colormap: "gray",
+    await nv.loadVolumes([{ url, name: "image.nii", headers: authHeaders(), colormap: "gray",
       cal_min: level - width / 2, cal_max: level + width / 2 }]);
     if (profile) syncGPU();
     stages.load_ms = performance.now() - t0;
