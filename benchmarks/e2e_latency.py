@@ -212,8 +212,10 @@ def run_web(case, clicks: int, model: str | None, threads: int, view: str | None
                       flush=True)
             result["markers"] = page.evaluate("() => window.ctsam3d.markerCount ? window.ctsam3d.markerCount() : null")
             result["status_text"] = page.evaluate("() => document.getElementById('status').textContent")
-            shot = work / "shot.png"
+            shot = HERE.parent / ".ctsam3d_artifacts" / "e2e_page.png"  # not committed
+            shot.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(shot))
+            result["screenshot"] = str(shot.relative_to(HERE.parent))
             b.close()
     finally:
         server.terminate()

@@ -239,7 +239,7 @@ async function setView(name) {
     computeGradients();
   }
   nv.setSliceType(VIEWS[name]);
-  if (state.session) status(`View: ${name === "multi" ? "4 views" : name}.`);
+  if (state.session) status(`View: ${{ multi: "4 views", render: "3D" }[name] || name}.`);
 }
 document.querySelectorAll("[data-window]").forEach((b) => (b.onclick = () => enqueue(() => setWindow(b.dataset.window))));
 document.querySelectorAll("[data-view]").forEach((b) => (b.onclick = () => enqueue(() => setView(b.dataset.view))));
