@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="negative (background) click; repeatable",
     )
     parser.add_argument("--world", action="store_true", help="clicks are LPS millimetres instead of voxel indices")
+    parser.add_argument("--prompts", dest="prompts_file", default=None, metavar="JSON",
+                        help="prompts file: clicks, 3D boxes, 2D boxes, lassos, scribbles in order, index or world "
+                             "space (schema: docs/prompts.md); instead of --click/--negative")
     parser.add_argument("--model", default=None,
                         help="model name ('ctsam3d models' lists them), model directory, .safetensors or released params.pth "
                              "(default: the released weights when installed, else the bundled default)")
@@ -109,8 +112,16 @@ def run(args: argparse.Namespace) -> int:
     from ..io.write import check_output
 
     prompts = list(args.prompts or [])
+    prompt_specs = None
+    if getattr(args, "prompts_file", None) is not None:  # --prompts: checked fully before any work
+        from ..inference.prompt_file import load_prompts
+
+        if prompts:
+            raise ClickError("--prompts: give the clicks in the prompts file, not also as --click/--negative")
+        prompt_specs = load_prompts(args.prompts_file)
+        prompts = [("0,0,0", True)]  # (the file's prompts are applied below)
     if not prompts:
-        raise ClickError("no clicks: give at least one --click i,j,k")
+        raise ClickError("no clicks: give at least one --click i,j,k (or --prompts prompts.json)")
     points = [(parse_point(t, "--click" if pos else "--negative"), pos) for t, pos in prompts]
     if not points[0][1]:
         raise ClickError("the first click must be positive (--click), not --negative")
@@ -147,6 +158,15 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", NotHUWarning)  # said above
         session.set_image(image)
     space = "world" if args.world else "index"
+    if prompt_specs is not None:
+        from ..inference.prompt_file import apply_prompts
+
+        def _said(spec, rec):
+            log.info("prompt %d (%s %s): %.0f ms, %d patch(es) decoded, mask %.1f ml", spec.number, spec.type,
+                     "+" if spec.positive else "-", rec.timing_ms["total"], rec.patches_decoded, rec.volume_ml)
+
+        apply_prompts(session, prompt_specs, args.prompts_file, on_step=_said)
+        points = []
     for n, (point, positive) in enumerate(points, 1):
         rec = session.add_click(point, positive=positive, space=space)
         log.info(
