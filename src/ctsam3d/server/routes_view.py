@@ -128,10 +128,11 @@ def display_volume(request: Request, session_id: str,
     if factors == (1, 1, 1):
         return view_response(ws.view_path, headers=headers)
     key = (ws.meta.get("image_key") or session_id, factors)
+
     def make() -> bytes:
         with request.app.state.ctx.models.gate:  # pixels of a shared image: see server/images.py
             small = downsample(image, factors)
         return _nifti_bytes(small)
 
     data = _cache(request).get(key, make)
-    return Response(data, media_type="application/gzip", headers=headers)
+    return Response(data, media_type="application/octet-stream", headers=headers)  # plain NIfTI-1
