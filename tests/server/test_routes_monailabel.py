@@ -26,8 +26,9 @@ def test_info_advertises_one_deepgrow_3d_model(client):
     info = client.get("/info/").json()
     assert {"name", "version", "labels", "models", "trainers", "strategies", "scoring"} <= set(info)
     assert info["trainers"] == {} and info["strategies"] == {} and info["scoring"] == {}
-    (name, model), = info["models"].items()
-    assert name == "ctsam3d"
+    models = info["models"]  # one deepgrow model, and its scribbles entry for Slicer's scribbles panel
+    assert set(models) == {"ctsam3d", "ctsam3d-scribbles"} and models["ctsam3d-scribbles"]["type"] == "scribbles"
+    model = models["ctsam3d"]
     assert model["type"] == "deepgrow" and model["dimension"] == 3
     assert "liver" in model["labels"] and model["labels"] == info["labels"]
     assert {"description", "config"} <= set(model)

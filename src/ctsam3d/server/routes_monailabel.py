@@ -35,6 +35,7 @@ from fastapi.responses import FileResponse, Response
 from .._version import __version__
 from ..errors import InputError
 from .engine import check_voxel, mask_file_bytes, read_image, read_label, structure_names
+from . import scribbles
 from .images import view_response
 from .routes_web import attachment, safe_filename
 from .security import NotFound, check_tag, keyed_session_id, token_matches
@@ -75,7 +76,7 @@ def info(request: Request):
         "description": "CT-SAM3D interactive segmentation (ctsam3d)",
         "version": __version__,
         "labels": names,
-        "models": {ctx.config.model_name: model},
+        "models": {ctx.config.model_name: model, ctx.config.model_name + scribbles.SUFFIX: scribbles.model_entry(names)},
         "trainers": {},
         "strategies": {},
         "scoring": {},
@@ -176,6 +177,18 @@ def _points(ws, p: dict, key: str) -> list[tuple[int, int, int]]:
     return [check_voxel(ws.image, point) for point in value]
 
 
+def _scribble_clicks(ctx, request: Request, ws, p: dict, label: UploadFile | None):
+    """Foreground / background clicks from the scribble label volume Slicer uploads as ``label``."""
+    if label is None:
+        raise InputError("infer: the scribbles model needs the scribble label volume as the 'label' file")
+    fg_value, bg_value = scribbles.scribble_labels(p)
+    request.state.upload_label = client_label(label.filename or "label.nii.gz")
+    with tempfile.TemporaryDirectory(prefix="ctsam3d-scribbles-") as tmp:
+        path = store_upload([(label.filename or "label.nii.gz", label.file)], Path(tmp) / "in", ctx.config.max_upload_bytes)
+        volume = read_label(path, reference=ws.image)
+    return scribbles.scribble_points(volume, ws.image, fg_value, bg_value)
+
+
 def _multipart(params: dict, filename: str, data: bytes) -> Response:
     boundary = "ctsam3d-" + secrets.token_hex(16)
     head = (
@@ -196,7 +209,8 @@ def infer(request: Request, model: str, image: str = "", session_id: str = "", o
           params: str = Form("{}"), file: UploadFile | None = File(None), label: UploadFile | None = File(None)):
     ctx = _ctx(request)
     t0 = time.perf_counter()
-    if model != ctx.config.model_name:
+    from_scribbles = model == ctx.config.model_name + scribbles.SUFFIX  # Slicer's scribbles panel (scribbles.py)
+    if model != ctx.config.model_name and not from_scribbles:
         raise NotFound(f"model {model!r} not found; this server offers {ctx.config.model_name!r}")
     if output not in (None, "", "all", "image", "json"):
         raise InputError(f"output {output!r}: use image, json or all")
@@ -219,6 +233,8 @@ def infer(request: Request, model: str, image: str = "", session_id: str = "", o
         raise InputError("infer: give ?image=<datastore id>, ?session_id=<id> or a 'file' upload")
     try:
         fg, bg = _points(ws, p, "foreground"), _points(ws, p, "background")
+        if from_scribbles:
+            fg, bg = _scribble_clicks(ctx, request, ws, p, label)
         obj = ws.object_named(name)
         change = ws.set_clicks(obj.oid, [Click(c, True) for c in fg] + [Click(c, False) for c in bg])
         data = mask_file_bytes(ws.object_mask_image(obj.oid), ".nii.gz", ws.image, name)
@@ -234,7 +250,7 @@ def infer(request: Request, model: str, image: str = "", session_id: str = "", o
         "voxels": change.object.mask.voxels if change.object.mask else 0,
         "latencies": {"infer": round(change.latency_ms / 1e3, 4), "total": round(time.perf_counter() - t0, 4)},
     }
-    if label is not None:
+    if label is not None and not from_scribbles:
         result["ignored"] = ["label (an initial mask upload is not used by this model)"]
     filename = f"{safe_filename(name)}.nii.gz"
     if output == "json":
