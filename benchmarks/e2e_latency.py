@@ -91,14 +91,15 @@ def run_cli(case, repeat: int, model: str | None) -> dict:
             if os.waitstatus_to_exitcode(status) != 0 or not out.is_file():
                 raise SystemExit(f"ctsam3d segment failed: {stderr[-2000:]}")
             runs.append({"wall_s": round(wall, 3), "peak_mb": round(usage.ru_maxrss / 1024, 1),
+                         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
                          "progress_lines": len(lines), "longest_silence_s": round(silent, 2),
                          "first_line_s": round(lines[0][0], 2) if lines else None})
-            print(f"  cli run {n + 1}: {wall:.2f} s, peak {usage.ru_maxrss / 1024:.0f} MiB, "
+            print(f"  cli run {n + 1}: {wall:.2f} s (CPU {runs[-1]['cpu_s']:.1f} s), peak {usage.ru_maxrss / 1024:.0f} MiB, "
                   f"first line after {runs[-1]['first_line_s']} s, longest silence {silent:.2f} s", flush=True)
         last_log = stderr.strip().splitlines()
     return {"ct": str(case.ct.name), "size_ijk": list(case.size_ijk), "click_ijk": list(click), "runs": runs,
             "wall_s": pct([r["wall_s"] for r in runs]), "peak_mb": pct([r["peak_mb"] for r in runs]),
-            "longest_silence_s": pct([r["longest_silence_s"] for r in runs]),
+            "longest_silence_s": pct([r["longest_silence_s"] for r in runs]), "cpu_s": pct([r["cpu_s"] for r in runs]),
             "command": " ".join(["ctsam3d", "segment", "-i", "CT", "-o", "mask.nii.gz", "--click", ",".join(map(str, click))]),
             "log_of_last_run": last_log}
 
@@ -196,7 +197,7 @@ def run_web(case, clicks: int, model: str | None, threads: int, view: str | None
                     }""",
                     _ras(img, ijk),
                 )
-                page.wait_for_timeout(400)  # let the crosshair move's redraw finish: not part of the click
+                page.evaluate("() => window.ctsam3d.idle()")  # the crosshair move's redraw done: not part of the click
                 edits = int(page.evaluate("() => Number(document.body.dataset.edits || 0)"))
                 t0 = time.perf_counter()
                 page.mouse.click(pos[0], pos[1], button="left" if positive else "right")
@@ -253,15 +254,17 @@ def table(res: dict) -> list[tuple[str, str, str, str]]:
         c = res["cli"]
         rows += [("CLI segment 512x512x133, wall s (p50 of %d; min-max)" % c["wall_s"]["n"],
                   f"{c['wall_s']['p50']} ({c['wall_s']['min']}-{c['wall_s']['max']})", "<= 3", _mark(c["wall_s"]["p50"], 3.0)),
+                 ("  CPU time user+sys s (p50; the CLI uses both cores at times)", f"{c['cpu_s']['p50']}", "", ""),
                  ("CLI peak RSS MiB (max)", f"{c['peak_mb']['max']}", "<= 1536", _mark(c["peak_mb"]["max"], 1536)),
                  ("CLI longest step without a new progress line s (max)", f"{c['longest_silence_s']['max']}", "",
                   "")]
     if "web" in res:
         w = res["web"]
         rows += [("page open 512x512x300 s (press Open -> CT drawn)", f"{w['open_s']}", "<= 10", _mark(w["open_s"], 10.0)),
-                 ("click -> overlay drawn ms p50 / p95 (%d clicks)" % w["click_ms"]["n"],
-                  f"{w['click_ms']['p50']} / {w['click_ms']['p95']}", "p50 <= 1000", _mark(w["click_ms"]["p50"], 1000)),
-                 ("  same, seen by the script ms p50 / p95", f"{w['click_ms_script']['p50']} / {w['click_ms_script']['p95']}", "", ""),
+                 ("click -> overlay drawn ms p50 / p95 (%d clicks; script clock)" % w["click_ms_script"]["n"],
+                  f"{w['click_ms_script']['p50']} / {w['click_ms_script']['p95']}", "p50 <= 1000",
+                  _mark(w["click_ms_script"]["p50"], 1000)),
+                 ("  same, page clock (pointerup -> drawn) ms p50 / p95", f"{w['click_ms']['p50']} / {w['click_ms']['p95']}", "", ""),
                  ("  server time per click ms p50 / p95", f"{w['server_ms']['p50']} / {w['server_ms']['p95']}", "", ""),
                  ("  page: box fetch + overlay update + draw ms p50", f"{w['apply_ms']['p50']}", "", ""),
                  ("  markers shown after the clicks", f"{w.get('markers')}", "", "")]

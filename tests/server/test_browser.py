@@ -99,6 +99,16 @@ def e2e(tmp_path_factory, lite_model):
                 }""",
                 ras,
             )
+            page.evaluate(  # count NiiVue's whole-volume refreshes during the clicks (there should be none)
+                """() => {
+                    const nv = window.ctsam3d.nv;
+                    window.__refreshes = 0;
+                    for (const name of ["updateGLVolume", "refreshLayers", "refreshDrawing"]) {
+                        const orig = nv[name].bind(nv);
+                        nv[name] = (...a) => { window.__refreshes += 1; return orig(...a); };
+                    }
+                }"""
+            )
             page.mouse.click(pos[0], pos[1])  # left click = positive
             page.wait_for_function("document.body.dataset.edits === '1'", timeout=180_000)
             page.wait_for_timeout(300)
@@ -123,6 +133,7 @@ def e2e(tmp_path_factory, lite_model):
             page.mouse.click(pos[0] + 25, pos[1] + 25, button="right")
             page.wait_for_function("document.body.dataset.edits === '2'", timeout=180_000)
             second = page.evaluate("() => window.ctsam3d.state.lastClick")
+            refreshes = page.evaluate("() => window.__refreshes")
             second_ui = page.evaluate(
                 """() => ({markers: window.ctsam3d.markerCount(), busy: !document.getElementById('busy').hidden,
                            status: document.getElementById('status').textContent})"""
@@ -133,7 +144,7 @@ def e2e(tmp_path_factory, lite_model):
     return {
         "target_ijk": ijk, "labels": sitk.GetArrayFromImage(labels), "last": last, "overlay": overlay,
         "server": server_labels, "errors": errors, "shot": shot, "second": second, "clicks": clicks,
-        "first_ui": first_ui, "second_ui": second_ui,
+        "first_ui": first_ui, "second_ui": second_ui, "refreshes": refreshes,
     }
 
 
@@ -179,3 +190,11 @@ def test_markers_busy_indicator_and_status_follow_the_clicks(e2e):
     assert not e2e["first_ui"]["busy"] and not e2e["second_ui"]["busy"]
     assert e2e["first_ui"]["status"].startswith("Positive click at voxel")
     assert e2e["second_ui"]["status"].startswith("Negative click at voxel")
+
+
+def test_clicks_update_the_overlay_in_place(e2e):
+    """No whole-volume refresh (updateGLVolume, refreshLayers, refreshDrawing) per click: only the
+    changed box of the overlay texture is uploaded, and it is smaller than the volume."""
+    assert e2e["refreshes"] == 0
+    assert 0 < e2e["last"]["box_voxels"] < e2e["overlay"]["len"]
+    assert e2e["second"]["box_voxels"] < e2e["overlay"]["len"]

@@ -340,6 +340,13 @@ async function fetchBox(box) {
   return new Uint8Array(await res.arrayBuffer());
 }
 
+/** Resolves once the GPU has finished all queued drawing (benchmarks wait for it between steps). */
+window.ctsam3d.idle = async () => {
+  await state.queue;
+  syncGPU();
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+};
+
 /** The overlay in the CT's file voxel order on the display grid (tests compare it with the server's). */
 window.ctsam3d.overlayFileOrder = () => {
   const vol = nv.volumes[0];
