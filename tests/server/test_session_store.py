@@ -84,6 +84,8 @@ def test_mask_updated_in_the_changed_box_equals_a_full_recomputation(client):
             full = np.zeros(ws.shape, bool)
             full[region] = probs > 0.5
             kept = ws.objects[oid].mask.to_full(ws.shape).astype(bool) if ws.objects[oid].mask else np.zeros(ws.shape, bool)
+            result = sitk.GetArrayFromImage(engine.session.result()).astype(bool)
+        assert np.array_equal(full, result)  # probabilities > 0.5 is the session's mask
         assert np.array_equal(kept, full), f"object {oid} after {where}: {int((kept != full).sum())} voxels differ"
         box = r.json()["box"]
         if box is not None:  # the label map the page fetches for the box holds the object there

@@ -572,6 +572,27 @@ class Session:
                 return sl, np.zeros(tuple(int(b - a) for a, b in zip(lo, hi)), np.float32)
             return sl, self._clamped_probs(obj, lo, hi)
 
+    def mask_region(self, region: tuple[slice, slice, slice] | None = None, object_id: int | None = None
+                    ) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+        """``(region, mask)``: the object's mask (bool ``[z, y, x]``) over ``region`` (slices of the
+        input array; default: the mask's bounding box), read from the input-grid mask layer
+        without resampling -- :meth:`result` restricted to ``region`` (a server updating its copy
+        of a mask in a prediction's ``changed_slices_zyx``). Empty slices when there is no mask
+        and no ``region``."""
+        with self._lock:
+            self._require_image()
+            obj = self._objects.get(self._current if object_id is None else object_id)
+            if region is None:
+                bounds = None if obj is None else obj.mask.bounds(mask_only=True)
+                if bounds is None:
+                    return (slice(0, 0),) * 3, np.zeros((0, 0, 0), bool)
+                region = tuple(slice(int(a), int(b)) for a, b in zip(bounds[0], bounds[1]))
+            lo = [int(r.start) for r in region]
+            size = [int(r.stop) - int(r.start) for r in region]
+            if obj is None:
+                return region, np.zeros(size, bool)
+            return region, obj.mask.read_mask(lo, size)
+
     def use_feature_cache(self, cache: FeatureCache) -> None:
         """Keep encoded patches in ``cache`` from now on, e.g. one that sessions on this same image
         with the same model share (keys are lattice starts, which depend only on image and model)."""

@@ -184,8 +184,8 @@ class Engine:
     input grid. Every call that runs the model holds ``gate`` (shared by all sessions).
 
     The engine remembers, per object, the input-grid box its edits changed since the last
-    :meth:`mask` (the session's ``changed_bbox``), so a mask is updated by resampling only that
-    box instead of the whole object.
+    :meth:`mask` (the session's ``changed_bbox``), so a mask is updated by copying only that box
+    of the session's input-grid mask (no resampling: the session keeps the mask on the input grid).
     """
 
     def __init__(self, model, image: sitk.Image, expansion: bool, gate: threading.BoundedSemaphore,
@@ -279,7 +279,7 @@ class Engine:
         """The current object's mask (probability > 0.5) on the input grid, or None when empty.
 
         ``previous``: the mask this engine last returned for the object; only the box changed
-        since then is resampled and the rest of ``previous`` kept (the whole object is
+        since then is read from the session and the rest of ``previous`` kept (the whole object is
         recomputed after a reset or when the engine is new to the object, unless ``previous``
         is empty: then the boxes the rebuilding edits changed are all there is). Afterwards
         ``last_region`` is the box that may differ from ``previous`` (None: nowhere) unless
@@ -291,24 +291,14 @@ class Engine:
         self._full.discard(self._oid)
         self.last_region, self.last_full = changed, full
         if full:  # the engine rebuilt the object: nothing of `previous` is known to hold
-            region, probs = self.session.probabilities()
-            return _crop_of(region, probs > 0.5)
+            region, on = self.session.mask_region()
+            return _crop_of(region, on)
         if changed is None:
             return previous
-        sub, probs = self.session.probabilities(region=box_slices(changed))
-        part = _full_box(changed, sub, probs > 0.5)
+        _, part = self.session.mask_region(box_slices(changed))
         if previous is None:
             return _crop_of(box_slices(changed), part)
         return previous.replaced(changed, part)
-
-
-def _full_box(box: Box, sub, on: np.ndarray) -> np.ndarray:
-    """``on`` (values of ``sub``, a part of ``box``) as an array of ``box``'s shape, 0 elsewhere."""
-    shape = tuple(h - l for l, h in zip(box[0], box[1]))
-    out = np.zeros(shape, bool)
-    if on.size:
-        out[tuple(slice(s.start - l, s.stop - l) for s, l in zip(sub, box[0]))] = on
-    return out
 
 
 def _crop_of(region, on: np.ndarray) -> SparseMask | None:
