@@ -212,12 +212,13 @@ class Engine:
     @staticmethod
     def _zero_times() -> dict[str, float]:
         return {"wait": 0.0, "model": 0.0, "encoded": 0, "decoded": 0, "crop": 0.0, "encode": 0.0, "decode": 0.0,
-                "cpp": 0.0, "expansion": 0.0}
+                "cpp": 0.0, "expansion": 0.0, "input_mask": 0.0}
 
     def take_times(self) -> dict[str, float]:
         """Since the last call: milliseconds waiting for the model gate (``wait``) and running the
-        model (``model``; of it ``crop``, ``encode``, ``decode``, ``cpp``, ``expansion`` as the
-        session times them), and patches encoded / decoded (``encoded``, ``decoded``)."""
+        model (``model``; of it ``crop``, ``encode``, ``decode``, ``cpp``, ``expansion`` and
+        ``input_mask``, the paste onto the input grid, as the session times them), and patches
+        encoded / decoded (``encoded``, ``decoded``)."""
         out, self._times = self._times, self._zero_times()
         return out
 
@@ -250,6 +251,7 @@ class Engine:
         self._times["decoded"] += prediction.patches_decoded
         for stage in ("crop", "encode", "decode", "cpp", "expansion"):
             self._times[stage] += prediction.timing_ms.get(stage, 0.0)
+        self._times["input_mask"] += prediction.timing_ms.get("mask", 0.0)  # the session's input-grid paste
         s = prediction.changed_slices_zyx
         if s is None:
             return
