@@ -37,7 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["ShapePrompt", "PROMPT_KINDS", "largest_slice", "simulate_box2d", "simulate_lasso",
-           "simulate_scribble", "simulate_prompt"]
+           "simulate_scribble", "simulate_prompt", "shape_clicks"]
 
 PROMPT_KINDS = ("box2d", "lasso", "scribble")
 
@@ -223,3 +223,55 @@ def simulate_prompt(kind: str, target, *, spacing_zyx=None, rng=None, axis: int 
     if kind not in fns:
         raise ValueError(f"prompt kind must be one of {', '.join(PROMPT_KINDS)}, got {kind!r}")
     return fns[kind](np.asarray(target).astype(bool, copy=False), spacing_zyx=spacing_zyx, rng=rng, axis=axis, **options)
+
+
+def _greedy_maxima(inside: np.ndarray, sp: np.ndarray, max_clicks: int) -> list[tuple[int, int]]:
+    """Distance-transform maxima of a 2D region, each next one at least two first-depths from the
+    chosen ones and at least half as deep (the rule of ``ctsam3d.inference.shapes.region_clicks``)."""
+    edt = ndimage.distance_transform_edt(np.pad(inside, 1), sampling=tuple(sp))[1:-1, 1:-1]
+    rr, cc = np.indices(edt.shape)
+    out: list[tuple[int, int]] = []
+    first = None
+    while len(out) < max_clicks:
+        top = edt.max()
+        if top <= 0 or (first is not None and top < 0.5 * first):
+            break
+        r, c = (int(v) for v in np.unravel_index(int(np.argmax(edt)), edt.shape))
+        out.append((r, c))
+        first = top if first is None else first
+        edt = np.where(np.hypot((rr - r) * sp[0], (cc - c) * sp[1]) >= 2.0 * first, edt, 0.0)
+    return out
+
+
+def shape_clicks(prompt: ShapePrompt, shape_zyx, *, spacing_zyx=None, step_vox: float = 2.0,
+                 lasso_clicks: int = 3) -> list[tuple[int, int, int]]:
+    """The clicks a session renders for ``prompt`` (:mod:`ctsam3d.inference.shape_render`), as
+    voxel indices ``(z, y, x)`` of an array of shape ``shape_zyx`` on the model's grid: a 2D
+    box's centre; a lasso's inside's distance-transform maxima; a scribble's points every
+    ``step_vox`` voxels along it. The slice rule (background around a box or lasso, the
+    lasso's inside as previous mask) is not part of this (clicks only)."""
+    lim = np.asarray(shape_zyx) - 1
+    if prompt.kind == "box2d":
+        pts = [prompt.points.mean(axis=0)]
+    elif prompt.kind == "lasso":
+        from skimage.draw import polygon
+
+        others = [a for a in range(3) if a != prompt.axis]
+        plane_shape = tuple(int(shape_zyx[a]) for a in others)
+        inside = np.zeros(plane_shape, bool)
+        inside[polygon(prompt.points[:, others[0]], prompt.points[:, others[1]], shape=plane_shape)] = True
+        if not inside.any():
+            inside[tuple(np.clip(np.rint(prompt.points[:, others].mean(axis=0)).astype(int), 0, np.array(plane_shape) - 1))] = True
+        rc = _greedy_maxima(inside, _sp(spacing_zyx)[others], lasso_clicks)
+        pts = list(_to_zyx(rc, prompt.axis, prompt.index))
+    else:
+        pts = [prompt.points[0]]
+        for p, q in zip(prompt.points[:-1], prompt.points[1:]):
+            n = int(np.ceil(np.linalg.norm(q - p) / step_vox))
+            pts += [p + t * (q - p) for t in np.arange(1, n + 1) / max(n, 1)]
+    out = []
+    for p in pts:
+        c = tuple(int(v) for v in np.clip(np.rint(p), 0, lim))
+        if c not in out:
+            out.append(c)
+    return out

@@ -41,21 +41,35 @@ class ClickState:
         (self.pos if positive else self.neg)[b].append(tuple(int(v) for v in click))  # type: ignore[arg-type]
 
 
-def first_prompt(state: ClickState, i: int, target: np.ndarray, rng: np.random.Generator, mode: str) -> None:
+def first_prompt(state: ClickState, i: int, target: np.ndarray, rng: np.random.Generator, mode: str,
+                 p_shape: float = 0.0) -> None:
     """The simulated user's first interaction with one target ``(D, H, W)`` bool (item ``i`` of
-    ``state``): today one positive click (``mode`` ``"center"``: the EDT maximum, ``"random"``: a
-    random interior voxel; none when the target is empty). The one place that draws a first
-    prompt from a target, so other prompt types (2D box, lasso, scribble) hook in here."""
+    ``state``): one positive click (``mode`` ``"center"``: the EDT maximum, ``"random"``: a
+    random interior voxel; none when the target is empty), or with probability ``p_shape`` a
+    2D box, lasso or scribble (drawn uniformly; :mod:`ctsam3d.clicks.shapes`, on the target's
+    largest slice of a random axis) rendered as the clicks a session gives it. The one place
+    that draws a first prompt from a target."""
+    if p_shape > 0 and target.any() and rng.random() < p_shape:
+        from ..clicks.shapes import PROMPT_KINDS, shape_clicks, simulate_prompt
+
+        kind = PROMPT_KINDS[int(rng.integers(len(PROMPT_KINDS)))]
+        shape = simulate_prompt(kind, target, rng=rng, axis=int(rng.integers(3)))
+        if shape is not None:
+            for c in shape_clicks(shape, target.shape):
+                state.add(i, c, True)
+            return
     c = first_click(target, rng=rng, mode=mode)
     if c is not None:
         state.add(i, c, True)
 
 
 def first_clicks(
-    target: torch.Tensor, rng: np.random.Generator, p_random: float = 0.0, backend: str = "numpy"
+    target: torch.Tensor, rng: np.random.Generator, p_random: float = 0.0, backend: str = "numpy",
+    p_shape: float = 0.0,
 ) -> ClickState:
     """First prompt of every item of ``target`` ``(B, 1, D, H, W)`` (:func:`first_prompt`; the
-    ``torch`` backend: a positive click at the deepest voxel or a random interior voxel).
+    ``torch`` backend: a positive click at the deepest voxel or a random interior voxel; with
+    ``p_shape`` > 0 the numpy path is used).
 
     Items whose target is empty in the patch get no click (the model then sees an empty
     prompt and must predict nothing).
@@ -63,10 +77,10 @@ def first_clicks(
     b = target.shape[0]
     state = ClickState(b)
     modes = ["random" if rng.random() < p_random else "center" for _ in range(b)]
-    if backend == "numpy":
+    if backend == "numpy" or p_shape > 0:
         t = (target[:, 0] > 0.5).cpu().numpy()
         for i in range(b):
-            first_prompt(state, i, t[i], rng, modes[i])
+            first_prompt(state, i, t[i], rng, modes[i], p_shape)
         return state
     pts, depth = deepest_points(target)
     m = target[:, 0] > 0.5

@@ -98,6 +98,7 @@ class ClickConfig:
     random_iterations: bool = True
     p_random_first: float = 0.3
     backend: str = "auto"
+    p_shape_first: float = 0.0  # issue 18: first prompt a simulated 2D box / lasso / scribble (as clicks); off
 
 
 @dataclass

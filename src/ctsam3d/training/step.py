@@ -43,6 +43,7 @@ class InteractiveStep(nn.Module):
         *,
         p_random_first: float = 0.0,
         backend: str = "numpy",
+        p_shape_first: float = 0.0,
         autocast: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Losses of one batch (``total`` is the one to back-propagate).
@@ -63,7 +64,7 @@ class InteractiveStep(nn.Module):
                     "dice": zero, "quality": zero, "train_dice": zero}
         with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=autocast):
             feats = m.encode(image)
-        clicks = first_clicks(target, rng, p_random_first, backend)
+        clicks = first_clicks(target, rng, p_random_first, backend, p_shape_first)
         prev = None
         with torch.no_grad():
             for _ in range(n_iters - 1):
