@@ -75,3 +75,28 @@ def test_coarse_volume_keeps_world_positions(client, tmp_path, monkeypatch):
     lps = img.TransformContinuousIndexToPhysicalPoint((2 * 3 + 0.5, 2 * 4 + 0.5, 2 * 5 + 0.5))
     ras = nifti_sform_ras(r.content) @ np.array([3, 4, 5, 1.0])
     assert np.allclose(ras[:3], (-lps[0], -lps[1], lps[2]), atol=1e-3)
+
+
+def test_cache_is_bounded_in_entries_and_bytes():
+    from ctsam3d.server.routes_view import DisplayCache
+
+    cache = DisplayCache(entries=3, max_bytes=100)
+    made = []
+
+    def maker(key, n):
+        def make():
+            made.append(key)
+            return b"x" * n
+        return make
+
+    for k in range(5):
+        cache.get(k, maker(k, 20))
+    assert list(cache._data) == [2, 3, 4]  # at most 3 entries, least recently used dropped
+    cache.get(2, maker(2, 20))
+    assert made == [0, 1, 2, 3, 4]  # a hit computes nothing
+    cache.get("big", maker("big", 60))  # over half the byte budget: returned, not kept
+    assert "big" not in cache._data
+    cache.get("a", maker("a", 45))
+    cache.get("b", maker("b", 45))
+    assert sum(map(len, cache._data.values())) <= 100
+    assert cache._key_locks == {}

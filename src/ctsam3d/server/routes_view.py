@@ -32,10 +32,14 @@ from .images import view_response
 
 router = APIRouter(prefix="/api")
 
-#: Display volumes kept in memory (NIfTI bytes).
+#: Display volumes kept in memory (NIfTI bytes): at most this many, and this many bytes in all.
 CACHE_ENTRIES = 4
-#: ``max_voxels`` at or above this means "full resolution" (the session's own view file).
+CACHE_BYTES = 160 * 2**20
+#: ``max_voxels`` default: full resolution (the session's own view file).
 FULL = 2**31 - 1
+#: A coarse display volume has at most this many voxels; a larger ``max_voxels`` gets full
+#: resolution (so no request makes the server build and keep a near-full-size copy).
+MAX_COARSE_VOXELS = 32_000_000
 
 
 def display_factors(size_ijk, spacing_ijk, max_voxels: int) -> tuple[int, int, int]:
@@ -75,10 +79,11 @@ def downsample(image: sitk.Image, factors: tuple[int, int, int]) -> sitk.Image:
 
 
 class DisplayCache:
-    """LRU of ``(image key, factors) -> compressed NIfTI bytes``; one computation per key at a time."""
+    """LRU of ``(image key, factors) -> NIfTI bytes`` bounded in entries and bytes; one computation
+    per key at a time (concurrent requests for the same volume wait for it)."""
 
-    def __init__(self, entries: int = CACHE_ENTRIES):
-        self.entries = entries
+    def __init__(self, entries: int = CACHE_ENTRIES, max_bytes: int = CACHE_BYTES):
+        self.entries, self.max_bytes = entries, max_bytes
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict = {}
@@ -89,17 +94,21 @@ class DisplayCache:
                 self._data.move_to_end(key)
                 return self._data[key]
             key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
+        try:
+            with key_lock:
+                with self._lock:
+                    if key in self._data:
+                        return self._data[key]
+                value = make()
+                if len(value) <= self.max_bytes // 2:
+                    with self._lock:
+                        self._data[key] = value
+                        while len(self._data) > self.entries or sum(map(len, self._data.values())) > self.max_bytes:
+                            self._data.popitem(last=False)
+                return value
+        finally:
             with self._lock:
-                if key in self._data:
-                    return self._data[key]
-            value = make()
-            with self._lock:
-                self._data[key] = value
-                while len(self._data) > self.entries:
-                    self._data.popitem(last=False)
                 self._key_locks.pop(key, None)
-            return value
 
 
 def _cache(request: Request) -> DisplayCache:
@@ -123,7 +132,9 @@ def display_volume(request: Request, session_id: str,
     """The CT for display, block-averaged to at most ``max_voxels`` voxels (see the module docstring)."""
     ws = request.app.state.ctx.store.get(session_id)
     image = ws.image
-    factors = display_factors(image.GetSize(), image.GetSpacing(), max_voxels)
+    factors = (1, 1, 1)
+    if max_voxels <= MAX_COARSE_VOXELS:
+        factors = display_factors(image.GetSize(), image.GetSpacing(), max_voxels)
     headers = {"X-Display-Factors": ",".join(map(str, factors)), "Cache-Control": "no-store"}
     if factors == (1, 1, 1):
         return view_response(ws.view_path, headers=headers)
