@@ -39,6 +39,30 @@ from .engine import read_image
 VIEW_NAME = "view.nii.gz"
 
 
+def write_view_file(image: sitk.Image, path: Path) -> None:
+    """Write ``image`` as gzipped NIfTI at ``path`` (atomically), compressed at zlib level 1.
+
+    ITK's NIfTI writer compresses at one fixed level whatever level it is given (4.5 s for a
+    512 x 512 x 300 CT on the 2-core dev machine); writing it uncompressed and compressing at
+    level 1 here took 0.7 + 2.1 s for a 9 % larger file (59 instead of 54 MB).
+    """
+    import zlib
+
+    tmp_nii = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.nii")
+    tmp_gz = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        sitk.WriteImage(image, str(tmp_nii), False)
+        packer = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: a gzip container
+        with open(tmp_nii, "rb") as src, open(tmp_gz, "wb") as dst:
+            while chunk := src.read(4 << 20):
+                dst.write(packer.compress(chunk))
+            dst.write(packer.flush())
+        os.replace(tmp_gz, path)
+    finally:
+        tmp_nii.unlink(missing_ok=True)
+        tmp_gz.unlink(missing_ok=True)
+
+
 def view_response(path: Path, **kwargs):
     """A ``FileResponse`` for a viewer copy, sent in 1 MiB reads instead of Starlette's 64 KiB
     (a 55 MB CT is ~60 thread hops instead of ~860; 8 users opening at once on 2 cores took
@@ -108,13 +132,11 @@ class SharedImage:
         else from the image itself under the model gate (a rewrite; see the module docstring)."""
         directory = self.view_path.parent
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f"view.{os.getpid()}.{threading.get_ident()}.part.nii.gz"
         if copy is not None:
-            sitk.WriteImage(copy, str(tmp), True, 1)
+            write_view_file(copy, self.view_path)
         else:
             with self.pixel_gate:
-                sitk.WriteImage(self.image, str(tmp), True, 1)
-        os.replace(tmp, self.view_path)
+                write_view_file(self.image, self.view_path)
         (directory / "source.json").write_text(json.dumps({"image": image_id, "written": time.time()}), encoding="utf-8")
 
     def feature_cache(self, owner, size: int):

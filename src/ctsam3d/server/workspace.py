@@ -36,6 +36,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..geometry import orientation_code
 from .engine import SHARED_CACHE_PATCHES, Engine, ModelHolder
+from .images import write_view_file
 from .masks import Box, SparseMask, box_intersection, box_slices, box_union
 from .security import NotFound
 
@@ -149,7 +150,7 @@ class Workspace:
         if shared is not None:
             meta["image_key"] = shared.key
         else:
-            sitk.WriteImage(image, str(directory / "view.nii.gz"), True, 1)
+            write_view_file(image, directory / "view.nii.gz")
         ws = cls(directory, image, meta, models, max_objects, shared)
         ws._save_meta()
         return ws
