@@ -110,11 +110,15 @@ def test_idle_sessions_expire(lite_model, data_dir, tmp_path):
         assert store.sweep(now=time.time() + 2 * HOUR - 60)["expired"] == 0
         # the shared viewer copy stays while its image is in memory (a few recent ones are kept),
         # and goes once no session uses it and the image has left memory
+        assert c.get(f"/api/sessions/{recent}/image.nii.gz").status_code == 200  # the copy is written
         store.delete(recent)
         store.sweep()
         assert len(list(store.images.root.iterdir())) == 1
         store.images._recent.clear()
-        gc.collect()
+        deadline = time.monotonic() + 10
+        while store.images.in_memory() and time.monotonic() < deadline:  # the writer thread lets go
+            gc.collect()
+            time.sleep(0.05)
         store.sweep()
         assert store.images.in_memory() == [] and not any(store.images.root.iterdir())
 

@@ -49,6 +49,7 @@ DEFAULT_QUOTA_BYTES = 20 * 2**30
 IN_USE_SECONDS = 600.0  # the quota never removes a session accessed this recently
 MIN_EXPIRY_SECONDS = 60.0  # nor does expiry, whatever a client asked for
 SWEEP_SECONDS = 60.0
+CHECK_SECONDS = 5.0  # a new session re-checks the disk use when the last check is older
 GATES = 64
 
 
@@ -159,6 +160,7 @@ class WorkspaceStore:
         self._gates = [threading.RLock() for _ in range(GATES)]
         self._sweep_lock = threading.Lock()
         self._last_sweep = 0.0
+        self._last_result: dict | None = None
         self.maybe_sweep()  # a restarted server removes what expired while it was down
 
     # --- create ---------------------------------------------------------------------------------
@@ -355,8 +357,9 @@ class WorkspaceStore:
             if expired or evicted:
                 log.info("sessions: %d expired, %d removed for the disk quota; %.0f MiB in use",
                          len(expired), len(evicted), total / 2**20)
-            return {"expired": len(expired), "evicted": len(evicted), "bytes": total, "in_use": in_use,
-                    "views_freed": views}
+            self._last_result = {"expired": len(expired), "evicted": len(evicted), "bytes": total,
+                                 "in_use": in_use, "views_freed": views}
+            return self._last_result
 
     def _remove_if_idle(self, session_id: str) -> bool:
         """Remove a session unless a request holds it right now; True when removed."""
@@ -377,8 +380,11 @@ class WorkspaceStore:
         return True
 
     def _check_room(self) -> None:
-        """Refuse a new session when the store is over its quota even after a sweep."""
-        result = self.sweep()
+        """Refuse a new session when the store is over its quota even after a sweep (a full
+        sweep at most every few seconds: opens in a burst use the last one's total)."""
+        result = self._last_result
+        if result is None or time.monotonic() - self._last_sweep > CHECK_SECONDS or result["bytes"] > self.quota_bytes:
+            result = self.sweep()
         if result["bytes"] > self.quota_bytes:
             raise StorageFull(
                 f"the server's session storage is full ({result['bytes'] / 2**20:.0f} MiB of "
