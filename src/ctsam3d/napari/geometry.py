@@ -1,0 +1,38 @@
+"""The napari transform of a SimpleITK image, and back (no napari import).
+
+napari maps a data index ``(k, j, i)`` to world ``affine @ (scale * index + translate)``. With
+world = LPS in ``(z, y, x)`` order, ``scale`` = spacing ``(sk, sj, si)``, ``affine`` = the
+image's direction with both axes reversed, and ``translate`` = ``affine.T @ origin`` reversed,
+this is exactly ``origin + direction @ (spacing * ijk)`` (ITK's index -> LPS) reversed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+__all__ = ["layer_transform", "image_from_layer_data", "world_to_lps"]
+
+
+def layer_transform(image: sitk.Image) -> dict:
+    """``{"scale", "translate", "affine"}`` keyword arguments for an Image/Labels layer of ``image``."""
+    d = np.asarray(image.GetDirection(), float).reshape(3, 3)[::-1, ::-1]
+    origin = np.asarray(image.GetOrigin(), float)[::-1]
+    affine = np.eye(4)
+    affine[:3, :3] = d
+    return {"scale": tuple(float(s) for s in image.GetSpacing()[::-1]),
+            "translate": tuple(float(v) for v in d.T @ origin), "affine": affine}
+
+
+def image_from_layer_data(data, scale=(1.0, 1.0, 1.0), translate=(0.0, 0.0, 0.0)) -> sitk.Image:
+    """A SimpleITK image from a napari array ``[k, j, i]`` with axis-aligned scale / translate
+    (a layer not opened by the ctsam3d reader): identity direction, spacing and origin reversed."""
+    img = sitk.GetImageFromArray(np.asarray(data))
+    img.SetSpacing(tuple(float(s) for s in np.asarray(scale)[-3:][::-1]))
+    img.SetOrigin(tuple(float(v) for v in np.asarray(translate)[-3:][::-1]))
+    return img
+
+
+def world_to_lps(points) -> np.ndarray:
+    """napari world points ``(N, 3)`` ``(z, y, x)`` -> LPS mm ``(N, 3)``."""
+    return np.asarray(points, float).reshape(-1, 3)[:, ::-1].copy()
