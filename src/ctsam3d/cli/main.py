@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
         p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug messages")
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _fast_exit=bool(getattr(module, "FAST_EXIT", False)))
     return parser
 
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
     except CtSam3dError as exc:
         if args.verbose:
             traceback.print_exc()
@@ -80,6 +81,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ctsam3d: interrupted", file=sys.stderr)
         return 130
+    if argv is None and args._fast_exit:  # the program itself (not a call from Python): see _exit_now
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process at once after a subcommand that set ``FAST_EXIT`` succeeded.
+
+    Its outputs are complete (written and renamed into place) when it returns; the interpreter's
+    teardown after a PyTorch run (module and thread-pool finalisation) took about 1 s of a 3-5 s
+    ``ctsam3d segment`` on a 2-core machine, for nothing the user gets. Streams and log handlers
+    are flushed first.
+    """
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 NAME = "segment"
 HELP = "Segment a structure from clicks and write the mask"
+#: The process ends as soon as the mask is written (no interpreter teardown; see cli.main).
+FAST_EXIT = True
 
 
 class _PromptAction(argparse.Action):
