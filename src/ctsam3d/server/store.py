@@ -210,15 +210,6 @@ class WorkspaceStore:
         self._remember(ws)
         return ws
 
-    def keyed_datastore_session(self, image_id: str, client_id: str) -> Workspace:
-        """The workspace MONAI Label calls without a session use: one per (image, client)."""
-        key = "ds-" + hashlib.sha256(f"{image_id}\x00{client_id}".encode()).hexdigest()[:40]
-        with self._gate(key):  # two first calls at once create it once
-            try:
-                return self.get(key)
-            except NotFound:
-                return self.create_from_datastore(image_id, session_id=key)
-
     # --- find / forget ----------------------------------------------------------------------------
     def _gate(self, session_id: str) -> threading.RLock:
         """One of a fixed set of locks (by hash of the id): loads of one session are serialised."""
