@@ -78,9 +78,9 @@ class NapariSegmenter:
             "pos": v.add_points(np.zeros((0, ndim)), name=LAYER_NAMES["pos"], face_color="lime", size=4),
             "neg": v.add_points(np.zeros((0, ndim)), name=LAYER_NAMES["neg"], face_color="red", size=4),
             "shapes_pos": v.add_shapes(None, ndim=ndim, name=LAYER_NAMES["shapes_pos"], edge_color="lime",
-                                       face_color="transparent", edge_width=1.0),
+                                       face_color="transparent", edge_width=2.0),
             "shapes_neg": v.add_shapes(None, ndim=ndim, name=LAYER_NAMES["shapes_neg"], edge_color="red",
-                                       face_color="transparent", edge_width=1.0),
+                                       face_color="transparent", edge_width=2.0),
         }
         size = self.image.GetSize()
         layers["result"] = v.add_labels(np.zeros((size[2], size[1], size[0]), np.uint16), name=LAYER_NAMES["result"],
