@@ -148,3 +148,37 @@ def test_mask_image_overlaps_are_resolved_and_large_ids_widen():
     assert np.all(lm[:, :, :4] == 3) and np.all(lm[:, :, 4:] == 300)
     empty = mask_image(ct, [])
     assert empty.GetSize() == ct.GetSize() and not sitk.GetArrayViewFromImage(empty).any()
+
+
+def _thresholded_paste(s, oid):
+    obj = s._objects[oid]
+    lo, hi = obj.store.bounds()
+    lo, hi = lo - 1, hi + 1
+    region, vals = paste_patch(obj.store.read(lo, hi - lo), s.lattice.grid(lo, tuple(int(v) for v in hi - lo)), s.image)
+    out = np.zeros(sitk.GetArrayViewFromImage(s.image).shape, bool)
+    out[region] = vals > 0.5
+    return out
+
+
+def test_a_prompt_started_mask_stays_the_thresholded_paste_through_single_paste_updates():
+    """Objects started from clicks update their mask with one paste (the mask stands in for the
+    previous paste); after any sequence it must still equal the paste of the probabilities."""
+    from inference_fakes import BrightComponentModel, nearest_index
+
+    from ctsam3d.inference.session import Session
+
+    a, b = (8.0, -6.0, 12.0), (-22.0, 14.0, -10.0)
+    ct, _ = make_volume("oblique", size=(60, 56, 30), spacing=(1.2, 1.1, 2.0),
+                        shapes=(("sphere", a, 9.0), ("sphere", b, 7.0)))
+    s = Session(BrightComponentModel())
+    s.set_image(ct)
+    s.add_click(nearest_index(ct, a))
+    s.add_click(nearest_index(ct, b))
+    s.add_click(nearest_index(ct, np.add(b, (1.0, 0, 0))), positive=False)
+    s.add_click(nearest_index(ct, b))
+    assert s._objects[1].mask_is_paste
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(s.result()) > 0, _thresholded_paste(s, 1))
+    s.add_box(nearest_index(ct, np.subtract(b, 3.0)), nearest_index(ct, np.add(b, 3.0)))
+    assert not s._objects[1].mask_is_paste  # a box clips on the input grid: two pastes from now on
+    s.undo()
+    assert s._objects[1].mask_is_paste

@@ -23,6 +23,7 @@ class Snapshot:
     clicks: tuple[Click, ...]
     patches: tuple[Key, ...]
     has_initial_mask: bool
+    mask_is_paste: bool = True
 
 
 @dataclass
@@ -38,6 +39,8 @@ class ObjectState:
         clicks: all prompts so far (user, box centres, cross-patch clicks), oldest first.
         patches: lattice starts ``(z, y, x)`` of the patches segmented for it.
         has_initial_mask: it was started from a mask (edit mode).
+        mask_is_paste: ``mask`` is exactly the thresholded linear paste of ``store`` (an object
+            started from prompts, no box clipped it): a step then needs one paste, not two.
         auto_named: created implicitly by the first prompt (``new_object`` may rename it).
     """
 
@@ -48,6 +51,7 @@ class ObjectState:
     clicks: list[Click] = field(default_factory=list)
     patches: list[Key] = field(default_factory=list)
     has_initial_mask: bool = False
+    mask_is_paste: bool = True
     auto_named: bool = False
     history: list[Snapshot] = field(default_factory=list)
 
@@ -61,7 +65,8 @@ class ObjectState:
         return self.has_initial_mask or any(c.positive and c.source != "cpp" for c in self.clicks)
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.store.snapshot(), self.mask.snapshot(), tuple(self.clicks), tuple(self.patches), self.has_initial_mask)
+        return Snapshot(self.store.snapshot(), self.mask.snapshot(), tuple(self.clicks), tuple(self.patches), self.has_initial_mask,
+                        self.mask_is_paste)
 
     def restore(self, snap: Snapshot) -> None:
         self.store.restore(snap.store)
@@ -69,12 +74,14 @@ class ObjectState:
         self.clicks = list(snap.clicks)
         self.patches = list(snap.patches)
         self.has_initial_mask = snap.has_initial_mask
+        self.mask_is_paste = snap.mask_is_paste
 
     def clear(self) -> None:
         """Forget prompts, probabilities and mask (not the undo history)."""
         self.store.clear()
         self.mask.clear()
         self.clicks, self.patches, self.has_initial_mask = [], [], False
+        self.mask_is_paste = True
 
     def push_history(self, limit: int | None) -> Snapshot:
         snap = self.snapshot()

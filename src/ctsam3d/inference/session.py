@@ -393,6 +393,7 @@ class Session:
             before = obj.push_history(self.undo_depth)
             obj.clear()
             obj.has_initial_mask = True
+            obj.mask_is_paste = False  # the user's mask, not the lattice's paste
             mask_to_store(mask, self.image, self.lattice, obj.store)  # what the decoder sees
             write_user_mask(mask, obj.mask)  # what result() returns: the mask itself
             return self._record(obj, "initial_mask", None, before, Timer(), t_start, {})
@@ -459,7 +460,8 @@ class Session:
                 info["expansion_stop"] = "disabled"
             t0 = time.perf_counter()
             old = SparseVolume.from_snapshot(before.store, obj.store.chunk)
-            apply_change(obj.mask, old, obj.store, self.lattice, self.image, keep=keep)
+            apply_change(obj.mask, old, obj.store, self.lattice, self.image, keep=keep, mask_is_paste=obj.mask_is_paste)
+            obj.mask_is_paste = obj.mask_is_paste and keep is None  # a box's clip leaves the paste
             if shape is not None:
                 shape_step.after_mask(shape, obj)
             timer.add("mask", t0)
