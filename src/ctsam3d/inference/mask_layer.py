@@ -16,7 +16,8 @@ thresholded value (``p > 0.5``) flipped are flipped in the mask (:func:`apply_ch
 Hence every input voxel the model's change cannot reach keeps its value bit for bit -- in
 particular a user's mask comes back voxel-identical where no prompt acted -- and an object
 started from clicks alone has exactly the thresholded paste of its probabilities (the flips
-of a paste applied to that paste give the new paste).
+of a paste applied to that paste give the new paste; such an object's mask therefore stands
+in for the "before" paste, ``mask_is_paste``, and a step costs one resampling).
 """
 
 from __future__ import annotations
