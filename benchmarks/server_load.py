@@ -1,14 +1,16 @@
 """Load test of the web server: N simulated users at once on a full-size CT, on loopback.
 
-By default it builds a **512 x 512 x 300** CT from the shared data (the TotalSegmentator
-example CT, 122 x 101 x 112 at 3 mm, resampled linearly to 0.75 mm in-plane and 300 slices
-over its 336 mm; see :func:`full_size_ct`; cached in ``$XDG_CACHE_HOME/ctsam3d/benchmarks``,
-default ``~/.cache/...``, about 55 MB), starts ``ctsam3d serve`` on it in a subprocess with the
+By default it uses a **512 x 512 x 300** CT built from the shared data by
+``benchmarks/fullsize_ct.py`` (the TotalSegmentator example CT, 122 x 101 x 112 at 3 mm,
+resampled to 0.715 mm in-plane and 300 slices of 1.12 mm, with CT-like noise; cached in
+``~/.cache/ctsam3d/bench``), starts ``ctsam3d serve`` on it in a subprocess with the
 default settings (bundled starter model, cross-patch expansion on), and runs N user threads
 that all start at the same moment. Each user does what the page does:
 
-1. **open**: ``POST /api/sessions`` on the image, then download ``image.nii.gz`` (the viewer's
-   copy). "open" is the time until the session exists, "open + image" until the viewer has it;
+1. **open**: ``POST /api/sessions`` on the image, then download the page's display volume
+   (``/api/sessions/<id>/view``: full resolution, as a page with GPU rendering loads it;
+   ``--display-voxels N``: at most N voxels, what a software-rendered page loads, 10000000).
+   "open" is the time until the session exists, "open + display volume" until the viewer has it;
 2. **click** for ``seconds`` after its own open, back to back (no think time unless ``--think``):
    ``POST .../clicks`` with a RAS position, then ``GET labels.raw`` for the changed box
    (latency = both, as the page sees it). Every 6 clicks the user starts a new object at a
@@ -48,45 +50,20 @@ import numpy as np
 import SimpleITK as sitk
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_CT = ROOT.parent / "shared" / "data" / "totalseg_examples" / "example_ct.nii.gz"
 FULL_SIZE = (512, 512, 300)  # (i, j, k)
+FULL_RES = 2**31 - 1  # the page's max_voxels for full resolution
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ctsam3d" / "benchmarks"
+def full_size_ct(size=FULL_SIZE) -> Path:
+    """The full-size CT of the issue-20 benchmarks (``benchmarks/fullsize_ct.py``, shared with
+    ``e2e_latency.py``): the TotalSegmentator example CT resampled to ``size`` (i, j, k) with
+    square 0.715 mm pixels over its larger in-plane extent, ``size[2]`` slices over its 336 mm
+    (1.12 mm for 300), CT-like noise (sigma 12 HU, fixed seed) so it compresses like a real scan;
+    built once and cached (``$CTSAM3D_BENCH_CACHE``, default ``~/.cache/ctsam3d/bench``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from fullsize_ct import build
 
-
-def full_size_ct(source: Path = SHARED_CT, size=FULL_SIZE, cache: Path | None = None) -> Path:
-    """A ``size`` (i, j, k) CT built from ``source`` and cached (built once, ~2 s).
-
-    The source is resampled linearly (pad -1024 HU, int16) onto a grid with its direction, centred
-    on its centre, 0.75 mm in-plane (a 384 mm field of view, as a clinical 512 x 512 scan) and
-    ``size[2]`` slices over its whole z extent (1.12 mm for the TotalSegmentator example).
-    """
-    source = Path(source)
-    if not source.is_file():
-        raise SystemExit(f"{source}: not found (the full-size case is built from ../shared/data; "
-                         f"give --ct FILE or --small)")
-    out = (cache or cache_dir()) / f"{source.name.split('.')[0]}_{'x'.join(map(str, size))}.nii.gz"
-    if out.is_file() and out.stat().st_mtime >= source.stat().st_mtime:
-        return out
-    src = sitk.ReadImage(str(source))
-    extent_z = src.GetSize()[2] * src.GetSpacing()[2]
-    spacing = (0.75, 0.75, extent_z / size[2])
-    direction = np.asarray(src.GetDirection()).reshape(3, 3)
-    centre = np.asarray(src.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in src.GetSize()]))
-    origin = centre - direction @ np.array([(n - 1) / 2 * s for n, s in zip(size, spacing)])
-    ref = sitk.Image(list(size), sitk.sitkInt16)
-    ref.SetSpacing(spacing)
-    ref.SetDirection(src.GetDirection())
-    ref.SetOrigin([float(v) for v in origin])
-    img = sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, -1024.0, sitk.sitkInt16)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".{os.getpid()}.part.nii.gz")
-    sitk.WriteImage(img, str(tmp), True)
-    os.replace(tmp, out)
-    return out
+    return Path(build(tuple(size)).ct)
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -136,8 +113,9 @@ class Points:
 
 class User(threading.Thread):
     def __init__(self, n: int, url: str, image_id: str, points: Points, start: threading.Event, seconds: float,
-                 think_s: float):
+                 think_s: float, display_voxels: int | None = None):
         super().__init__(daemon=True)
+        self.display_voxels = display_voxels
         self.n, self.url, self.image_id, self.points, self.start_evt = n, url, image_id, points, start
         self.seconds, self.think_s = seconds, think_s
         self.open_s: float | None = None
@@ -155,10 +133,12 @@ class User(threading.Thread):
                 t0 = time.perf_counter()
                 sid = c.post("/api/sessions", json={"image": self.image_id}).raise_for_status().json()["session_id"]
                 self.open_s = time.perf_counter() - t0
-                size = len(c.get(f"/api/sessions/{sid}/image.nii.gz").raise_for_status().content)
+                # as the page: its display volume, full resolution (GPU page) or at most N voxels
+                r = c.get(f"/api/sessions/{sid}/view", params={"max_voxels": self.display_voxels or FULL_RES})
+                size = len(r.raise_for_status().content)
                 self.open_image_s = time.perf_counter() - t0
                 if size < 1000:
-                    self.errors.append(f"image.nii.gz: {size} bytes")
+                    self.errors.append(f"display volume: {size} bytes")
                 oid, clicks_in_object, k, anchor = None, 0, 0, None
                 deadline = time.monotonic() + self.seconds  # each user clicks for `seconds` after its open
                 while time.monotonic() < deadline:
@@ -202,7 +182,8 @@ def pct(values) -> dict:
 
 def run_load(ct_path: Path | str, users: int = 8, seconds: float = 60.0, *, model: str | None = None,
              device: str = "cpu", threads: int = 2, expansion: bool = True, max_concurrent: int | None = None,
-             think_s: float = 0.0, extra_args: list[str] | None = None, label: str = "", verbose: bool = True) -> dict:
+             think_s: float = 0.0, display_voxels: int | None = None, extra_args: list[str] | None = None,
+             label: str = "", verbose: bool = True) -> dict:
     """Run the load test and return its result (the JSON document; see the module docstring).
 
     Args:
@@ -211,6 +192,8 @@ def run_load(ct_path: Path | str, users: int = 8, seconds: float = 60.0, *, mode
         model, device, expansion, max_concurrent: ``ctsam3d serve`` settings (None / True: its defaults).
         threads: torch CPU threads of the server process (``OMP_NUM_THREADS``).
         think_s: pause of each user after each click (0: back to back).
+        display_voxels: open with the page's display volume of at most this many voxels
+            (``view?max_voxels=``) instead of full resolution.
         extra_args: more ``ctsam3d serve`` arguments.
     """
     from ctsam3d.server.background import free_port
@@ -255,7 +238,7 @@ def run_load(ct_path: Path | str, users: int = 8, seconds: float = 60.0, *, mode
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         go = threading.Event()
-        pool = [User(n, url, image_id, points, go, seconds, think_s) for n in range(users)]
+        pool = [User(n, url, image_id, points, go, seconds, think_s, display_voxels) for n in range(users)]
         for u in pool:
             u.start()
         t0 = time.monotonic()
@@ -294,6 +277,7 @@ def run_load(ct_path: Path | str, users: int = 8, seconds: float = 60.0, *, mode
         "ct": {"name": ct_path.name, "size_ijk": list(points.img.GetSize()),
                "spacing_mm": [round(s, 4) for s in points.img.GetSpacing()]},
         "users": users, "duration_s": seconds, "wall_s": round(wall, 1), "think_s": think_s,
+        "opened_with": f"view?max_voxels={display_voxels}" if display_voxels else "view (full resolution)",
         "model": model or "bundled starter", "device": device, "threads": threads, "expansion": expansion,
         "max_concurrent": max_concurrent or "default", "extra_args": list(extra_args or []),
         "open_s": pct([u.open_s for u in pool]), "open_image_s": pct([u.open_image_s for u in pool]),
@@ -319,7 +303,7 @@ def print_table(result: dict) -> None:
         ("CT (i x j x k)", "x".join(map(str, ct["size_ijk"]))),
         ("users x seconds (think s)", f"{result['users']} x {result['duration_s']:g} ({result['think_s']:g})"),
         ("open p50 / max s", f"{o['p50']} / {o['max']}"),
-        ("open + image download p50 / max s", f"{oi['p50']} / {oi['max']}"),
+        ("open + display volume p50 / max s", f"{oi['p50']} / {oi['max']}"),
         ("clicks (total) / per second", f"{result['clicks']} / {result['clicks_per_s']:.2f}"),
         ("click + overlay p50 / p95 ms", f"{lat['p50']} / {lat['p95']}"),
         ("server time per click p50 / p95 ms", f"{srv['p50']} / {srv['p95']}"),
@@ -343,6 +327,9 @@ def main() -> int:
     p.add_argument("--users", type=int, default=8)
     p.add_argument("--duration", type=float, default=60.0, help="seconds of clicking (default 60)")
     p.add_argument("--think", type=float, default=0.0, help="seconds each user waits after a click (default 0)")
+    p.add_argument("--display-voxels", type=int, default=None, metavar="N",
+                   help="open with the page's display volume of at most N voxels (software-rendered page: 10000000) "
+                        "instead of the full-resolution image")
     p.add_argument("--model", default=None, help="default: the server's default (bundled starter)")
     p.add_argument("-d", "--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads of the server (OMP_NUM_THREADS)")
@@ -361,6 +348,7 @@ def main() -> int:
         ct = args.ct or full_size_ct()
     result = run_load(ct, args.users, args.duration, model=args.model, device=args.device, threads=args.threads,
                       expansion=not args.no_expansion, max_concurrent=args.max_concurrent, think_s=args.think,
+                      display_voxels=args.display_voxels,
                       extra_args=args.serve_arg, label=args.label)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
