@@ -214,3 +214,20 @@ def test_undo_after_each_shape_is_exact():
         s.undo()
         got = (_arr(s.result()), len(s.clicks()))
         assert np.array_equal(got[0], want[0]) and got[1] == want[1]
+
+
+def test_box_negatives_option_places_four_negatives_outside_the_box():
+    from ctsam3d.inference.shape_render import ShapeRendering
+
+    ct, _ = make_volume("LPS", size=(60, 56, 30), spacing=(1.2, 1.1, 2.0), shapes=TWO)
+    s = _session(ct)
+    s.shape_rendering = ShapeRendering(box_negatives=True)
+    c = np.asarray(nearest_index(ct, A))
+    lo, hi = c - [10, 10, 0], c + [10, 10, 0]
+    s.add_box2d(tuple(int(v) for v in lo), tuple(int(v) for v in hi))
+    clicks = s.clicks()
+    assert [k.positive for k in clicks] == [True, False, False, False, False]
+    for k in clicks[1:]:
+        i, j, kk = k.index_ijk
+        assert round(kk) == c[2] and not (lo[0] <= i <= hi[0] and lo[1] <= j <= hi[1])
+    assert _arr(s.result()).any()

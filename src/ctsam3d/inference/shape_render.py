@@ -63,8 +63,11 @@ class ShapeRendering:
         lasso_seed: write the lasso's inside into the previous-mask channel before decoding.
         scribble_step_vox: spacing of a scribble's clicks along its polyline, in lattice voxels.
         max_patches: most patches one shape decodes (its first patch included).
+        box_negatives: a positive 2D box also gets negative clicks just outside the middle of
+            each edge (2 lattice voxels out, on the slice, where inside the image).
     """
 
+    box_negatives: bool = False
     lasso_clicks: int = 3
     lasso_seed: bool = True
     scribble_step_vox: float = 2.0
@@ -246,9 +249,19 @@ def render_box2d(shape: SliceShape, positive: bool, image, lattice, rendering: S
     """2D box: a click at the box's centre; slice outside it (positive) or inside it (negative)
     is background."""
     centre = shape.vertices_ijk.mean(axis=0)
-    click = make_click(tuple(centre), positive, image, lattice, "index", source="box2d")
+    clicks = [make_click(tuple(centre), positive, image, lattice, "index", source="box2d")]
+    if positive and rendering.box_negatives:
+        a, b = shape.plane_axes
+        rows, cols = np.nonzero(shape.inside)
+        sp = image.GetSpacing()
+        out_r, out_c = 2 * lattice.spacing / sp[a], 2 * lattice.spacing / sp[b]
+        mid_r, mid_c = 0.5 * (rows.min() + rows.max()), 0.5 * (cols.min() + cols.max())
+        size = image.GetSize()
+        for r, c in ((rows.min() - out_r, mid_c), (rows.max() + out_r, mid_c), (mid_r, cols.min() - out_c), (mid_r, cols.max() + out_c)):
+            if 0 <= r <= size[a] - 1 and 0 <= c <= size[b] - 1:
+                clicks.append(_clicks_at(shape, [(r, c)], False, image, lattice, "box2d")[0])
     fg, bg = (None, ~shape.inside) if positive else (None, shape.inside)
-    return ShapePrompt("box2d", positive, [click], SliceRule(shape, image, lattice, fg, bg), False, rendering)
+    return ShapePrompt("box2d", positive, clicks, SliceRule(shape, image, lattice, fg, bg), False, rendering)
 
 
 def render_lasso(shape: SliceShape, positive: bool, image, lattice, rendering: ShapeRendering = DEFAULT_RENDERING) -> ShapePrompt:
