@@ -60,7 +60,7 @@ def _centre(m) -> tuple[int, int, int]:
 
 
 def _session(model, ct, expansion=False):
-    s = Session(model, expansion=expansion)
+    s = Session(model, expansion=expansion, max_patches=4)  # expansion runs, within a test's time
     s.set_image(ct)
     return s
 
