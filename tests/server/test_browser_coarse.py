@@ -1,0 +1,80 @@
+"""The page on a coarse display volume (as on software WebGL with a full-size CT), in headless
+Chromium: after a click the overlay on the display grid holds the server's label map sampled at
+each display block's central voxel, and a marker sits at the click.
+
+``?display=1000000`` makes the 128^3 example CT (5.42 x 5.42 x 3 mm) display at 64 x 128 x 64
+(block factors 2, 1, 2 along i, j, k), the same code path a 512 x 512 x 300 CT takes by default.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from test_browser import CHROMIUM_FLAGS, _browser_path, _target
+
+from ctsam3d.examples import example_case
+from ctsam3d.server import ServerConfig, create_app
+from ctsam3d.server.app import niivue_module_path
+from ctsam3d.server.background import BackgroundServer
+from ctsam3d.server.routes_view import display_factors
+
+
+def test_click_on_a_coarse_display_volume(tmp_path, lite_model):
+    browser = _browser_path()
+    if browser is None:
+        pytest.skip("no chromium installed (Debian: apt-get update && apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no 'playwright install' needed)")
+    assert niivue_module_path() is not None, "NiiVue is not installed: run 'npm ci' in the repository root"
+    case = example_case()
+    (tmp_path / "data").mkdir()
+    shutil.copy(case.ct, tmp_path / "data" / "ct.nii.gz")
+    ct = sitk.ReadImage(str(case.ct))
+    fi, fj, fk = display_factors(ct.GetSize(), ct.GetSpacing(), 1_000_000)
+    assert (fi, fj, fk) == (2, 1, 2)
+    _, ras = _target(sitk.ReadImage(str(case.labels)))
+    app = create_app(ServerConfig(state_dir=tmp_path / "state", data_dir=tmp_path / "data", expansion=False), model=lite_model)
+    errors: list[str] = []
+    with BackgroundServer(app) as url, sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=browser, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = b.new_page(viewport={"width": 1200, "height": 800})
+            page.set_default_timeout(180_000)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url + "/?display=1000000")
+            page.wait_for_function("document.body.dataset.ready === '1'")
+            page.click("[data-view=axial]")
+            page.select_option("#datastore", "ct.nii.gz")
+            page.click("#open-btn")
+            page.wait_for_function("document.body.dataset.session")
+            shown = page.evaluate("() => window.ctsam3d.state.display")
+            pos = page.evaluate(
+                """(ras) => {
+                    const nv = window.ctsam3d.nv;
+                    const frac = nv.mm2frac(ras);
+                    nv.scene.crosshairPos = frac;
+                    nv.drawScene();
+                    const hit = nv.frac2canvasPosWithTile(frac, 0);
+                    const rect = nv.canvas.getBoundingClientRect();
+                    const s = rect.width / nv.canvas.width;
+                    return [rect.left + hit.pos[0] * s, rect.top + hit.pos[1] * s];
+                }""",
+                ras,
+            )
+            page.mouse.click(pos[0], pos[1])
+            page.wait_for_function("document.body.dataset.edits === '1'")
+            overlay = np.array(page.evaluate("() => Array.from(window.ctsam3d.overlayFileOrder())"), dtype=np.uint8)
+            markers = page.evaluate("() => window.ctsam3d.markerCount()")
+            sid = page.evaluate("() => document.body.dataset.session")
+        finally:
+            b.close()
+        server = sitk.GetArrayFromImage(app.state.ctx.store.get(sid).label_image())  # [k, j, i]
+    assert errors == []
+    assert shown["factors"] == [fi, fj, fk] and shown["dims"] == [64, 128, 64]
+    ci, cj, ck = (fi - 1) // 2, (fj - 1) // 2, (fk - 1) // 2
+    expected = server[ck::fk, cj::fj, ci::fi]  # each display voxel: its block's central CT voxel
+    assert expected.any(), "the click made no mask"
+    assert np.array_equal(overlay.reshape(expected.shape), expected)
+    assert markers >= 1
