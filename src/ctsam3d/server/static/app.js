@@ -28,7 +28,7 @@ const OVERLAY_OPACITY = 0.5;
 
 const state = {
   token: null, session: null, info: null, objects: [], active: null, leftPositive: true,
-  window: "soft", edits: 0, lastClick: null, queue: Promise.resolve(), pending: 0,
+  window: "soft", view: "multi", edits: 0, lastClick: null, queue: Promise.resolve(), pending: 0,
   display: null, // {factors: [fi, fj, fk], fileDims: [ni, nj, nk] of the CT, dims: display dims}
   pendingMarks: [], // clicks sent but not answered yet: {mm, positive}
   timings: {},
@@ -124,7 +124,7 @@ const params = new URLSearchParams(location.search);
 const software = params.get("software") !== null
   ? params.get("software") !== "0" : /swiftshader|llvmpipe|softpipe|software|lavapipe/i.test(renderer);
 const displayVoxels = params.get("display") === "full" ? DISPLAY_VOXELS_GPU
-  : Number(params.get("display")) > 0 ? Number(params.get("display"))
+  : Number(params.get("display")) > 0 ? Math.max(1_000_000, Math.round(Number(params.get("display")))) // server's floor
     : software ? DISPLAY_VOXELS_SOFTWARE : DISPLAY_VOXELS_GPU;
 if (software) nv.opts.multiplanarShowRender = SHOW_RENDER.NEVER;
 window.ctsam3d.renderer = { renderer, software, displayVoxels };
@@ -151,9 +151,13 @@ function deferGradients() {
     "#version 300 es\nprecision highp float;\nout vec4 c;\nvoid main() { c = vec4(0.0); }"));
   gl.linkProgram(program);
   if (!gl.getProgramParameter(program, gl.LINK_STATUS)) return;
-  const none = { program, uniforms: {}, use(g) { g.useProgram(program); } };
+  gradients.none = { program, uniforms: {}, use(g) { g.useProgram(program); } };
   gradients.saved = Object.fromEntries(GRADIENT_SHADERS.map((k) => [k, nv[k]]));
-  for (const k of GRADIENT_SHADERS) nv[k] = none;
+  redeferGradients();
+}
+function redeferGradients() { // before preparing a new volume, unless the 3D view shows it
+  if (!gradients.none || state.view === "render") return;
+  for (const k of GRADIENT_SHADERS) nv[k] = gradients.none;
   gradients.deferred = true;
 }
 function computeGradients() {
@@ -229,6 +233,7 @@ async function setWindow(name) {
   }
 }
 async function setView(name) {
+  state.view = name;
   document.querySelectorAll("[data-view]").forEach((b) => b.classList.toggle("active", b.dataset.view === name));
   if (name === "render" && gradients.deferred && nv.volumes.length) {
     status("3D view: computing the volume's gradients for shading…", { busy: true });
@@ -237,6 +242,8 @@ async function setView(name) {
     try { computeGradients(); } finally { setBusy(-1); }
   } else if (name === "render") {
     computeGradients();
+  } else {
+    redeferGradients(); // software WebGL: no tile shows the 3D rendering any more
   }
   nv.setSliceType(VIEWS[name]);
   if (state.session) status(`View: ${{ multi: "4 views", render: "3D" }[name] || name}.`);
@@ -461,6 +468,7 @@ async function loadSession(sessionId) {
       await (await fetch(url, { headers: authHeaders() })).arrayBuffer();
       stages.fetch_ms = performance.now() - t0;
     }
+    redeferGradients();
     const [level, width] = WINDOWS[state.window]; // set at load: a later change re-prepares the volume
     await nv.loadVolumes([{ url, name: "image.nii", headers: authHeaders(), colormap: "gray",
       cal_min: level - width / 2, cal_max: level + width / 2 }]);
