@@ -179,7 +179,7 @@ def run_web(case, clicks: int, model: str | None, threads: int, view: str | None
             timings = page.evaluate("() => window.ctsam3d.state.timings || null")
             result["open_s"] = round(timings["open_ms"] / 1000, 2) if timings and "open_ms" in timings else result["open_s_script"]
             result["open_stages_ms"] = {**((timings or {}).get("open_stages") or {}), "server_open_ms": (timings or {}).get("open_server_ms")}
-            page_ms, script_ms, server_ms, box_voxels, apply_ms, request_ms = [], [], [], [], [], []
+            page_ms, script_ms, server_ms, box_voxels, apply_ms, request_ms, queue_ms = [], [], [], [], [], [], []
             for n, (label_id, ijk) in enumerate(targets):
                 positive = n % 3 != 2
                 if n % 3 == 0 and n:
@@ -209,6 +209,7 @@ def run_web(case, clicks: int, model: str | None, threads: int, view: str | None
                 box_voxels.append(last.get("box_voxels"))
                 apply_ms.append(last.get("apply_ms"))
                 request_ms.append(last.get("request_ms"))
+                queue_ms.append(last.get("queue_ms"))
                 print(f"  click {n + 1} ({'+' if positive else '-'} {ORGANS.get(label_id, label_id)}): "
                       f"{page_ms[-1]:.0f} ms on the page ({script_ms[-1]:.0f} ms seen by the script; server {server_ms[-1]} ms)",
                       flush=True)
@@ -227,7 +228,7 @@ def run_web(case, clicks: int, model: str | None, threads: int, view: str | None
             server.kill()
         shutil.rmtree(work, ignore_errors=True)
     result.update(click_ms=pct(page_ms), click_ms_script=pct(script_ms), server_ms=pct(server_ms), apply_ms=pct(apply_ms),
-                  request_ms=pct(request_ms),
+                  request_ms=pct(request_ms), queue_ms=pct(queue_ms),
                   click_ms_each=[round(v, 1) for v in page_ms], box_voxels=box_voxels, page_errors=errors)
     return result
 
@@ -268,7 +269,8 @@ def table(res: dict) -> list[tuple[str, str, str, str]]:
                   _mark(w["click_ms_script"]["p50"], 1000)),
                  ("  same, page clock (pointerup -> drawn) ms p50 / p95", f"{w['click_ms']['p50']} / {w['click_ms']['p95']}", "", ""),
                  ("  server time per click ms p50 / p95", f"{w['server_ms']['p50']} / {w['server_ms']['p95']}", "", ""),
-                 ("  page: click -> server's answer ms p50", f"{w['request_ms']['p50']}", "", ""),
+                 ("  page: click -> server's answer ms p50 (of which before sending)",
+                  f"{w['request_ms']['p50']} ({w['queue_ms']['p50']})", "", ""),
                  ("  page: box fetch + overlay update + draw ms p50", f"{w['apply_ms']['p50']}", "", ""),
                  ("  markers shown after the clicks", f"{w.get('markers')}", "", "")]
     if "server" in res:

@@ -564,6 +564,7 @@ async function sendClick(mark, t0) {
   if (!obj) obj = await createObject($("new-name").value.trim() || `object ${state.objects.length + 1}`);
   const sign = mark.positive ? "Positive" : "Negative";
   status(`${sign} click on ${obj.name}: computing…`, { busy: true });
+  const tSend = performance.now();
   const change = await api(`/api/sessions/${state.session}/objects/${obj.id}/clicks`,
     { method: "POST", json: { ras: mark.mm, positive: mark.positive } });
   const tServer = performance.now();
@@ -573,7 +574,7 @@ async function sendClick(mark, t0) {
   const ms = t1 - t0;
   state.lastClick = {
     ras: mark.mm, positive: mark.positive, voxel: change.voxel, ms, overlay_ms: ms, server_ms: change.server_ms,
-    request_ms: tServer - t0, apply_ms: t1 - tServer, box_voxels: uploaded,
+    request_ms: tServer - t0, queue_ms: tSend - t0, apply_ms: t1 - tServer, box_voxels: uploaded,
   };
   finishEdit();
   $("latency").textContent = `Last click: ${ms.toFixed(0)} ms (model + server ${change.server_ms.toFixed(0)} ms)`;
