@@ -563,7 +563,8 @@ async function sendClick(mark, t0) {
   let obj = activeObject();
   if (!obj) obj = await createObject($("new-name").value.trim() || `object ${state.objects.length + 1}`);
   const sign = mark.positive ? "Positive" : "Negative";
-  status(`${sign} click on ${obj.name}: computing…`, { busy: true });
+  const queued = state.pending - 1; // clicks placed after this one
+  status(`${sign} click on ${obj.name}: computing…${queued > 0 ? ` (${queued} more queued)` : ""}`, { busy: true });
   const tSend = performance.now();
   const change = await api(`/api/sessions/${state.session}/objects/${obj.id}/clicks`,
     { method: "POST", json: { ras: mark.mm, positive: mark.positive } });
@@ -581,8 +582,10 @@ async function sendClick(mark, t0) {
   const b = change.box;
   const where = `voxel (${change.voxel.join(", ")})`;
   if (change.warning) return status(change.warning, { error: true });  // e.g. an empty result (issue 19)
+  const more = state.pending - 1; // clicks placed after this one, still to compute
   status(`${sign} click at ${where} on ${obj.name}: ${change.object.voxels.toLocaleString()} voxels` +
-    `${b ? "" : " (no change)"}, ${ms.toFixed(0)} ms.`);
+    `${b ? "" : " (no change)"}, ${ms.toFixed(0)} ms.` +
+    (more > 0 ? ` ${more} more click${more > 1 ? "s" : ""} computing…` : ""), { busy: more > 0 });
 }
 
 async function objectAction(obj, action) {
