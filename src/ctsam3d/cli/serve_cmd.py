@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-expansion", action="store_true", help="switch off cross-patch expansion")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow cross-origin calls from ORIGIN (repeatable; default: none)")
-    parser.add_argument("--max-concurrent", type=int, default=1, help="clicks computed at the same time (default 1)")
+    parser.add_argument("--max-concurrent", type=int, default=2,
+                        help="clicks computed at the same time across all users (default 2; 1: one decode in memory at a time)")
     parser.add_argument("--session-ttl", type=float, default=24.0, metavar="HOURS",
                         help="remove a session idle this long (default 24; caps the expiry MONAI Label clients ask for)")
     parser.add_argument("--session-quota-gb", type=float, default=20.0, metavar="GB",

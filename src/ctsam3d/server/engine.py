@@ -133,7 +133,9 @@ class ModelHolder:
         self.device = device
         self.expansion = expansion
         self.max_patches = max_patches
-        self.gate = threading.BoundedSemaphore(max(1, max_concurrent))
+        self.max_concurrent = max(1, max_concurrent)
+        self.gate = threading.BoundedSemaphore(self.max_concurrent)
+        self._drain = threading.Lock()
         self._model = None if self.spec is not None or model is None else model
         self._lock = threading.Lock()
 
@@ -168,11 +170,24 @@ class ModelHolder:
                 self._model = ctsam3d.load_model(self.spec, device=self.device)
             return self._model
 
+    @contextmanager
+    def exclusive(self):
+        """Hold every permit of the gate: no click runs meanwhile (for numpy reads of a shared
+        image's pixels, which must not overlap a patch crop; see :mod:`.images`)."""
+        with self._drain:  # one drainer at a time: two half-drained gates would deadlock
+            for _ in range(self.max_concurrent):
+                self.gate.acquire()
+        try:
+            yield
+        finally:
+            for _ in range(self.max_concurrent):
+                self.gate.release()
+
     def engine(self, image: sitk.Image, cache=None) -> "Engine":
         """A model session on ``image``; ``cache``: an encoded-patch cache shared with other
         sessions on the same image (see :class:`.images.SharedImage`), else its own."""
         model = self.get()
-        with self.gate:  # set_image reads the pixels (HU check): serialised with the patch crops
+        with self.exclusive():  # set_image reads the pixels as numpy (HU check): no crop may run
             return Engine(model, image, self.expansion, self.gate, cache, self.max_patches)
 
 

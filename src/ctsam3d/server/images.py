@@ -12,9 +12,11 @@ Images are never modified after reading: sessions only read pixels (patch crops)
 view of an image (``GetArrayViewFromImage``: its ``MakeUnique`` deep-copies and swaps the
 buffer while anything else holds it) while another runs a filter on the same image object (a
 patch crop, a writer). So: the numpy reads of a shared image happen once, at load, before any
-other thread sees it (HU check, the viewer copy's pixels); afterwards its pixels are only read
-under the model gate (patch crops, a model session's set-up, the page's display volume), which
-serialises them.
+other thread sees it (HU check, the viewer copy's pixels); afterwards filters on it (patch
+crops, the page's display volume, a rewrite of the viewer copy) run holding a permit of the
+model gate, and a numpy view of it (a model session's set-up: its HU check) holds every permit
+(:meth:`.engine.ModelHolder.exclusive`), so a view never overlaps a filter (filters running
+together on one image were not seen to crash).
 Each image also carries one cache of encoded patches per model that all sessions on it share
 (:class:`SharedFeatureCache`; keys are lattice starts, which depend only on image and model).
 """
