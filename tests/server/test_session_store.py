@@ -278,3 +278,30 @@ def test_monailabel_client_session_expires(lite_model, data_dir, tmp_path, monke
         assert store.sweep()["expired"] == 1
         with pytest.raises(MONAILabelClientException):
             client.get_session(sid)
+
+
+def test_exclusive_waits_for_running_clicks_and_holds_off_new_ones(lite_model):
+    """A numpy read of a shared image's pixels holds every model-gate permit (see server/images.py)."""
+    from ctsam3d.server.engine import ModelHolder
+
+    holder = ModelHolder(lite_model, max_concurrent=2)
+    holder.gate.acquire()  # a click is running
+    inside, release = threading.Event(), threading.Event()
+
+    def drain():
+        with holder.exclusive():
+            inside.set()
+            release.wait(10)
+
+    drainers = [threading.Thread(target=drain) for _ in range(2)]  # two at once must not deadlock
+    for t in drainers:
+        t.start()
+    assert not inside.wait(0.3)  # waits for the running click
+    holder.gate.release()
+    assert inside.wait(10)
+    assert not holder.gate.acquire(blocking=False)  # no click starts meanwhile
+    release.set()
+    for t in drainers:
+        t.join(10)
+        assert not t.is_alive()
+    assert holder.gate.acquire(blocking=False) and holder.gate.acquire(blocking=False)
