@@ -1,6 +1,7 @@
 """The page on a coarse display volume (as on software WebGL with a full-size CT), in headless
 Chromium: after a click the overlay on the display grid holds the server's label map sampled at
-each display block's central voxel, and a marker sits at the click.
+each display block's central voxel, and a marker sits at the click; two clicks in a row are
+computed one after the other, the status line saying so, and it ends on the last one.
 
 ``?display=1000000`` makes the 128^3 example CT (5.42 x 5.42 x 3 mm) display at 64 x 128 x 64
 (block factors 2, 1, 2 along i, j, k), the same code path a 512 x 512 x 300 CT takes by default.
@@ -68,9 +69,19 @@ def test_click_on_a_coarse_display_volume(tmp_path, lite_model):
             overlay = np.array(page.evaluate("() => Array.from(window.ctsam3d.overlayFileOrder())"), dtype=np.uint8)
             markers = page.evaluate("() => window.ctsam3d.markerCount()")
             sid = page.evaluate("() => document.body.dataset.session")
+            server = sitk.GetArrayFromImage(app.state.ctx.store.get(sid).label_image())  # [k, j, i]
+            # two clicks in a row: the second waits for the first; the status line tells of it
+            page.evaluate("""() => { window.__said = [];
+                new MutationObserver(() => window.__said.push(document.getElementById('status').textContent))
+                    .observe(document.getElementById('status'), {childList: true, subtree: true, characterData: true}); }""")
+            page.mouse.click(pos[0] + 6, pos[1] + 4)
+            page.mouse.click(pos[0] + 12, pos[1] + 8, button="right")
+            page.wait_for_function("document.body.dataset.edits === '3'")
+            said = page.evaluate("() => window.__said")
+            final = page.evaluate("() => ({status: document.getElementById('status').textContent,"
+                                  " busy: !document.getElementById('busy').hidden, markers: window.ctsam3d.markerCount()})")
         finally:
             b.close()
-        server = sitk.GetArrayFromImage(app.state.ctx.store.get(sid).label_image())  # [k, j, i]
     assert errors == []
     assert shown["factors"] == [fi, fj, fk] and shown["dims"] == [64, 128, 64]
     ci, cj, ck = (fi - 1) // 2, (fj - 1) // 2, (fk - 1) // 2
@@ -78,3 +89,6 @@ def test_click_on_a_coarse_display_volume(tmp_path, lite_model):
     assert expected.any(), "the click made no mask"
     assert np.array_equal(overlay.reshape(expected.shape), expected)
     assert markers >= 1
+    assert any("more click computing" in t or "more queued" in t for t in said), said
+    assert final["status"].startswith("Negative click at voxel") and not final["busy"]
+    assert final["markers"] >= 2
