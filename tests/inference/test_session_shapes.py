@@ -231,3 +231,27 @@ def test_box_negatives_option_places_four_negatives_outside_the_box():
         i, j, kk = k.index_ijk
         assert round(kk) == c[2] and not (lo[0] <= i <= hi[0] and lo[1] <= j <= hi[1])
     assert _arr(s.result()).any()
+
+
+def test_slice_rule_survives_later_clicks_elsewhere():
+    """The lasso's exact slice is not the lattice paste: a later click in another patch must
+    not touch it (the session must not take the mask for the paste after a slice rule)."""
+    ct, _ = make_volume("LPS", size=(60, 56, 30), spacing=(1.2, 1.1, 2.0), shapes=TWO)
+    s = _session(ct)
+    axis, idx = _slice_through(ct, A)
+    c = nearest_index(ct, A)
+    s.add_lasso(_square(ct, axis, c, 12))  # dark voxels inside: object on the slice only by the rule
+    on = _slice_mask(_arr(s.result()), axis, idx).copy()
+    assert on.sum() == 25 * 25
+    s.add_click(nearest_index(ct, B))
+    assert np.array_equal(_slice_mask(_arr(s.result()), axis, idx), on)
+    # the mask layer must not be taken for the lattice's paste after a slice rule (as after a box)
+    assert s._objects[s.current_object].mask_is_paste is False
+    s.new_object("b")
+    s.add_scribble([B], space="world")  # no slice rule: the mask is still the paste
+    assert s._objects[s.current_object].mask_is_paste is True
+    s.undo()
+    s.select_object(1)
+    s.undo()
+    s.undo()
+    assert s._objects[1].mask_is_paste is True  # restored with the rest

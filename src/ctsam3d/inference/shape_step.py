@@ -58,3 +58,4 @@ def after_decode(shape: ShapePrompt, obj) -> None:
 def after_mask(shape: ShapePrompt, obj) -> None:
     if shape.rule is not None:
         shape.rule.apply_to_mask(obj.mask)
+        obj.mask_is_paste = False  # the slice's exact cut is not the lattice's paste (like a box's clip)
