@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from ctsam3d.geometry.reference_grid import (
     ReferenceGrid,
     normalize_reference,
+    pixel_dtype,
     reference_click_voxel,
     reference_crop,
     reference_patch_grid,
@@ -166,3 +167,16 @@ def test_golden_click_voxels(pt201):
         xyz, zyx = reference_click_voxel(c["world_lps_mm"], patch)
         assert zyx[::-1] == tuple(c["patch_voxel_xyz"])
         assert np.allclose(xyz, c["patch_voxel_continuous_xyz"], atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32, np.int64, np.float32, np.float64])
+def test_pixel_dtype_from_the_pixel_id_matches_the_array(dtype):
+    """The dtype of an image is read from its pixel ID, never from a view of its buffer (a view
+    taken while another thread filters a shared image crashes SimpleITK)."""
+    img = sitk.GetImageFromArray(np.zeros((2, 3, 4), dtype))
+    assert pixel_dtype(img) == sitk.GetArrayFromImage(img).dtype == np.dtype(dtype)
+    vec = sitk.GetImageFromArray(np.zeros((2, 3, 4, 2), dtype), isVector=True)
+    assert pixel_dtype(vec) == np.dtype(dtype)
+    # a block wholly outside the grid is padding of the input's pixel type
+    grid = ReferenceGrid.of(img, 1.0)
+    assert sample_reference_block(img, grid, (-9, -9, -9), (2, 2, 2)).dtype == np.dtype(dtype)

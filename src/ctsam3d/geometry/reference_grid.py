@@ -45,6 +45,7 @@ from .patch import PatchGrid, crop_array
 __all__ = [
     "ReferenceGrid",
     "normalize_reference",
+    "pixel_dtype",
     "reference_click_voxel",
     "reference_crop",
     "reference_patch_grid",
@@ -112,6 +113,29 @@ def resample_reference(image: sitk.Image, grid: ReferenceGrid, *, is_label: bool
     return _resample(image, grid.origin_lps, grid.spacing, grid.size_ijk, is_label)
 
 
+_NUMPY_OF_PIXEL_ID = {
+    sitk.sitkUInt8: np.uint8, sitk.sitkInt8: np.int8, sitk.sitkUInt16: np.uint16, sitk.sitkInt16: np.int16,
+    sitk.sitkUInt32: np.uint32, sitk.sitkInt32: np.int32, sitk.sitkUInt64: np.uint64, sitk.sitkInt64: np.int64,
+    sitk.sitkFloat32: np.float32, sitk.sitkFloat64: np.float64,
+    sitk.sitkVectorUInt8: np.uint8, sitk.sitkVectorInt8: np.int8, sitk.sitkVectorUInt16: np.uint16,
+    sitk.sitkVectorInt16: np.int16, sitk.sitkVectorUInt32: np.uint32, sitk.sitkVectorInt32: np.int32,
+    sitk.sitkVectorUInt64: np.uint64, sitk.sitkVectorInt64: np.int64, sitk.sitkVectorFloat32: np.float32,
+    sitk.sitkVectorFloat64: np.float64,
+}
+
+
+def pixel_dtype(image: sitk.Image) -> np.dtype:
+    """numpy dtype of ``image``'s pixels (of a component, for vector images), from its pixel ID.
+
+    Reads no pixel buffer: taking a numpy view of an image that another thread is running a
+    filter on crashes SimpleITK, and a server's sessions share one input image.
+    """
+    try:
+        return np.dtype(_NUMPY_OF_PIXEL_ID[image.GetPixelID()])
+    except KeyError:
+        raise ValueError(f"unsupported pixel type {image.GetPixelIDTypeAsString()!r}") from None
+
+
 def sample_reference_block(
     image: sitk.Image, grid: ReferenceGrid, start_zyx, size_zyx, *, is_label: bool = False
 ) -> np.ndarray:
@@ -127,7 +151,7 @@ def sample_reference_block(
     hi = np.minimum(start + size, np.asarray(grid.shape_zyx))
     pad = LABEL_PAD if is_label else CT_PAD_HU
     if np.any(hi <= lo):
-        dtype = sitk.GetArrayViewFromImage(image).dtype
+        dtype = pixel_dtype(image)
         return np.full(tuple(size), pad, dtype=dtype)
     inner = sitk.GetArrayFromImage(
         _resample(image, grid.block_origin(lo), grid.spacing, tuple((hi - lo)[::-1]), is_label)
@@ -167,7 +191,7 @@ def reference_crop(image: sitk.Image, grid: ReferenceGrid, patch: PatchGrid, *, 
     lo, hi = np.maximum(lo, 0), np.minimum(hi, np.asarray(grid.shape_zyx))
     pad = LABEL_PAD if is_label else CT_PAD_HU
     if np.any(hi <= lo):
-        dtype = sitk.GetArrayViewFromImage(image).dtype
+        dtype = pixel_dtype(image)
         return np.full(patch.size, pad, dtype=dtype)
     block = sitk.GetImageFromArray(sample_reference_block(image, grid, lo, hi - lo, is_label=is_label))
     block.SetOrigin(grid.block_origin(lo))
