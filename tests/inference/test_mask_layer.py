@@ -182,3 +182,66 @@ def test_a_prompt_started_mask_stays_the_thresholded_paste_through_single_paste_
     assert not s._objects[1].mask_is_paste  # a box clips on the input grid: two pastes from now on
     s.undo()
     assert s._objects[1].mask_is_paste
+
+
+def _random_case(seed):
+    """An axis-aligned input (any axis order and signs, assorted spacings) and two lattice
+    stores: a soft ball, or one of levels 127 / 128 only (pastes of exactly 0.5 abound), the
+    second with a box replaced."""
+    from ctsam3d.inference.mask_layer import paste_store
+
+    rng = np.random.default_rng(seed)
+    size = tuple(int(x) for x in rng.integers(20, 40, 3))
+    img = sitk.Image(size, sitk.sitkInt16)
+    img.SetSpacing(tuple(float(x) for x in rng.choice([0.5, 0.75, 0.8, 1.5, 0.7421875, 2.0], 3)))
+    img.SetOrigin(tuple(float(x) for x in rng.choice([0.0, -10.5, 3.3], 3)))
+    d = np.zeros((3, 3))
+    d[rng.permutation(3), np.arange(3)] = rng.choice([-1, 1], 3)
+    img.SetDirection(tuple(d.ravel()))
+    lattice = Lattice.for_image(img, float(rng.choice([1.5, 2.0, 3.0])), 16)
+    shape = np.asarray(lattice.shape_zyx)
+
+    def store():
+        zz, yy, xx = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+        c, r = rng.uniform(0.3, 0.7, 3) * shape, rng.uniform(0.15, 0.35) * shape.min()
+        p = 1 / (1 + np.exp((np.sqrt((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) - r) / rng.uniform(0.3, 2)))
+        v = SparseVolume(8)
+        if seed % 2:
+            v.write_levels((0, 0, 0), np.where(p > 0.5, 128, np.where(p < 0.2, 0, 127)).astype(np.uint8))
+        else:
+            v.write((0, 0, 0), p.astype(np.float32))
+        return v
+
+    before, other = store(), store()
+    after = SparseVolume.from_snapshot(before.snapshot(), 8)
+    lo = rng.integers(0, shape // 2)
+    hi = lo + rng.integers(2, shape // 2 + 2)
+    after.write_levels(lo, other.read_levels(lo, hi - lo))
+    paste = paste_store(before, lattice, img, (0, 0, 0), size[::-1]) > 0.5
+    return img, lattice, before, after, paste
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("mask_is_paste", [True, False])
+def test_axis_aligned_update_equals_resampling_the_reachable_box(seed, mask_is_paste):
+    """The update decided on the lattice (one-sided neighbourhoods, separable interpolation
+    elsewhere) flips exactly the voxels that resampling the whole reachable box flips."""
+    from ctsam3d.inference.mask_layer import _apply_change_resampled
+
+    img, lattice, before, after, paste = _random_case(seed)
+    n = img.GetSize()[::-1]
+    start = paste if mask_is_paste else np.random.default_rng(seed).random(n) < 0.3
+    keep = box_keep(img, np.asarray(img.TransformIndexToPhysicalPoint((2, 3, 4))),
+                    np.asarray(img.TransformIndexToPhysicalPoint((15, 12, 10)))) if seed % 3 == 0 else None
+    got, ref = SparseVolume(8), SparseVolume(8)
+    for m in (got, ref):
+        m.write_levels((0, 0, 0), start.astype(np.uint8) * 255)
+    box = apply_change(got, before, after, lattice, img, keep=keep, mask_is_paste=mask_is_paste)
+    ref_box = _apply_change_resampled(ref, before, after, lattice, img, keep=keep, mask_is_paste=mask_is_paste,
+                                      slab_voxels=8_000_000)
+    np.testing.assert_array_equal(got.read_levels((0, 0, 0), n), ref.read_levels((0, 0, 0), n))
+    assert got.count() == ref.count()
+    assert (box is None) == (ref_box is None)
+    if box is not None:
+        np.testing.assert_array_equal(box[0], ref_box[0])
+        np.testing.assert_array_equal(box[1], ref_box[1])

@@ -12,7 +12,8 @@ The mask starts as the user's own mask (edit mode, :func:`write_user_mask`) or e
 each prompt the lattice probabilities before and after the step are both pasted (linear, the
 same resampling as :func:`ctsam3d.geometry.paste_patch`) onto the input voxels whose value
 can depend on a lattice voxel whose stored level changed, and only the input voxels whose
-thresholded value (``p > 0.5``) flipped are flipped in the mask (:func:`apply_change`).
+thresholded value (``p > 0.5``) flipped are flipped in the mask (:func:`apply_change`; for
+axis-aligned inputs it interpolates only where the lattice says a flip is possible, see there).
 Hence every input voxel the model's change cannot reach keeps its value bit for bit -- in
 particular a user's mask comes back voxel-identical where no prompt acted -- and an object
 started from clicks alone has exactly the thresholded paste of its probabilities (the flips
@@ -118,11 +119,157 @@ def apply_change(
     """Flip the input-grid ``mask`` where the thresholded paste of the lattice probabilities
     flipped between ``before`` and ``after``; returns the box of changed mask voxels (or None).
 
-    Only input voxels that can depend on a lattice voxel whose level changed are resampled
+    Only input voxels that can depend on a lattice voxel whose level changed are considered
     (in slabs of about ``slab_voxels``). ``keep`` (see :func:`box_keep`) limits the flips to
     the voxels it marks. ``mask_is_paste``: ``mask`` is known to equal the thresholded paste
-    of ``before``, so it stands in for that paste (one resampling instead of two).
+    of ``before``, so it stands in for that paste.
+
+    For an input whose axes are lattice axes up to order and sign (axial, sagittal, coronal
+    storage; :func:`_apply_change_axis_aligned`) the lattice first tells where the paste can
+    flip: an input voxel's interpolation corners lie in the 3 x 3 x 3 neighbourhood of its
+    nearest lattice voxel, so where that neighbourhood is on one side of 0.5 before and after,
+    on the same side, or holds no changed level, the paste keeps its value. Only the input
+    box of the other voxels is interpolated, separably (one lattice axis at a time, numpy),
+    with values within rounding of 0.5 taken from the resampler itself. The result is the
+    same mask. Other orientations resample the whole reachable box
+    (:func:`_apply_change_resampled`).
     """
+    axes = _axis_map(lattice, image)
+    if axes is None:
+        return _apply_change_resampled(mask, before, after, lattice, image, keep=keep, mask_is_paste=mask_is_paste,
+                                       slab_voxels=slab_voxels)
+    return _apply_change_axis_aligned(mask, before, after, lattice, image, axes, keep=keep,
+                                      mask_is_paste=mask_is_paste, slab_voxels=slab_voxels)
+
+
+def _axis_map(lattice: Lattice, image: sitk.Image, tol: float = 1e-9):
+    """For each input axis ``c`` (i, j, k): ``(a, t, m)``, the lattice coordinate along lattice
+    axis ``a`` (z, y, x order) being ``t + m * index_c``; None unless each input axis runs along
+    one lattice axis (direction cosines below ``tol`` count as 0: their effect on a coordinate
+    stays far below the interpolation's tie band)."""
+    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    lin = d * np.asarray(image.GetSpacing(), float)[None, :] / lattice.spacing  # LPS row d, input column c
+    off = (np.asarray(image.GetOrigin(), float) - np.asarray(lattice.origin_lps, float)) / lattice.spacing
+    big = np.abs(d) > tol
+    if not (np.all(big.sum(axis=0) == 1) and np.all(big.sum(axis=1) == 1)):
+        return None
+    out = []
+    for c in range(3):
+        row = int(np.flatnonzero(big[:, c])[0])  # LPS axis x/y/z -> lattice axis 2 - row
+        out.append((2 - row, float(off[row]), float(lin[row, c])))
+    return out
+
+
+def _probabilities(levels: np.ndarray) -> np.ndarray:
+    """Stored levels -> probabilities exactly as :meth:`SparseVolume.read` gives them (float32)."""
+    return np.where(levels > 0, (levels.astype(np.float32) + 0.5) / 256.0, np.float32(0.0))
+
+
+def _apply_change_axis_aligned(mask, before, after, lattice, image, axes, *, keep, mask_is_paste, slab_voxels):
+    """:func:`apply_change` for an axis-aligned input (``axes`` from :func:`_axis_map`)."""
+    from scipy import ndimage
+
+    box = levels_diff_box(before.chunks, after.chunks, after.chunk)
+    if box is None:
+        return None
+    per_axis = axes
+    l_lo = np.asarray(box[0]) - 2
+    l_shape = np.asarray(box[1]) + 2 - l_lo
+    lev_b = before.read_levels(l_lo, l_shape)
+    lev_a = after.read_levels(l_lo, l_shape)
+    # A lattice voxel n stands for the input voxels whose nearest lattice voxel it is: their
+    # interpolation corners lie in n's 3x3x3 neighbourhood (floor of the coordinate, +1, for
+    # any rounding of a coordinate near an integer).
+    reach = ndimage.maximum_filter((lev_b != lev_a).view(np.uint8), size=3, mode="constant", cval=0).view(bool)
+    on_a, on_b = (lev_a >= 128).view(np.uint8), (lev_b >= 128).view(np.uint8)
+    a_all = ndimage.minimum_filter(on_a, size=3, mode="nearest").view(bool)
+    a_cert = a_all | ~ndimage.maximum_filter(on_a, size=3, mode="nearest").view(bool)
+    b_all = ndimage.minimum_filter(on_b, size=3, mode="nearest").view(bool)
+    b_cert = b_all | ~ndimage.maximum_filter(on_b, size=3, mode="nearest").view(bool)
+    acting = reach & ~(a_cert & b_cert & (a_all == b_all))  # the paste may flip here
+    if not acting.any():
+        return None
+    a_lo, a_hi = _box_of(acting)
+    # per input axis (i, j, k): the index range whose nearest lattice voxel can act
+    size = image.GetSize()
+    rng = []
+    for c, (ax, t, m) in enumerate(per_axis):
+        n = np.rint(t + m * np.arange(size[c], dtype=np.float64)).astype(np.int64) - l_lo[ax]
+        ok = np.flatnonzero((n >= a_lo[ax]) & (n < a_hi[ax]))
+        if ok.size == 0:
+            return None
+        rng.append((int(ok[0]), int(ok[-1]) + 1))
+    lo = np.array([rng[2][0], rng[1][0], rng[0][0]])  # (k, j, i)
+    hi = np.array([rng[2][1], rng[1][1], rng[0][1]])
+    p_a = _probabilities(lev_a)
+    p_b = None if mask_is_paste else _probabilities(lev_b)
+    plane = int((hi[1] - lo[1]) * (hi[2] - lo[2]))
+    step = max(1, slab_voxels // max(1, plane))
+    c_lo = np.full(3, np.iinfo(np.int64).max)
+    c_hi = np.full(3, np.iinfo(np.int64).min)
+    for k0 in range(int(lo[0]), int(hi[0]), step):
+        s_lo = np.array([k0, lo[1], lo[2]])
+        s_hi = np.array([min(k0 + step, int(hi[0])), hi[1], hi[2]])
+        now = _thresholded(p_a, after, l_lo, per_axis, s_lo, s_hi, lattice, image)
+        if mask_is_paste:
+            was = mask.read_mask(s_lo, s_hi - s_lo)
+        else:
+            was = _thresholded(p_b, before, l_lo, per_axis, s_lo, s_hi, lattice, image)
+        flip = was != now
+        if keep is not None and flip.any():
+            flip &= keep(s_lo, s_hi)
+        if not flip.any():
+            continue
+        f_lo, f_hi = _box_of(flip)
+        region = tuple(slice(int(a), int(b)) for a, b in zip(f_lo, f_hi))
+        start = s_lo + f_lo
+        cur = was[region] if mask_is_paste else mask.read_mask(start, f_hi - f_lo)
+        new = np.where(flip[region], now[region], cur)
+        changed = mask.write_levels(start, new.astype(np.uint8) * ON)
+        if changed is not None:
+            c_lo, c_hi = np.minimum(c_lo, changed[0]), np.maximum(c_hi, changed[1])
+    if c_lo[0] > c_hi[0]:
+        return None
+    return c_lo, c_hi
+
+
+def _thresholded(p, store, l_lo, per_axis, s_lo, s_hi, lattice, image, tie_band: float = 2e-6) -> np.ndarray:
+    """``paste_store(store, ..., s_lo, s_hi) > 0.5`` for an axis-aligned input, from ``p`` (the
+    store's float32 probabilities on the lattice box starting at ``l_lo``, which must hold
+    every interpolation corner): a separable trilinear interpolation, one lattice axis at a
+    time, in float32. Values within ``tie_band`` of 0.5, where rounding (float32 here, the
+    resampler's own order of operations) could decide, are taken from the resampler itself."""
+    vals = p
+    for c, (ax, t, m) in sorted(enumerate(per_axis), key=lambda e: abs(e[1][2])):  # order measured: finest input axis first
+        idx = np.arange(int(s_lo[2 - c]), int(s_hi[2 - c]), dtype=np.float64)
+        coord = t + m * idx - l_lo[ax]
+        f = np.floor(coord)
+        w = coord - f
+        f = np.clip(f.astype(np.int64), 0, vals.shape[ax] - 2)
+        shape = [1, 1, 1]
+        shape[ax] = -1
+        w = w.reshape(shape).astype(vals.dtype)
+        lo_v = np.take(vals, f, axis=ax)
+        hi_v = np.take(vals, f + 1, axis=ax)
+        hi_v -= lo_v
+        hi_v *= w
+        lo_v += hi_v  # lo + w (hi - lo)
+        vals = lo_v
+    # axes are lattice axes; put them in (k, j, i) order
+    vals = np.transpose(vals, [per_axis[2][0], per_axis[1][0], per_axis[0][0]])
+    out = vals > 0.5
+    vals -= 0.5
+    tie = np.abs(vals) < tie_band
+    if tie.any():
+        t_lo, t_hi = _box_of(tie)
+        probs = paste_store(store, lattice, image, s_lo + t_lo, s_lo + t_hi)
+        region = tuple(slice(int(a), int(b)) for a, b in zip(t_lo, t_hi))
+        out[region] = np.where(tie[region], probs > 0.5, out[region])
+    return out
+
+
+def _apply_change_resampled(mask, before, after, lattice, image, *, keep, mask_is_paste, slab_voxels):
+    """:func:`apply_change` by resampling the whole input box a changed level can reach."""
     box = levels_diff_box(before.chunks, after.chunks, after.chunk)
     if box is None:
         return None
