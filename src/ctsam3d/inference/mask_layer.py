@@ -181,12 +181,10 @@ def _apply_change_axis_aligned(mask, before, after, lattice, image, axes, *, kee
     # interpolation corners lie in n's 3x3x3 neighbourhood (floor of the coordinate, +1, for
     # any rounding of a coordinate near an integer).
     reach = ndimage.maximum_filter((lev_b != lev_a).view(np.uint8), size=3, mode="constant", cval=0).view(bool)
-    on_a, on_b = (lev_a >= 128).view(np.uint8), (lev_b >= 128).view(np.uint8)
-    a_all = ndimage.minimum_filter(on_a, size=3, mode="nearest").view(bool)
-    a_cert = a_all | ~ndimage.maximum_filter(on_a, size=3, mode="nearest").view(bool)
-    b_all = ndimage.minimum_filter(on_b, size=3, mode="nearest").view(bool)
-    b_cert = b_all | ~ndimage.maximum_filter(on_b, size=3, mode="nearest").view(bool)
-    acting = reach & ~(a_cert & b_cert & (a_all == b_all))  # the paste may flip here
+    on_a, on_b = lev_a >= 128, lev_b >= 128
+    both_on = ndimage.minimum_filter((on_a & on_b).view(np.uint8), size=3, mode="nearest").view(bool)
+    both_off = ~ndimage.maximum_filter((on_a | on_b).view(np.uint8), size=3, mode="nearest").view(bool)
+    acting = reach & ~both_on & ~both_off  # the paste may flip here
     if not acting.any():
         return None
     a_lo, a_hi = _box_of(acting)
@@ -249,12 +247,12 @@ def _thresholded(p, store, l_lo, per_axis, s_lo, s_hi, lattice, image, tie_band:
         shape = [1, 1, 1]
         shape[ax] = -1
         w = w.reshape(shape).astype(vals.dtype)
-        lo_v = np.take(vals, f, axis=ax)
-        hi_v = np.take(vals, f + 1, axis=ax)
-        hi_v -= lo_v
-        hi_v *= w
-        lo_v += hi_v  # lo + w (hi - lo)
-        vals = lo_v
+        step = np.diff(vals, axis=ax, append=np.zeros_like(np.take(vals, [0], axis=ax)))  # v[n + 1] - v[n]
+        out = np.take(vals, f, axis=ax)
+        step = np.take(step, f, axis=ax)
+        step *= w
+        out += step  # v[f] + w (v[f + 1] - v[f])
+        vals = out
     # axes are lattice axes; put them in (k, j, i) order
     vals = np.transpose(vals, [per_axis[2][0], per_axis[1][0], per_axis[0][0]])
     out = vals > 0.5
