@@ -53,3 +53,12 @@ ctsam3d evaluate --data ../shared/data/openkbp/validation --format pairs --catal
 ctsam3d evaluate --data docs/results/manifests/totalseg_examples.json --format pairs --catalogue totalseg_v2 \
   --model "$TORSO" --method model,model-noexp --clicks 10 --seed 0 --overwrite \
   --title "Agreement with TotalSegmentator (its example CTs), ctsam3d-lite-torso" -o docs/results/totalseg_agreement_torso "${EXTRA[@]}"
+
+# The two structures longer than one patch (aorta and pulmonary-artery crops, also in the set
+# above), both models, model rows only: a quick check of cross-patch expansion and later clicks.
+ctsam3d evaluate --data docs/results/manifests/long_structures.json --format pairs --catalogue totalseg_v2 \
+  --model "$STARTER" --method model,model-noexp --clicks 10 --seed 0 --overwrite \
+  --title "Long structures (aorta and pulmonary-artery crops, TotalSegmentator labels)" -o docs/results/long_structures "${EXTRA[@]}"
+ctsam3d evaluate --data docs/results/manifests/long_structures.json --format pairs --catalogue totalseg_v2 \
+  --model "$TORSO" --method model,model-noexp --clicks 10 --seed 0 --overwrite \
+  --title "Long structures (aorta and pulmonary-artery crops, TotalSegmentator labels), ctsam3d-lite-torso" -o docs/results/long_structures_torso "${EXTRA[@]}"
