@@ -37,8 +37,19 @@ def _origin(report: dict, methods: list[str]) -> dict:
             "elapsed_s": report.get("elapsed_s"), "peak_rss_mb": report.get("peak_rss_mb")}
 
 
+#: Protocol fields added to reports later, with the only behaviour before they existed
+#: (``--first-prompt`` came after the 2026-11-27 reports; until then interaction 1 was a click).
+PROTOCOL_DEFAULTS = {"first_prompt": "click"}
+
+
+def _protocol(report: dict) -> dict:
+    return {**PROTOCOL_DEFAULTS, **report.get("protocol", {})}
+
+
 def merge(new: dict, base: dict, keep: list[str], command: str | None = None) -> dict:
-    for key in ("data", "format", "protocol", "cases"):
+    if _protocol(new) != _protocol(base):
+        raise SystemExit("merge_rows: the reports differ in 'protocol'; rerun every method instead")
+    for key in ("data", "format", "cases"):
         if new.get(key) != base.get(key):
             raise SystemExit(f"merge_rows: the reports differ in {key!r}; rerun every method instead")
     key = lambda s: (s["case"], s["structure"], s["reason"])  # noqa: E731
