@@ -205,6 +205,12 @@ def test_sessions_cli_lists_and_clears(lite_model, data_dir, tmp_path, capsys):
         a, b, d = _open(c), _open(c), _open(c)
         c.post(f"/api/sessions/{a}/objects", json={"name": "liver"})
         store = _store(c)
+        # the viewer copy is written by a background thread: let it finish, or it may land
+        # after `clear --all` below (seen under load)
+        for key in store.images.in_memory():
+            shared = store.images._live.get(key)
+            if shared is not None:
+                assert shared.view_ready.wait(120)
         _age(store, b, 30 * HOUR)
         _age(store, d, 3 * HOUR)
         assert cli_main(["sessions", "list", "--state-dir", str(state)]) == 0
