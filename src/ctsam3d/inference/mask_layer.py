@@ -201,6 +201,18 @@ def _apply_change_axis_aligned(mask, before, after, lattice, image, axes, *, kee
     hi = np.array([rng[2][1], rng[1][1], rng[0][1]])
     p_a = _probabilities(lev_a)
     p_b = None if mask_is_paste else _probabilities(lev_b)
+    return _flip_slabs(
+        mask, lo, hi, slab_voxels, keep=keep, mask_is_paste=mask_is_paste,
+        now=lambda s_lo, s_hi: _thresholded(p_a, after, l_lo, per_axis, s_lo, s_hi, lattice, image),
+        was=lambda s_lo, s_hi: _thresholded(p_b, before, l_lo, per_axis, s_lo, s_hi, lattice, image),
+    )
+
+
+def _flip_slabs(mask, lo, hi, slab_voxels, *, keep, mask_is_paste, now, was):
+    """Flip the input voxels of box ``[lo, hi)`` (``(k, j, i)``) whose thresholded value changed,
+    slab by slab along k: ``now(s_lo, s_hi)`` / ``was(s_lo, s_hi)`` give a slab's thresholded
+    paste after / before the step (``was`` is the stored mask itself when ``mask_is_paste``);
+    ``keep`` restricts the flips. Returns the box of changed voxels or None."""
     plane = int((hi[1] - lo[1]) * (hi[2] - lo[2]))
     step = max(1, slab_voxels // max(1, plane))
     c_lo = np.full(3, np.iinfo(np.int64).max)
@@ -208,12 +220,9 @@ def _apply_change_axis_aligned(mask, before, after, lattice, image, axes, *, kee
     for k0 in range(int(lo[0]), int(hi[0]), step):
         s_lo = np.array([k0, lo[1], lo[2]])
         s_hi = np.array([min(k0 + step, int(hi[0])), hi[1], hi[2]])
-        now = _thresholded(p_a, after, l_lo, per_axis, s_lo, s_hi, lattice, image)
-        if mask_is_paste:
-            was = mask.read_mask(s_lo, s_hi - s_lo)
-        else:
-            was = _thresholded(p_b, before, l_lo, per_axis, s_lo, s_hi, lattice, image)
-        flip = was != now
+        now_s = now(s_lo, s_hi)
+        was_s = mask.read_mask(s_lo, s_hi - s_lo) if mask_is_paste else was(s_lo, s_hi)
+        flip = was_s != now_s
         if keep is not None and flip.any():
             flip &= keep(s_lo, s_hi)
         if not flip.any():
@@ -221,8 +230,8 @@ def _apply_change_axis_aligned(mask, before, after, lattice, image, axes, *, kee
         f_lo, f_hi = _box_of(flip)
         region = tuple(slice(int(a), int(b)) for a, b in zip(f_lo, f_hi))
         start = s_lo + f_lo
-        cur = was[region] if mask_is_paste else mask.read_mask(start, f_hi - f_lo)
-        new = np.where(flip[region], now[region], cur)
+        cur = was_s[region] if mask_is_paste else mask.read_mask(start, f_hi - f_lo)
+        new = np.where(flip[region], now_s[region], cur)
         changed = mask.write_levels(start, new.astype(np.uint8) * ON)
         if changed is not None:
             c_lo, c_hi = np.minimum(c_lo, changed[0]), np.maximum(c_hi, changed[1])
@@ -275,34 +284,11 @@ def _apply_change_resampled(mask, before, after, lattice, image, *, keep, mask_i
     if ib is None:
         return None
     lo, hi = ib
-    plane = int((hi[1] - lo[1]) * (hi[2] - lo[2]))
-    step = max(1, slab_voxels // max(1, plane))
-    c_lo = np.full(3, np.iinfo(np.int64).max)
-    c_hi = np.full(3, np.iinfo(np.int64).min)
-    for k0 in range(int(lo[0]), int(hi[0]), step):
-        s_lo = np.array([k0, lo[1], lo[2]])
-        s_hi = np.array([min(k0 + step, int(hi[0])), hi[1], hi[2]])
-        if mask_is_paste:
-            was = mask.read_mask(s_lo, s_hi - s_lo)
-        else:
-            was = paste_store(before, lattice, image, s_lo, s_hi) > 0.5
-        now = paste_store(after, lattice, image, s_lo, s_hi) > 0.5
-        flip = was != now
-        if keep is not None and flip.any():
-            flip &= keep(s_lo, s_hi)
-        if not flip.any():
-            continue
-        f_lo, f_hi = _box_of(flip)
-        sub = tuple(slice(int(a), int(b)) for a, b in zip(f_lo, f_hi))
-        start = s_lo + f_lo
-        cur = was[sub] if mask_is_paste else mask.read_mask(start, f_hi - f_lo)
-        new = np.where(flip[sub], now[sub], cur)
-        changed = mask.write_levels(start, new.astype(np.uint8) * ON)
-        if changed is not None:
-            c_lo, c_hi = np.minimum(c_lo, changed[0]), np.maximum(c_hi, changed[1])
-    if c_lo[0] > c_hi[0]:
-        return None
-    return c_lo, c_hi
+    return _flip_slabs(
+        mask, lo, hi, slab_voxels, keep=keep, mask_is_paste=mask_is_paste,
+        now=lambda s_lo, s_hi: paste_store(after, lattice, image, s_lo, s_hi) > 0.5,
+        was=lambda s_lo, s_hi: paste_store(before, lattice, image, s_lo, s_hi) > 0.5,
+    )
 
 
 def _box_of(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
