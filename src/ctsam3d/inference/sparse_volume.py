@@ -211,27 +211,17 @@ def _box_of(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def diff_box(a: dict, b: dict, chunk: int) -> Box | None:
     """Lattice box of voxels whose mask (``p > 0.5``) differs between two chunk tables."""
-    lo = np.full(3, np.iinfo(np.int64).max)
-    hi = np.full(3, np.iinfo(np.int64).min)
-    for key in set(a) | set(b):
-        ca, cb = a.get(key), b.get(key)
-        if ca is cb:
-            continue
-        ma = ca >= 128 if ca is not None else np.zeros((chunk,) * 3, bool)
-        mb = cb >= 128 if cb is not None else np.zeros((chunk,) * 3, bool)
-        d = ma != mb
-        if d.any():
-            b_lo, b_hi = _box_of(d)
-            base = np.asarray(key) * chunk
-            lo = np.minimum(lo, b_lo + base)
-            hi = np.maximum(hi, b_hi + base)
-    if lo[0] > hi[0]:
-        return None
-    return lo, hi
+    return _chunks_diff_box(a, b, chunk, lambda c: c >= 128)
 
 
 def levels_diff_box(a: dict, b: dict, chunk: int) -> Box | None:
     """Box of voxels whose stored level (not only the mask) differs between two chunk tables."""
+    return _chunks_diff_box(a, b, chunk, lambda c: c)
+
+
+def _chunks_diff_box(a: dict, b: dict, chunk: int, view) -> Box | None:
+    """Box of voxels where ``view`` of the stored levels differs between two chunk tables (a
+    missing chunk holds level 0); chunks shared by both tables are skipped unread."""
     lo = np.full(3, np.iinfo(np.int64).max)
     hi = np.full(3, np.iinfo(np.int64).min)
     zero = None
@@ -239,9 +229,9 @@ def levels_diff_box(a: dict, b: dict, chunk: int) -> Box | None:
         ca, cb = a.get(key), b.get(key)
         if ca is cb:
             continue
-        if ca is None or cb is None:
-            zero = np.zeros((chunk,) * 3, np.uint8) if zero is None else zero
-        d = (zero if ca is None else ca) != (zero if cb is None else cb)
+        if (ca is None or cb is None) and zero is None:
+            zero = view(np.zeros((chunk,) * 3, np.uint8))
+        d = (zero if ca is None else view(ca)) != (zero if cb is None else view(cb))
         if d.any():
             b_lo, b_hi = _box_of(d)
             base = np.asarray(key) * chunk
