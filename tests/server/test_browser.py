@@ -32,6 +32,19 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 ORGAN_ID, ORGAN = 7, "mandible"
 HAVE_WEIGHTS = (BUNDLED_DIR / WEIGHTS_FILE).is_file()
 
+# Page script: bring a RAS mm point's slice into view (crosshair there) and return its pixel
+# position on the canvas (first tile), for a mouse click at an organ voxel.
+CANVAS_POS_OF_RAS_JS = """(ras) => {
+    const nv = window.ctsam3d.nv;
+    const frac = nv.mm2frac(ras);
+    nv.scene.crosshairPos = frac;
+    nv.drawScene();
+    const hit = nv.frac2canvasPosWithTile(frac, 0);
+    const rect = nv.canvas.getBoundingClientRect();
+    const s = rect.width / nv.canvas.width;
+    return [rect.left + hit.pos[0] * s, rect.top + hit.pos[1] * s];
+}"""
+
 
 def _browser_path() -> str | None:
     for name in ("chromium", "chromium-browser"):
@@ -86,19 +99,7 @@ def e2e(tmp_path_factory, lite_model):
             page.click("#open-btn")
             page.wait_for_function("document.body.dataset.session", timeout=180_000)
             # bring the organ's slice into view, then find its pixel on the canvas
-            pos = page.evaluate(
-                """(ras) => {
-                    const nv = window.ctsam3d.nv;
-                    const frac = nv.mm2frac(ras);
-                    nv.scene.crosshairPos = frac;
-                    nv.drawScene();
-                    const hit = nv.frac2canvasPosWithTile(frac, 0);
-                    const rect = nv.canvas.getBoundingClientRect();
-                    const s = rect.width / nv.canvas.width;
-                    return [rect.left + hit.pos[0] * s, rect.top + hit.pos[1] * s];
-                }""",
-                ras,
-            )
+            pos = page.evaluate(CANVAS_POS_OF_RAS_JS, ras)
             page.evaluate(  # count NiiVue's whole-volume refreshes during the clicks (there should be none)
                 """() => {
                     const nv = window.ctsam3d.nv;

@@ -14,7 +14,7 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_browser import CHROMIUM_FLAGS, _browser_path, _target
+from test_browser import CANVAS_POS_OF_RAS_JS, CHROMIUM_FLAGS, _browser_path, _target
 
 from ctsam3d.examples import example_case
 from ctsam3d.server import ServerConfig, create_app
@@ -51,19 +51,7 @@ def test_click_on_a_coarse_display_volume(tmp_path, lite_model):
             page.click("#open-btn")
             page.wait_for_function("document.body.dataset.session")
             shown = page.evaluate("() => window.ctsam3d.state.display")
-            pos = page.evaluate(
-                """(ras) => {
-                    const nv = window.ctsam3d.nv;
-                    const frac = nv.mm2frac(ras);
-                    nv.scene.crosshairPos = frac;
-                    nv.drawScene();
-                    const hit = nv.frac2canvasPosWithTile(frac, 0);
-                    const rect = nv.canvas.getBoundingClientRect();
-                    const s = rect.width / nv.canvas.width;
-                    return [rect.left + hit.pos[0] * s, rect.top + hit.pos[1] * s];
-                }""",
-                ras,
-            )
+            pos = page.evaluate(CANVAS_POS_OF_RAS_JS, ras)
             page.mouse.click(pos[0], pos[1])
             page.wait_for_function("document.body.dataset.edits === '1'")
             overlay = np.array(page.evaluate("() => Array.from(window.ctsam3d.overlayFileOrder())"), dtype=np.uint8)
