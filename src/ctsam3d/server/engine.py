@@ -278,6 +278,23 @@ class Engine:
         with self._gated():
             self._note(self.session.add_click(tuple(int(v) for v in ijk), positive=positive))
 
+    def add_prompt(self, prompt) -> None:
+        """Add one prompt of a workspace (:class:`.workspace.Click`: a click, or a 2D box, lasso or
+        scribble whose points are continuous ITK indices of the input) to the current object."""
+        if prompt.kind == "click":
+            return self.add_click(prompt.ijk, prompt.positive)
+        s, pts, positive = self.session, [list(p) for p in prompt.points], prompt.positive
+        with self._gated():
+            if prompt.kind == "box2d":
+                step = s.add_box2d(pts[0], pts[1], positive=positive, axis=prompt.axis)
+            elif prompt.kind == "lasso":
+                step = s.add_lasso(pts, positive=positive, axis=prompt.axis)
+            elif prompt.kind == "scribble":
+                step = s.add_scribble(pts, positive=positive)
+            else:
+                raise ValueError(f"unknown prompt kind {prompt.kind!r}")
+            self._note(step)
+
     def undo(self) -> bool:
         """Undo the current object's last step; False when its undo history is exhausted."""
         with self._gated():

@@ -2,15 +2,19 @@
 
 Clicks arrive as NiiVue world millimetres in **RAS** (``{"ras": [x, y, z]}``) and are turned
 into a voxel of the input image on the server (:func:`.engine.ras_to_voxel`); a voxel index
-``{"ijk": [i, j, k]}`` of the input image is accepted too. After each edit the page fetches
+``{"ijk": [i, j, k]}`` of the input image is accepted too. 2D boxes, lassos and scribbles
+(``/shapes``) arrive the same way, one list of points per shape with the view drawn on (see
+:mod:`.shape_requests`). After each edit the page fetches
 the changed box of the label map (``labels.raw?box=``), raw uint8 in the file's voxel order.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import SimpleITK as sitk
 from fastapi import APIRouter, File, Query, Request, UploadFile
@@ -18,11 +22,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from .._version import __version__
-from ..errors import InputError
+from ..errors import ClickError, InputError
 from .engine import check_voxel, ras_to_voxel, structure_names, mask_file_bytes
 from .images import view_response
 from .security import log_tag
+from .shape_requests import parse_shape
 from .uploads import files_label
+from .workspace import Click
 
 router = APIRouter(prefix="/api")
 log = logging.getLogger(__name__)
@@ -46,6 +52,18 @@ class ObjectUpdate(BaseModel):
 class ClickRequest(BaseModel):
     ras: list[float] | None = Field(None, description="NiiVue world position, RAS mm")
     ijk: list[float] | None = Field(None, description="ITK voxel index (i, j, k) of the input image")
+    positive: bool = True
+
+
+class ShapeRequest(BaseModel):
+    """A 2D box, lasso or scribble drawn on one view (checked by :func:`.shape_requests.parse_shape`)."""
+
+    kind: str = Field(description="box2d (2 opposite corners), lasso (closed contour) or scribble (polyline)")
+    # typed loosely here: parse_shape checks them and answers with one line naming the problem
+    ras: Any = Field(None, description="points as NiiVue world positions, RAS mm")
+    ijk: Any = Field(None, description="points as continuous ITK indices (i, j, k) of the input image")
+    view: Any = Field(None, description="view drawn on: axial, coronal or sagittal")
+    axis: Any = Field(None, description="or the ITK axis the slice is normal to: 0/1/2 or i/j/k")
     positive: bool = True
 
 
@@ -158,6 +176,30 @@ def add_click(request: Request, session_id: str, oid: int, body: ClickRequest):
         about = _ctx(request).models.describe()
         out["warning"] = (f"Empty result: the model ({about['name']}, trained on {about['trained_on']}) found no "
                           f"structure at this click.")
+    return out
+
+
+@router.post("/sessions/{session_id}/objects/{oid}/shapes")
+def add_shape(request: Request, session_id: str, oid: int, body: ShapeRequest):
+    """One 2D box, lasso or scribble: points in ``ras`` (NiiVue world RAS mm) or ``ijk``
+    (continuous ITK indices of the input image), on the slice of ``view`` / ``axis`` they lie on
+    (see :mod:`.shape_requests`); undone by ``/undo`` like a click. The reply is a click's plus
+    ``prompt``: the shape as stored (points as continuous ITK indices, put on their slice)."""
+    ws = _ws(request, session_id)
+    shape = parse_shape(ws.image, body.kind, ras=body.ras, ijk=body.ijk, view=body.view, axis=body.axis,
+                        positive=body.positive)
+    obj = ws.get_object(oid)
+    if not shape.positive and not any(c.positive for c in obj.clicks):
+        raise ClickError(f"negative {body.kind} before any positive prompt on {obj.name!r}: start the object with "
+                         f"a positive click, box, lasso or scribble")
+    first = tuple(int(math.floor(v + 0.5)) for v in shape.points_ijk[0])
+    prompt = Click(first, shape.positive, shape.kind, shape.points_ijk, shape.axis)
+    out = ws.prompt(oid, prompt).to_json()
+    out["prompt"] = dict(prompt.to_json(), slice=shape.index)
+    if shape.positive and not out["object"]["voxels"]:
+        about = _ctx(request).models.describe()
+        out["warning"] = (f"Empty result: the model ({about['name']}, trained on {about['trained_on']}) found no "
+                          f"structure at this {body.kind}.")
     return out
 
 

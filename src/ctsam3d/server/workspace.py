@@ -4,7 +4,9 @@ A workspace lives in its own folder (``<state>/sessions/<id>/``) and is rebuilt 
 a page reload or a server restart:
 
 * ``meta.json``: where the image came from, the objects (name, colour, visibility) and their
-  clicks as ITK voxel indices ``(i, j, k)`` of the input image, in order;
+  prompts in order: clicks as ITK voxel indices ``(i, j, k)`` of the input image, 2D boxes,
+  lassos and scribbles as continuous ITK indices of their points (``prompts``; ``clicks``
+  repeats the clicks alone, for older readers);
 * ``masks/<oid>.npz``: each object's mask (bounding-box crop, see :mod:`.masks`);
 * ``view.nii.gz`` (uploads): the CT written by SimpleITK from the very image the session uses,
   so the viewer and the server share one geometry. Sessions on a datastore image share one
@@ -50,10 +52,31 @@ PALETTE = [
 
 @dataclass
 class Click:
-    """A click as the ITK voxel index ``(i, j, k)`` of the input image, positive or negative."""
+    """One prompt of an object, positive or negative: a click (``kind="click"``) at the ITK
+    voxel index ``ijk`` of the input image, or a shape of the page (``"box2d"``, ``"lasso"``,
+    ``"scribble"``; see :mod:`.shape_requests`) given by ``points``, continuous ITK indices
+    ``(i, j, k)`` of the input, on slice ``points[n][axis]`` of ITK ``axis`` (None: a 3D
+    scribble); for a shape ``ijk`` is its first point's voxel."""
 
     ijk: tuple[int, int, int]
     positive: bool
+    kind: str = "click"
+    points: tuple[tuple[float, float, float], ...] = ()
+    axis: int | None = None
+
+    def to_json(self) -> dict:
+        if self.kind == "click":
+            return {"ijk": list(self.ijk), "positive": self.positive}
+        return {"kind": self.kind, "points": [list(p) for p in self.points], "axis": self.axis,
+                "positive": self.positive}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Click":
+        kind = d.get("kind", "click")
+        if kind == "click":
+            return cls(tuple(d["ijk"]), bool(d["positive"]))
+        points = tuple(tuple(float(v) for v in p) for p in d["points"])
+        return cls(tuple(int(np.floor(v + 0.5)) for v in points[0]), bool(d["positive"]), kind, points, d.get("axis"))
 
 
 @dataclass
@@ -73,7 +96,8 @@ class SegObject:
             "name": self.name,
             "color": list(self.color),
             "visible": self.visible,
-            "clicks": [{"ijk": list(c.ijk), "positive": c.positive} for c in self.clicks],
+            "clicks": [c.to_json() for c in self.clicks if c.kind == "click"],
+            "prompts": [dict(c.to_json(), kind=c.kind) for c in self.clicks],  # clicks and shapes, in order
             "voxels": self.mask.voxels if self.mask else 0,
         }
 
@@ -123,7 +147,7 @@ class Workspace:
         (directory / "masks").mkdir(exist_ok=True)
         for o in meta.get("objects", []):
             obj = SegObject(o["id"], o["name"], tuple(o["color"]), o.get("visible", True),
-                            [Click(tuple(c["ijk"]), bool(c["positive"])) for c in o.get("clicks", [])])
+                            [Click.from_json(c) for c in o.get("prompts", o.get("clicks", []))])
             self.objects[obj.oid] = obj
         stale = []
         for obj in self.objects.values():
@@ -261,11 +285,15 @@ class Workspace:
     # --- edits ----------------------------------------------------------------------------------
     def click(self, oid: int, ijk: tuple[int, int, int], positive: bool) -> Change:
         """Add a click (ITK voxel index of the input image, already validated) to object ``oid``."""
+        return self.prompt(oid, Click(tuple(ijk), bool(positive)))
+
+    def prompt(self, oid: int, prompt: Click) -> Change:
+        """Add one prompt (click or shape, already validated) to object ``oid``; undone by :meth:`undo`."""
         t0 = time.perf_counter()
         with self.lock:
             obj = self.get_object(oid)
             with self._transaction(obj):
-                self._apply_clicks(obj, [Click(tuple(ijk), bool(positive))])
+                self._apply_clicks(obj, [prompt])
                 return self._commit(obj, t0)
 
     def set_clicks(self, oid: int, clicks: list[Click]) -> Change:
@@ -409,14 +437,14 @@ class Workspace:
                 break
             self.applied[obj.oid] -= 1
         for c in obj.clicks[self.applied[obj.oid]:n]:
-            engine.add_click(c.ijk, c.positive)
+            engine.add_prompt(c)
             self.applied[obj.oid] += 1
         return engine
 
     def _apply_clicks(self, obj: SegObject, clicks: list[Click]) -> None:
         engine = self._sync_engine(obj, len(obj.clicks))
         for c in clicks:
-            engine.add_click(c.ijk, c.positive)
+            engine.add_prompt(c)
             obj.clicks.append(c)
             self.applied[obj.oid] += 1
 
