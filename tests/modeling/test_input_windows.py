@@ -23,10 +23,11 @@ def test_wb_preset_is_lite_plus_a_wide_window():
     assert wb.windows() == ((-125.0, 225.0), WIDE_WINDOW) and wb.in_channels == 2
     assert lite.windows() == ((-125.0, 225.0),) and lite.in_channels == 1
     assert get_preset("ctsam3d-paper").in_channels == 1  # the paper preset keeps its one window
-    # everything else is the lite network
+    # everything else is the lite network, its CPP input on V's grid (modeling/cpp_frame.py)
     a, b = lite.to_dict(), wb.to_dict()
     for k in ("preset", "extra_hu_windows"):
         a.pop(k), b.pop(k)
+    assert (a["cpp"].pop("frame"), b["cpp"].pop("frame")) == ("own", "v")
     assert a == b
 
 

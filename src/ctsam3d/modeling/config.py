@@ -105,12 +105,18 @@ class CppConfig:
     ``None`` when calibration found no threshold at which the peaks land on the structure
     often enough — sessions then continue masks through the patch overlap instead
     (:mod:`ctsam3d.inference.expansion`).
+
+    ``frame``: the grid the net's input is expressed on (:mod:`ctsam3d.modeling.cpp_frame`):
+    ``"own"`` — image U, mask U, image V each on its own patch grid (the released net; configs
+    saved before this field load with it); ``"v"`` — U's image and mask moved into V's grid
+    (zero outside the overlap), next to image V. Same channel count either way.
     """
 
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     strides: tuple[int, ...] = (2, 2, 2, 2)
     num_res_units: int = 2
     peak_threshold: float | None = 0.5
+    frame: str = "own"
 
 
 @dataclass
@@ -193,6 +199,8 @@ class ModelConfig:
                 f"config: extra_hu_windows needs the conv encoder (kind 'conv'); the {self.encoder.kind!r} "
                 f"encoder takes one channel (the paper preset keeps its single window)"
             )
+        if self.cpp.frame not in ("own", "v"):
+            raise CheckpointError(f"config: cpp.frame must be 'own' or 'v', got {self.cpp.frame!r}")
         if self.encoder.kind not in ("restv2", "conv"):
             raise CheckpointError(f"config: unknown encoder kind {self.encoder.kind!r}")
         for name in ("dims", "depths", "skip_channels"):

@@ -138,8 +138,10 @@ class CTSAM3D(nn.Module):
 
     def cpp(self, image_u: torch.Tensor, mask_u: torch.Tensor, image_v: torch.Tensor) -> torch.Tensor:
         """Cross-patch prompt heatmap ``(B, 1, D, H, W)`` in V from image U, U's binary mask and
-        image V on their own (same-size) patch grids: images ``(B, C, D, H, W)`` (C =
-        ``config.in_channels``), mask ``(B, 1, D, H, W)``."""
+        image V (same-size patch grids): images ``(B, C, D, H, W)`` (C = ``config.in_channels``),
+        mask ``(B, 1, D, H, W)``. U's image and mask must be on the grid ``config.cpp.frame``
+        says — their own (``"own"``) or V's (``"v"``) — as
+        :func:`ctsam3d.modeling.cpp_frame.cpp_inputs` builds them."""
         c = self.config.in_channels
         for name, t, ch in (("image_u", image_u, c), ("mask_u", mask_u, 1), ("image_v", image_v, c)):
             self._check_image(t, name, channels=ch)

@@ -11,7 +11,8 @@
 * ``ctsam3d-lite-wb``: ``ctsam3d-lite`` with a second input channel, the same HU through a
   wide lung/bone window [−1000, 1000] (the soft-tissue window [−125, 225] makes lung, air and
   fat one value and every bone one value) — for whole-body CT (issue 16). The CPP net takes
-  5 channels (image U ×2, mask U, image V ×2). Lite weights initialise it where shapes allow
+  5 channels (image U ×2, mask U, image V ×2), with U's image and mask moved into V's grid
+  (``cpp.frame = "v"``, :mod:`.cpp_frame`). Lite weights initialise it where shapes allow
   (:mod:`ctsam3d.training.init_weights`).
 """
 
@@ -100,6 +101,7 @@ def lite_wb() -> ModelConfig:
     cfg = lite()
     cfg.preset = "ctsam3d-lite-wb"
     cfg.extra_hu_windows = (WIDE_WINDOW,)
+    cfg.cpp.frame = "v"  # CPP input on V's grid (modeling/cpp_frame.py; docs/training.md §9)
     return cfg
 
 
