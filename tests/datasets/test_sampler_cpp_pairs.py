@@ -49,7 +49,7 @@ def test_touching_pairs_are_shifted_by_the_lattice_stride_towards_a_touched_face
         p2w = patch_to_world(center, s.spacing, s.patch_size)
         tgt = (s._sample(vol, p2w, "label") == sid).float()
         dirs = s.touching(tgt)
-        img, tv, ok = s._neighbour(vol, sid, p2w, np.random.default_rng(seed), tgt)
+        img, tv, ok, off = s._neighbour(vol, sid, p2w, np.random.default_rng(seed), tgt)
         if not len(dirs):
             assert not ok
             continue
@@ -63,8 +63,8 @@ def test_touching_pairs_are_shifted_by_the_lattice_stride_towards_a_touched_face
             shift = np.eye(4)
             shift[:3, 3] = d * 12
             lab = s._sample(vol, p2w @ shift, "label")
-            matches.append(torch.equal((lab == sid).float(), tv))
-        assert any(matches)
+            matches.append(torch.equal((lab == sid).float(), tv) and off == [int(v) for v in (d * 12)[::-1]])
+        assert any(matches)  # ... and the returned offset is that shift, as (dz, dy, dx)
     assert seen > 0
 
 
@@ -86,3 +86,27 @@ def test_one_image_channel_per_window(cases):
     inside = (a["image"][:, :1] > 0) & (a["image"][:, :1] < 1)
     torch.testing.assert_close((a["image"][:, 1:] * 2000.0 - 1000.0)[inside], hu[inside], atol=0.05, rtol=0)
     assert len(NEIGHBOURS) == 26
+
+
+def test_cpp_offset_moves_u_onto_v(cases):
+    """``cpp_offset``: V's voxel i is U's voxel i + offset — U's image moved into V's grid
+    (modeling.cpp_frame.to_v_frame) equals V's image on the overlap (no augmentation)."""
+    from ctsam3d.modeling.cpp_frame import to_v_frame
+
+    cfg = SamplerConfig(cpp=True, cpp_shift=(0.75, 0.75), cpp_directions="touching")
+    s = PatchSampler(cases, (16, 16, 16), 4.0, [(-1000.0, 1000.0)], augment=None, config=cfg)
+    checked = 0
+    for seed in range(20):
+        b = s.sample(np.random.default_rng(seed), 6)
+        assert b["cpp_offset"].shape == (6, 3) and b["cpp_offset"].dtype == torch.long
+        assert (b["cpp_offset"][~b["cpp_valid"]] == 0).all()
+        for i in np.flatnonzero(b["cpp_valid"].numpy()):
+            off = b["cpp_offset"][i].tolist()
+            assert max(abs(v) for v in off) == 12 and set(abs(v) for v in off) <= {0, 12}
+            moved = to_v_frame(b["image"][i], off)
+            inside = to_v_frame(torch.ones_like(b["image"][i]), off) > 0
+            torch.testing.assert_close(moved[inside], b["image_v"][i][inside], atol=1e-4, rtol=0)
+            checked += 1
+        if checked >= 3:
+            break
+    assert checked >= 3

@@ -20,13 +20,16 @@ __all__ = ["StepBatches", "step_rng", "compact_batch", "expand_batch"]
 
 def compact_batch(batch: dict) -> dict:
     """What crosses the worker -> trainer boundary (shared memory): targets as uint8, the CPP
-    target as its peak voxel ``cpp_point`` (B, 3) instead of a float heatmap (~2.2× less)."""
+    target as its peak voxel ``cpp_point`` (B, 3) instead of a float heatmap (~2.2× less); the
+    pairs' ``cpp_offset`` (B, 3) passes through."""
     out = {k: batch[k] for k in ("image", "case_ids", "structures")}
     out["target"] = (batch["target"] > 0.5).to(torch.uint8)
     if "image_v" in batch:
         out["image_v"] = batch["image_v"]
         out["cpp_valid"] = batch["cpp_valid"]
         out["cpp_point"] = batch["cpp_point"] if "cpp_point" in batch else deepest_points(batch["target_v"])[0]
+        if "cpp_offset" in batch:
+            out["cpp_offset"] = batch["cpp_offset"]
     return out
 
 

@@ -19,7 +19,10 @@ CPP pairs (``cpp=True``): a neighbour patch V is the patch U shifted by 0.5–1 
 (32–64 voxels for 64³; in U's rotated frame) towards one of the 26 neighbours; it is kept when it
 contains at least ``cpp_min_voxels`` of the structure (a few directions are tried, the
 later ones aimed at a structure voxel outside U). The target is a Gaussian heatmap at the
-deepest voxel of ``structure ∩ V``.
+deepest voxel of ``structure ∩ V``. The shift is a whole number of patch voxels, returned as
+``cpp_offset`` ``(dz, dy, dx)``: V's voxel ``i`` is U's voxel ``i + offset`` (as
+``start_v - start_u`` on a session's lattice), which moves U's arrays into V's grid for a CPP
+net with ``cpp.frame = "v"`` (:mod:`ctsam3d.modeling.cpp_frame`).
 
 All outputs are tensors ``(B, 1, D, H, W)`` indexed ``[z, y, x]`` on the patch grid, except the
 images, ``(B, C, D, H, W)`` with one channel per HU window (``ModelConfig.windows()``; C = 1
@@ -242,12 +245,13 @@ class PatchSampler:
         Returns:
             dict with ``image`` (B,C,D,H,W) float32 in [0, 1], ``target`` (B,1,D,H,W) float32
             {0, 1}; when CPP is on also ``image_v`` (B,C,D,H,W), ``target_v``, ``heatmap_v``
-            (B,1,D,H,W), ``cpp_point`` long (B, 3) (the heatmap's peak voxel z, y, x) and
-            ``cpp_valid`` bool (B,); plus ``case_ids`` and ``structures``
-            (lists of str).
+            (B,1,D,H,W), ``cpp_point`` long (B, 3) (the heatmap's peak voxel z, y, x),
+            ``cpp_offset`` long (B, 3) (V's voxel ``i`` is U's voxel ``i + offset``, z, y, x;
+            zeros for an invalid pair) and ``cpp_valid`` bool (B,); plus ``case_ids`` and
+            ``structures`` (lists of str).
         """
         cfg = self.config
-        imgs, tgts, imv, tgv, hm_pts, valid, cids, names = [], [], [], [], [], [], [], []
+        imgs, tgts, imv, tgv, offs, valid, cids, names = [], [], [], [], [], [], [], []
         for b in range(batch_size):
             for attempt in range(8):
                 ci, name = draws[b] if draws is not None else self.draw(rng)
@@ -266,10 +270,11 @@ class PatchSampler:
             cids.append(vol.case.case_id)
             names.append(name)
             if cfg.cpp:
-                v_img, v_tgt, ok = self._neighbour(vol, sid, p2w, rng, tgt)
+                v_img, v_tgt, ok, off = self._neighbour(vol, sid, p2w, rng, tgt)
                 imv.append(v_img)
                 tgv.append(v_tgt)
                 valid.append(ok)
+                offs.append(off)
         out = {"image": torch.cat(imgs), "target": torch.cat(tgts), "case_ids": cids, "structures": names}
         if cfg.cpp:
             tv = torch.cat(tgv)
@@ -280,6 +285,7 @@ class PatchSampler:
                 target_v=tv,
                 heatmap_v=gaussian_heatmap(pts, self.patch_size, cfg.cpp_sigma, ok),
                 cpp_point=pts,
+                cpp_offset=torch.tensor(offs, dtype=torch.long, device=self.device).reshape(-1, 3),
                 cpp_valid=ok,
             )
         return out
@@ -326,12 +332,12 @@ class PatchSampler:
                     d = NEIGHBOURS[int(rng.integers(26))]
             side = n * rng.uniform(cfg.cpp_shift[0], cfg.cpp_shift[1])  # (x, y, z) patch voxels
             shift = np.eye(4)
-            shift[:3, 3] = d * np.round(side)
+            shift[:3, 3] = d * np.round(side)  # V's index i is U's index i + shift (x, y, z)
             p2w_v = p2w @ shift
             lab = self._sample(vol, p2w_v, "label")
             tgt = (lab == sid).float()
             if tgt.sum() >= cfg.cpp_min_voxels:
                 hu = apply_intensity(self._sample(vol, p2w_v, "ct"), self.augment, rng)
-                return self._to_unit(hu), tgt, True
+                return self._to_unit(hu), tgt, True, [int(v) for v in shift[:3, 3][::-1]]
         z = torch.zeros((1, 1) + self.patch_size, device=self.device)
-        return torch.zeros((1, len(self.windows)) + self.patch_size, device=self.device), z, False
+        return torch.zeros((1, len(self.windows)) + self.patch_size, device=self.device), z, False, [0, 0, 0]
