@@ -17,6 +17,7 @@ import torch
 
 from ..geometry import crop_patch, normalize_windows, patch_region
 from ..geometry.reference_grid import normalize_reference, sample_reference_block
+from ..modeling.cpp_frame import cpp_inputs, frame_of
 from .lattice import Lattice
 from .patch_cache import EncodedPatch, FeatureCache
 
@@ -164,7 +165,10 @@ class PatchRunner:
     def cpp(self, sources: list[Key], source_masks: list[np.ndarray], targets: list[Key], timer: Timer) -> list[np.ndarray]:
         """CPP heatmaps ``(D, H, W)`` in each target patch from (source image, source mask).
 
-        ``source_masks`` are binary ``(D, H, W)`` masks of the source patches.
+        ``source_masks`` are binary ``(D, H, W)`` masks of the source patches. The net sees each
+        pair in its CPP frame (``config.cpp.frame``): for ``"v"`` the source's image and mask
+        are moved into the target's grid by the lattice offset ``target - source``
+        (:func:`ctsam3d.modeling.cpp_frame.cpp_inputs`, the function training uses).
         """
         enc_src = self.encode(sources, timer)
         enc_dst = self.encode(targets, timer)
@@ -172,7 +176,8 @@ class PatchRunner:
         image_u = torch.cat([e.image for e in enc_src])
         image_v = torch.cat([e.image for e in enc_dst])
         mask_u = torch.from_numpy(np.stack(source_masks).astype(np.float32)[:, None]).to(self.device)
-        heat = self.model.cpp(image_u, mask_u, image_v)
+        offsets = [[int(v) - int(u) for u, v in zip(su, tv)] for su, tv in zip(sources, targets)]
+        heat = self.model.cpp(*cpp_inputs(image_u, mask_u, image_v, offsets, frame_of(self.model)))
         out = heat.float()[:, 0].cpu().numpy()
         _sync(self.device)
         timer.add("cpp", t0)

@@ -11,6 +11,13 @@ structure and clicking off it. It is chosen here as the value that maximises
 more than a missed continuation, which the user can still click), and exported in the
 model's config (``cpp.peak_threshold``).
 
+The net sees each pair in its CPP frame (``config.cpp.frame``; U moved into V's grid by the
+pair's offset for ``"v"``, :func:`ctsam3d.modeling.cpp_frame.cpp_inputs`, as inference does).
+For reference, ``cpp_hit_continuation`` is the same score for the click mask continuation
+would place (:func:`ctsam3d.inference.expansion.continuation_clicks` on U's ground-truth mask,
+its first click; a pair whose overlap holds no mask counts as a miss) — what sessions do when
+the net has no threshold.
+
 Tensors: ``(B, 1, D, H, W)`` on the patch grid, indexed ``[z, y, x]``.
 """
 
@@ -22,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.sampler import PatchSampler, SamplerConfig
+from ..modeling.cpp_frame import cpp_inputs, frame_of
 
 __all__ = ["CppValidationSet", "calibrate_threshold", "MISS_COST"]
 
@@ -79,6 +87,8 @@ class CppValidationSet:
         self.mask = batch["target"][ok]
         self.image_v = batch["image_v"][ok]
         self.target_v = batch["target_v"][ok]
+        self.offset = batch["cpp_offset"][ok]  # (N, 3) z, y, x: V's voxel i is U's voxel i + offset
+        self._continuation: float | None = None
         self.structures = [s for s, k in zip(batch["structures"], ok.tolist()) if k]
 
     def __len__(self) -> int:
@@ -93,8 +103,9 @@ class CppValidationSet:
         with torch.no_grad():
             for i in range(0, len(self), batch_size):
                 sl = slice(i, i + batch_size)
+                inputs = cpp_inputs(self.image[sl], self.mask[sl], self.image_v[sl], self.offset[sl], frame_of(model))
                 with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=autocast):
-                    heat = model.cpp(self.image[sl].to(device), self.mask[sl].to(device), self.image_v[sl].to(device))
+                    heat = model.cpp(*(t.to(device) for t in inputs))
                 heat = heat.float().cpu().flatten(1)
                 near = F.max_pool3d(self.target_v[sl].float(), 3, stride=1, padding=1).flatten(1) > 0
                 top = heat.argmax(1)
@@ -105,10 +116,25 @@ class CppValidationSet:
             return np.zeros(0), np.zeros(0, bool)
         return np.concatenate(vals), np.concatenate(hits).astype(bool)
 
+    def continuation_hit(self) -> float:
+        """Share of pairs whose mask-continuation click (first, largest overlap piece) lies on
+        the structure (within one voxel, as for the net's peak); computed once."""
+        if self._continuation is None:
+            from ..inference.expansion import continuation_clicks
+
+            near = F.max_pool3d(self.target_v.float(), 3, stride=1, padding=1)[:, 0] > 0
+            hits = 0
+            for b in range(len(self)):
+                clicks = continuation_clicks(self.mask[b, 0].numpy() > 0.5, (0, 0, 0), self.offset[b].tolist(), 1)
+                hits += bool(clicks) and bool(near[b][clicks[0]])
+            self._continuation = hits / max(len(self), 1)
+        return self._continuation
+
     def evaluate(self, model: nn.Module, batch_size: int = 8, device="cpu", autocast: bool = False) -> dict:
         """``{"cpp_hit": share of pairs whose top peak is on the structure, "cpp_peak":
         median top-peak value, "cpp_threshold": calibrated threshold (nan if none),
-        "cpp_fire": share of pairs at or above it, "cpp_precision": hits among those}``."""
+        "cpp_fire": share of pairs at or above it, "cpp_precision": hits among those,
+        "cpp_hit_continuation": the mask-continuation click's hit share, for reference}``."""
         vals, hits = self.peaks(model, batch_size, device, autocast)
         if vals.size == 0:
             return {}
@@ -120,4 +146,5 @@ class CppValidationSet:
             "cpp_threshold": float("nan") if thr is None else thr,
             "cpp_fire": float(fire.mean()),
             "cpp_precision": float(hits[fire].mean()) if fire.any() else float("nan"),
+            "cpp_hit_continuation": self.continuation_hit(),
         }

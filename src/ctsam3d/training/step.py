@@ -4,7 +4,9 @@
 simulation — rounds 1..n-1 without gradients, each adding a corrective click and feeding
 the previous probabilities back as the prompt's third channel (RITM/SAM style) — then
 decodes the last round with gradients and returns the losses. The CPP net is trained on
-the same batch's neighbour pairs: input [image U, ground-truth mask U, image V], target the
+the same batch's neighbour pairs: input [image U, ground-truth mask U, image V] in the model's
+CPP frame (``config.cpp.frame``: U's arrays moved into V's grid by the pair's ``cpp_offset``
+for ``"v"``, :func:`ctsam3d.modeling.cpp_frame.cpp_inputs`, as inference does), target the
 Gaussian heatmap of ``structure ∩ V``. With ``parts="cpp"`` only the CPP loss is computed
 (the loop freezes the rest of the model).
 
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..modeling.cpp_frame import cpp_inputs, frame_of
 from .clicks import add_next_clicks, first_clicks
 from .config import LossConfig
 from .losses import MaskLoss, cpp_loss, hard_dice, quality_loss
@@ -57,7 +60,7 @@ class InteractiveStep(nn.Module):
         dev_type = image.device.type
         if self.parts == "cpp":
             with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=autocast):
-                heat = m.cpp(image, target, batch["image_v"])
+                heat = m.cpp(*self._cpp_inputs(batch))
             cpp = cpp_loss(heat, batch["heatmap_v"], batch["cpp_valid"], self.loss_cfg.cpp_pos_weight)
             zero = torch.zeros((), device=image.device)
             return {"total": self.loss_cfg.cpp_weight * cpp, "cpp": cpp, "mask": zero, "focal": zero,
@@ -82,7 +85,7 @@ class InteractiveStep(nn.Module):
         total = out["mask"] + self.loss_cfg.quality_weight * q_loss
         if "image_v" in batch:
             with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=autocast):
-                heat = m.cpp(image, target, batch["image_v"])
+                heat = m.cpp(*self._cpp_inputs(batch))
             out["cpp"] = cpp_loss(heat, batch["heatmap_v"], batch["cpp_valid"], self.loss_cfg.cpp_pos_weight)
             total = total + self.loss_cfg.cpp_weight * out["cpp"]
         else:
@@ -90,4 +93,8 @@ class InteractiveStep(nn.Module):
         out["total"] = total
         out["train_dice"] = actual.mean()
         return out
+
+    def _cpp_inputs(self, batch: dict):
+        """[image U, ground-truth mask U, image V] in the model's CPP frame."""
+        return cpp_inputs(batch["image"], batch["target"], batch["image_v"], batch.get("cpp_offset"), frame_of(self.model))
 
