@@ -11,6 +11,10 @@ a run that does not train the CPP net (``sampler.cpp: false``) keeps its initial
 calibration (``init_weights``; None without one); a run that trains it gets None (sessions
 continue masks through the patch overlap) until a validation calibrates it — never the
 preset's uncalibrated default.
+
+``--cpp-from CPP_MODEL`` replaces the CPP net with one trained separately (weights, calibrated
+threshold and frame; :mod:`ctsam3d.training.merge_cpp`, which refuses a model of another
+network).
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from pathlib import Path
 __all__ = ["export_checkpoint"]
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """Write the checkpoint's network as a model folder; returns ``out_dir``.
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cpp_from: str | Path | None = None) -> Path:
+    """Write the checkpoint's network as a model folder; returns ``out_dir``. ``cpp_from``: a
+    model folder whose CPP net (weights, ``cpp.peak_threshold``, ``cpp.frame``) replaces the
+    checkpoint's (:func:`ctsam3d.training.merge_cpp.apply_cpp`).
 
     Raises:
         CheckpointError: unreadable checkpoint, or one without a model config.
@@ -57,6 +63,10 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     }
     model = build_model(mcfg)
     load_state_strict(model, st["model"], str(checkpoint))
+    if cpp_from is not None:
+        from .merge_cpp import apply_cpp
+
+        apply_cpp(model, load_model(str(cpp_from), device="cpu"), str(cpp_from))
     save_model(model, out_dir)
     return out_dir
 
@@ -67,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ctsam3d.training.export_checkpoint", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="a checkpoint.pt written by ctsam3d train")
     p.add_argument("-o", "--output", required=True, help="new model folder")
+    p.add_argument("--cpp-from", default=None, help="model folder whose CPP net (weights, threshold, frame) replaces the checkpoint's")
     args = p.parse_args(argv)
     try:
-        out = export_checkpoint(args.checkpoint, args.output)
+        out = export_checkpoint(args.checkpoint, args.output, args.cpp_from)
     except (CtSam3dError, FileExistsError) as exc:
         print(f"export_checkpoint: error: {exc}", file=sys.stderr)
         return 1
