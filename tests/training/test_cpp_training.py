@@ -109,3 +109,55 @@ def test_cpp_only_needs_pairs(tmp_path):
         config_from_dict(tiny_config(tmp_path, tmp_path / "x", train_parts="decoder"))
     with pytest.raises(InputError, match="sampler.cpp"):
         config_from_dict(tiny_config(tmp_path, tmp_path / "x", train_parts="cpp", sampler={"cpp": False}))
+
+
+class _BeyondModel(torch.nn.Module):
+    """Heatmap = the structure in V outside the U ∩ V overlap (0.7), so its top peak is a hit
+    beyond the overlap wherever the structure continues there."""
+
+    def __init__(self, vs) -> None:
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(()))
+        from ctsam3d.modeling.cpp_frame import to_v_frame
+
+        seen = torch.stack([to_v_frame(torch.ones(vs.mask.shape[1:]), o) for o in vs.offset.tolist()])
+        self.heat = vs.target_v * (seen == 0) * 0.7
+
+    def cpp(self, image_u, mask_u, image_v):
+        return self.heat[: len(image_v)]
+
+
+def test_cpp_validation_hit_beyond_the_overlap_and_continuation(tmp_path):
+    from ctsam3d.data import load_cache
+    from ctsam3d.data.sampler import SamplerConfig
+    from ctsam3d.modeling.cpp_frame import to_v_frame
+
+    cases = load_cache(make_cache(tmp_path, n=2))
+    rule = SamplerConfig(cpp=True, cpp_shift=(0.75, 0.75), cpp_directions="touching")
+    vs = CppValidationSet(cases, (16, 16, 16), 4.0, (-125.0, 225.0), pairs=64, seed=0, config=rule)
+    assert len(vs) > 0 and vs.offset.shape == (len(vs), 3)
+    res = vs.evaluate(_BeyondModel(vs), batch_size=len(vs))
+    outside = [bool((vs.target_v[b, 0] * (to_v_frame(torch.ones(16, 16, 16), o) == 0)).sum() > 0)
+               for b, o in enumerate(vs.offset.tolist())]
+    assert res["cpp_hit_beyond"] == pytest.approx(np.mean(outside))
+    # touching pairs hold U's mask on the face towards V, so continuation always has a click;
+    # with ground-truth masks it lands on the structure
+    assert res["cpp_hit_continuation"] == 1.0
+
+
+def test_cpp_validation_command_prints_the_figures(tmp_path, capsys):
+    import json
+
+    from ctsam3d.modeling import save_model
+    from ctsam3d.modeling.ctsam3d import build_model
+    from ctsam3d.training.cpp_validation import main
+
+    cache = make_cache(tmp_path, n=2)
+    mcfg = build_model_config(config_from_dict(tiny_config(cache, tmp_path / "run")))
+    mcfg.cpp.frame = "v"
+    save_model(build_model(mcfg), tmp_path / "model")
+    assert main(["--model", str(tmp_path / "model"), "--cache", str(cache), "--draws", "16", "--seed", "1"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["frame"] == "v" and res["draws"] == 16 and res["pairs"] <= 16
+    assert {"cpp_hit", "cpp_hit_beyond", "cpp_hit_continuation", "cpp_threshold"} <= set(res)
+    assert main(["--model", str(tmp_path / "missing"), "--cache", str(cache)]) == 1

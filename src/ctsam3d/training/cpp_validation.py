@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.sampler import PatchSampler, SamplerConfig
-from ..modeling.cpp_frame import cpp_inputs, frame_of
+from ..modeling.cpp_frame import cpp_inputs, frame_of, to_v_frame
 
 __all__ = ["CppValidationSet", "calibrate_threshold", "MISS_COST"]
 
@@ -96,7 +96,12 @@ class CppValidationSet:
 
     def peaks(self, model: nn.Module, batch_size: int = 8, device="cpu", autocast: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``(peak value (N,), on-structure (N,) bool)`` of each pair's top heatmap peak."""
-        vals, hits = [], []
+        vals, hits, _ = self._top_peaks(model, batch_size, device, autocast)
+        return vals, hits
+
+    def _top_peaks(self, model: nn.Module, batch_size: int, device, autocast: bool):
+        """:meth:`peaks` plus, per pair, whether the top peak lies outside the ``U ∩ V`` overlap."""
+        vals, hits, beyond = [], [], []
         was_training = model.training
         model.eval()
         dev_type = torch.device(device).type
@@ -111,10 +116,12 @@ class CppValidationSet:
                 top = heat.argmax(1)
                 vals.append(heat.gather(1, top[:, None])[:, 0].numpy())
                 hits.append(near.gather(1, top[:, None])[:, 0].numpy())
+                seen = torch.stack([to_v_frame(torch.ones(self.mask.shape[2:]), o) for o in self.offset[sl].tolist()])
+                beyond.append((seen.flatten(1).gather(1, top[:, None])[:, 0] == 0).numpy())
         model.train(was_training)
         if not vals:
-            return np.zeros(0), np.zeros(0, bool)
-        return np.concatenate(vals), np.concatenate(hits).astype(bool)
+            return np.zeros(0), np.zeros(0, bool), np.zeros(0, bool)
+        return np.concatenate(vals), np.concatenate(hits).astype(bool), np.concatenate(beyond).astype(bool)
 
     def continuation_hit(self) -> float:
         """Share of pairs whose mask-continuation click (first, largest overlap piece) lies on
@@ -134,8 +141,10 @@ class CppValidationSet:
         """``{"cpp_hit": share of pairs whose top peak is on the structure, "cpp_peak":
         median top-peak value, "cpp_threshold": calibrated threshold (nan if none),
         "cpp_fire": share of pairs at or above it, "cpp_precision": hits among those,
+        "cpp_hit_beyond": share of pairs whose top peak is on the structure *outside* the
+        ``U ∩ V`` overlap (where mask continuation never clicks),
         "cpp_hit_continuation": the mask-continuation click's hit share, for reference}``."""
-        vals, hits = self.peaks(model, batch_size, device, autocast)
+        vals, hits, beyond = self._top_peaks(model, batch_size, device, autocast)
         if vals.size == 0:
             return {}
         thr = calibrate_threshold(vals, hits)
@@ -146,5 +155,49 @@ class CppValidationSet:
             "cpp_threshold": float("nan") if thr is None else thr,
             "cpp_fire": float(fire.mean()),
             "cpp_precision": float(hits[fire].mean()) if fire.any() else float("nan"),
+            "cpp_hit_beyond": float((hits & beyond).mean()),
             "cpp_hit_continuation": self.continuation_hit(),
         }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ctsam3d.training.cpp_validation --model M --cache C``: the CPP figures of a
+    model on fixed validation pairs (JSON on stdout); nothing is written."""
+    import argparse
+    import json
+    import sys
+
+    from ..data.cache import load_cache
+    from ..errors import CtSam3dError
+    from ..modeling import load_model
+
+    p = argparse.ArgumentParser(prog="python -m ctsam3d.training.cpp_validation", description=main.__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="model folder or name")
+    p.add_argument("--cache", required=True, help="validation cache folder (ctsam3d preprocess)")
+    p.add_argument("--draws", type=int, default=384, help="pair draws (pairs whose V misses the structure are dropped)")
+    p.add_argument("--seed", type=int, default=4322)
+    p.add_argument("--shift", type=float, default=0.75, help="V's shift as a fraction of the patch side")
+    p.add_argument("--directions", default="touching", choices=("touching", "any"))
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        model = load_model(args.model, device="cpu")
+        cfg = model.config
+        rule = SamplerConfig(cpp=True, cpp_shift=(args.shift, args.shift), cpp_directions=args.directions)
+        vs = CppValidationSet(load_cache(args.cache), cfg.patch_size, cfg.spacing_mm, cfg.windows(), args.draws, args.seed, rule)
+    except CtSam3dError as exc:
+        print(f"cpp_validation: error: {exc}", file=sys.stderr)
+        return 1
+    res = vs.evaluate(model)
+    res.update(pairs=len(vs), draws=args.draws, seed=args.seed, frame=frame_of(model),
+               model_threshold=cfg.cpp.peak_threshold, model=str(args.model))
+    res = {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in res.items()}  # nan: none
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
