@@ -1,7 +1,8 @@
 // ctsam3d web tool: NiiVue viewer + clicks sent to the server.
 //
 // Geometry contract: a click is sent as NiiVue's world position in RAS millimetres; the server
-// converts it with the image's own geometry (RAS -> LPS -> continuous index -> voxel).
+// converts it with the image's own geometry (RAS -> LPS -> continuous index -> voxel). A 2D box,
+// lasso or scribble is sent the same way, one RAS point per stroke point, with the view drawn on.
 //
 // Speed on any renderer, software WebGL included (issue 20):
 // * The CT is shown from a display volume (`view?max_voxels=`): full resolution on a GPU,
@@ -31,6 +32,9 @@ const state = {
   window: "soft", view: "multi", edits: 0, lastClick: null, queue: Promise.resolve(), pending: 0,
   display: null, // {factors: [fi, fj, fk], fileDims: [ni, nj, nk] of the CT, dims: display dims}
   pendingMarks: [], // clicks sent but not answered yet: {mm, positive}
+  tool: "click", // prompt tool: click, box, lasso, scribble
+  drawing: null, // the stroke being drawn: {tool, tile, axCorSag, xy: canvas pixels, positive}
+  pendingShapes: [], // shapes sent but not answered yet: {kind, mm: RAS points, positive, view}
   timings: {},
 };
 window.ctsam3d = { state }; // for tests, benchmarks and debugging
@@ -214,6 +218,231 @@ function enqueue(task) {
   return state.queue;
 }
 
+// ---------------------------------------------------------------- prompt tools: 2D box, lasso, scribble
+// With a shape tool, a drag on a 2D tile draws the shape (visible while drawing); on release its
+// points are sent as NiiVue world RAS mm (screenXY2mm on the tile the drag started in, so the
+// stroke stays on that tile's slice) with the view drawn on; the server puts them on the CT
+// slice and runs the session's add_box2d / add_lasso / add_scribble. Left button: positive (or
+// what the mode button says); right button or Alt + left: negative. Shift / Ctrl drags still pan
+// / set contrast (NiiVue); a drag on the 3D tile still rotates it. Esc cancels a stroke.
+const TOOL_NAMES = { click: "click", box: "2D box", lasso: "lasso", scribble: "scribble" };
+const KIND_OF_TOOL = { box: "box2d", lasso: "lasso", scribble: "scribble" };
+const KIND_NAMES = { box2d: "2D box", lasso: "lasso", scribble: "scribble" };
+const TOOL_KEYS = { KeyC: "click", KeyB: "box", KeyL: "lasso", KeyS: "scribble" };
+const VIEW_OF_TILE = ["axial", "coronal", "sagittal"]; // NiiVue's axCorSag 0, 1, 2
+const MAX_SHAPE_POINTS = 1000; // the server's limit (shape_requests.MAX_POINTS)
+const STROKE_STEP_PX = 3; // a new stroke point after this many canvas pixels of travel
+const TOOL_HINTS = {
+  click: "Left click: positive · right click: negative · scroll: move slice · clicks count on the 2D views",
+  box: "Box: drag from corner to corner on a 2D view · right button or Alt: negative box · Esc: cancel",
+  lasso: "Lasso: draw a closed outline around the structure on a 2D view · right button or Alt: negative · Esc: cancel",
+  scribble: "Scribble: draw a line over the structure on a 2D view · right button or Alt: negative (background) · Esc: cancel",
+};
+// NiiVue's own key bindings on the canvas (C: clip plane, P: cycle it, V: view mode) would act
+// on the tool keys or bypass the view buttons: off.
+Object.assign(nv.opts, { clipPlaneHotKey: "", cycleClipPlaneHotKey: "", viewModeHotKey: "" });
+
+function setTool(name) {
+  if (!TOOL_NAMES[name]) return;
+  state.tool = name;
+  state.drawing = null;
+  document.querySelectorAll("[data-tool]").forEach((b) => b.classList.toggle("active", b.dataset.tool === name));
+  document.body.classList.toggle("drawing-tool", name !== "click");
+  $("hint").textContent = TOOL_HINTS[name];
+  drawMarkers();
+  status(`Tool: ${TOOL_NAMES[name]}.`);
+}
+document.querySelectorAll("[data-tool]").forEach((b) => (b.onclick = () => setTool(b.dataset.tool)));
+window.ctsam3d.setTool = setTool;
+window.addEventListener("keydown", (e) => {
+  if (e.target.closest?.("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.code === "Escape" && state.drawing) {
+    state.drawing = null;
+    drawMarkers();
+    status("Stroke cancelled.");
+  } else if (TOOL_KEYS[e.code] && !e.repeat) {
+    setTool(TOOL_KEYS[e.code]);
+  }
+}, true);
+
+function canvasXY(e) {
+  const rect = canvas.getBoundingClientRect();
+  const scale = canvas.width / rect.width;
+  return [(e.clientX - rect.left) * scale, (e.clientY - rect.top) * scale];
+}
+function tileRect(s) {
+  const q = s.leftTopWidthHeight.slice();
+  if (q[2] < 0) { q[0] += q[2]; q[2] = -q[2]; }
+  return q;
+}
+/** Index in nv.screenSlices of the 2D tile under canvas position `xy`, or -1. */
+function tileAt(xy) {
+  const slices = nv.screenSlices || [];
+  for (let i = 0; i < slices.length; i++) {
+    const s = slices[i];
+    if (s.axCorSag > 2 || !s.AxyzMxy || s.AxyzMxy.length < 4) continue;
+    const [l, t, w, h] = tileRect(s);
+    if (xy[0] >= l && xy[0] <= l + w && xy[1] >= t && xy[1] <= t + h) return i;
+  }
+  return -1;
+}
+
+/** Display-volume affine inverted: RAS mm -> continuous voxel of the CT (file order, full resolution). */
+function mmToFileVoxel(mm) {
+  const a = nv.volumes[0].hdr.affine;
+  const m = [0, 1, 2].map((r) => [a[r][0], a[r][1], a[r][2]]);
+  const d = [0, 1, 2].map((r) => mm[r] - a[r][3]);
+  const det = (q) => q[0][0] * (q[1][1] * q[2][2] - q[1][2] * q[2][1]) - q[0][1] * (q[1][0] * q[2][2] - q[1][2] * q[2][0])
+    + q[0][2] * (q[1][0] * q[2][1] - q[1][1] * q[2][0]);
+  const D = det(m);
+  const v = [0, 1, 2].map((c) => det(m.map((row, r) => row.map((x, k) => (k === c ? d[r] : x)))) / D); // Cramer
+  const f = state.display.factors;
+  return v.map((x, k) => x * f[k] + (f[k] - 1) / 2);
+}
+
+/** RAS mm of canvas position `xy` on tile `tile` (clamped to the tile and into the CT), or null. */
+function strokeMM(tile, xy) {
+  const [l, t, w, h] = tileRect(nv.screenSlices[tile]);
+  const x = Math.min(Math.max(xy[0], l + 0.5), l + w - 0.5), y = Math.min(Math.max(xy[1], t + 0.5), t + h - 0.5);
+  const mm = nv.screenXY2mm(x, y, tile);
+  if (!Number.isFinite(mm[0]) || !Number.isFinite(mm[1]) || !Number.isFinite(mm[2])) return null;
+  const n = state.display.fileDims;
+  const ijk = mmToFileVoxel(mm).map((v, k) => Math.min(Math.max(v, -0.49), n[k] - 0.51)); // voxel n spans n +- 0.5
+  return fileVoxelToMM(ijk);
+}
+
+function crossing(p, q, r, s) { // proper intersection point of segments pq and rs, or null
+  const d = (q[0] - p[0]) * (s[1] - r[1]) - (q[1] - p[1]) * (s[0] - r[0]);
+  if (d === 0) return null;
+  const u = ((r[0] - p[0]) * (s[1] - r[1]) - (r[1] - p[1]) * (s[0] - r[0])) / d;
+  const v = ((r[0] - p[0]) * (q[1] - p[1]) - (r[1] - p[1]) * (q[0] - p[0])) / d;
+  return u > 0 && u < 1 && v > 0 && v < 1 ? [p[0] + u * (q[0] - p[0]), p[1] + u * (q[1] - p[1])] : null;
+}
+/** A hand-drawn lasso's loop: where the stroke crosses itself (a closing overshoot), the
+ * outermost loop between the crossing segments; otherwise the stroke as drawn. */
+function lassoLoop(pts) {
+  const n = pts.length;
+  for (let i = 0; i < n - 3; i++) {
+    for (let j = n - 2; j > i + 1; j--) {
+      const x = crossing(pts[i], pts[i + 1], pts[j], pts[j + 1]);
+      if (x) return [x, ...pts.slice(i + 1, j + 1)];
+    }
+  }
+  return pts;
+}
+function polygonArea(pts) {
+  let a = 0;
+  for (let i = 0; i < pts.length; i++) {
+    const p = pts[i], q = pts[(i + 1) % pts.length];
+    a += p[0] * q[1] - q[0] * p[1];
+  }
+  return Math.abs(a) / 2;
+}
+function thinTo(pts, max) { // evenly spaced points, first and last kept
+  if (pts.length <= max) return pts;
+  return Array.from({ length: max }, (_, n) => pts[Math.round((n * (pts.length - 1)) / (max - 1))]);
+}
+
+const wrap = $("canvas-wrap");
+wrap.addEventListener("pointerdown", (e) => {
+  if (state.tool === "click" || !state.session || !state.display) return; // clicks: the canvas's own handlers
+  if (e.shiftKey || e.ctrlKey || e.metaKey || (e.button !== 0 && e.button !== 2)) return; // pan, contrast: NiiVue
+  const xy = canvasXY(e);
+  const tile = tileAt(xy);
+  if (tile < 0) return; // the 3D tile or a margin: NiiVue's
+  e.stopPropagation(); // neither NiiVue nor the click handler sees this drag
+  e.preventDefault();
+  canvas.setPointerCapture?.(e.pointerId);
+  state.strokeMouse = true;
+  state.drawing = {
+    tool: state.tool, tile, axCorSag: nv.screenSlices[tile].axCorSag, pointerId: e.pointerId, xy: [xy],
+    positive: e.button === 0 && !e.altKey ? state.leftPositive : false,
+  };
+  drawMarkers();
+}, true);
+wrap.addEventListener("pointermove", (e) => {
+  const d = state.drawing;
+  if (!d || e.pointerId !== d.pointerId) return;
+  e.stopPropagation();
+  const xy = canvasXY(e);
+  if (d.tool === "box") {
+    d.xy = [d.xy[0], xy];
+  } else {
+    const last = d.xy[d.xy.length - 1];
+    if (Math.hypot(xy[0] - last[0], xy[1] - last[1]) < STROKE_STEP_PX) return;
+    d.xy.push(xy);
+  }
+  drawMarkers();
+}, true);
+wrap.addEventListener("pointerup", (e) => {
+  const d = state.drawing;
+  if (!d || e.pointerId !== d.pointerId) return;
+  e.stopPropagation();
+  state.drawing = null;
+  setTimeout(() => { state.strokeMouse = false; }, 0); // after this press's mouse events
+  const xy = canvasXY(e);
+  if (d.tool === "box") d.xy = [d.xy[0], xy];
+  else if (Math.hypot(xy[0] - d.xy[d.xy.length - 1][0], xy[1] - d.xy[d.xy.length - 1][1]) > 0.5) d.xy.push(xy);
+  finishStroke(d);
+}, true);
+wrap.addEventListener("pointercancel", () => { state.drawing = null; drawMarkers(); }, true);
+for (const type of ["mousedown", "mousemove", "mouseup", "dblclick"]) { // NiiVue listens to mouse events
+  wrap.addEventListener(type, (e) => { if (state.drawing || state.strokeMouse) e.stopPropagation(); }, true);
+}
+
+function finishStroke(d) {
+  const t0 = performance.now();
+  const kind = KIND_OF_TOOL[d.tool];
+  let xy = d.xy;
+  const problem = (text) => { drawMarkers(); status(text, { error: true }); };
+  if (kind === "box2d" && (xy.length < 2 || Math.abs(xy[1][0] - xy[0][0]) < 3 || Math.abs(xy[1][1] - xy[0][1]) < 3)) {
+    return problem("Box too small: drag from one corner of the structure to the opposite one.");
+  }
+  if (kind === "lasso") {
+    xy = lassoLoop(xy);
+    if (xy.length < 3 || polygonArea(xy) < 25) return problem("Lasso too small: draw a closed outline around the structure.");
+  }
+  const mm = thinTo(xy, MAX_SHAPE_POINTS).map((p) => strokeMM(d.tile, p));
+  if (mm.some((p) => !p)) return problem("That stroke left the slice it started on; draw it again inside one 2D view.");
+  const shape = { kind, mm, positive: d.positive, view: VIEW_OF_TILE[d.axCorSag] };
+  state.pendingShapes.push(shape);
+  drawMarkers();
+  setBusy(+1);
+  const queued = state.pending > 1;
+  status(`${d.positive ? "Positive" : "Negative"} ${KIND_NAMES[kind]}${queued ? " queued" : ""}: computing…`, { busy: true });
+  enqueue(() => sendShape(shape, t0)).finally(() => {
+    state.pendingShapes = state.pendingShapes.filter((s) => s !== shape);
+    setBusy(-1);
+    drawMarkers();
+  });
+}
+
+async function sendShape(shape, t0) {
+  if (!state.session) return;
+  let obj = activeObject();
+  if (!obj) obj = await createObject($("new-name").value.trim() || `object ${state.objects.length + 1}`);
+  const sign = shape.positive ? "Positive" : "Negative";
+  const name = KIND_NAMES[shape.kind];
+  status(`${sign} ${name} on ${obj.name}: computing…`, { busy: true });
+  const change = await api(`/api/sessions/${state.session}/objects/${obj.id}/shapes`,
+    { method: "POST", json: { kind: shape.kind, ras: shape.mm, view: shape.view, positive: shape.positive } });
+  const tServer = performance.now();
+  await applyChange(change);
+  state.pendingShapes = state.pendingShapes.filter((s) => s !== shape);
+  const t1 = await presented();
+  const ms = t1 - t0;
+  state.lastShape = {
+    kind: shape.kind, view: shape.view, positive: shape.positive, ras: shape.mm, prompt: change.prompt,
+    voxels: change.object.voxels, ms, server_ms: change.server_ms, request_ms: tServer - t0,
+  };
+  finishEdit();
+  $("latency").textContent = `Last ${name}: ${ms.toFixed(0)} ms (model + server ${change.server_ms.toFixed(0)} ms)`;
+  if (change.warning) return status(change.warning, { error: true });
+  const p = change.prompt;
+  status(`${sign} ${name} on ${shape.view} slice ${"ijk"[p.axis]} = ${p.slice} of ${obj.name}: ` +
+    `${change.object.voxels.toLocaleString()} voxels${change.box ? "" : " (no change)"}, ${ms.toFixed(0)} ms.`);
+}
+
 async function setWindow(name) {
   state.window = name;
   document.querySelectorAll("[data-window]").forEach((b) => b.classList.toggle("active", b.dataset.window === name));
@@ -253,9 +482,9 @@ document.querySelectorAll("[data-view]").forEach((b) => (b.onclick = () => enque
 $("mode-btn").onclick = () => {
   state.leftPositive = !state.leftPositive;
   const b = $("mode-btn");
-  b.textContent = "Left click: " + (state.leftPositive ? "positive" : "negative");
+  b.textContent = "Left button: " + (state.leftPositive ? "positive" : "negative");
   b.className = state.leftPositive ? "positive" : "negative";
-  status(`Left click now adds ${state.leftPositive ? "positive" : "negative"} clicks.`);
+  status(`The left button now adds ${state.leftPositive ? "positive" : "negative"} prompts.`);
 };
 
 // ---------------------------------------------------------------- overlay (drawing layer)
@@ -394,6 +623,42 @@ function fileVoxelToMM(ijk) {
   return [0, 1, 2].map((r) => a[r][0] * v[0] + a[r][1] * v[1] + a[r][2] * v[2] + a[r][3]);
 }
 
+/** Where a world point (RAS mm) falls on 2D tile `s`: canvas pixels and whether it lies within
+ * `tol` mm of the tile's slice; null for a tile that is not a 2D slice. */
+function tileProjector(s) {
+  if (s.axCorSag > 2 || !s.AxyzMxy || s.AxyzMxy.length < 4) return null;
+  // in-plane axes and depth axis of this tile (NiiVue: axial x,y|z; coronal x,z|y; sagittal y,z|x)
+  const ax = s.axCorSag === 0 ? [0, 1, 2] : s.axCorSag === 1 ? [0, 2, 1] : [1, 2, 0];
+  const v = s.AxyzMxy;
+  const ltwh = s.leftTopWidthHeight.slice();
+  const mirror = ltwh[2] < 0;
+  if (mirror) { ltwh[0] += ltwh[2]; ltwh[2] = -ltwh[2]; }
+  return (mm) => {
+    const x = mm[ax[0]], y = mm[ax[1]], z = mm[ax[2]];
+    const plane = v[2] + v[4] * (y - v[1]) - v[3] * (x - v[0]);
+    let fx = (x - s.leftTopMM[0]) / s.fovMM[0];
+    const fy = (y - s.leftTopMM[1]) / s.fovMM[1];
+    const inside = fx >= 0 && fx <= 1 && fy >= 0 && fy <= 1;
+    if (mirror) fx = 1 - fx;
+    return { px: ltwh[0] + fx * ltwh[2], py: ltwh[1] + (1 - fy) * ltwh[3], depth: Math.abs(z - plane), depthAxis: ax[2], inside };
+  };
+}
+
+const POS_COLOUR = "#3cf06a", NEG_COLOUR = "#ff4d6a";
+
+/** Trace a shape's outline in canvas pixels: a box's rectangle, a lasso's closed contour, a scribble's line. */
+function traceShape(ctx, kind, pts) {
+  ctx.beginPath();
+  if (kind === "box2d" && pts.length >= 2) {
+    const [a, b] = pts;
+    ctx.rect(Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.abs(b[0] - a[0]), Math.abs(b[1] - a[1]));
+    return;
+  }
+  pts.forEach((p, n) => (n ? ctx.lineTo(p[0], p[1]) : ctx.moveTo(p[0], p[1])));
+  if (kind === "lasso") ctx.closePath();
+  if (pts.length === 1) ctx.arc(pts[0][0], pts[0][1], 2, 0, 2 * Math.PI); // a one-point scribble
+}
+
 function drawMarkers() {
   if (marks.width !== canvas.width || marks.height !== canvas.height) {
     marks.width = canvas.width;
@@ -402,35 +667,30 @@ function drawMarkers() {
   const ctx = marks.getContext("2d");
   ctx.clearRect(0, 0, marks.width, marks.height);
   if (!state.session || !nv.volumes.length || !state.display) return;
-  const points = [];
+  const points = [], shapes = [];
   for (const o of state.objects) {
     if (!o.visible) continue;
     for (const c of o.clicks) points.push({ mm: fileVoxelToMM(c.ijk), positive: c.positive, active: o.id === state.active });
+    for (const p of o.prompts || []) {
+      if (p.kind === "click") continue;
+      shapes.push({ kind: p.kind, mm: p.points.map(fileVoxelToMM), positive: p.positive, active: o.id === state.active });
+    }
   }
   for (const m of state.pendingMarks) points.push({ mm: m.mm, positive: m.positive, active: true, pending: true });
+  for (const m of state.pendingShapes) shapes.push({ kind: m.kind, mm: m.mm, positive: m.positive, active: true, pending: true });
   const pix = nv.volumes[0].pixDimsRAS; // display voxel size along R, A, S
   const half = [pix[1] / 2, pix[2] / 2, pix[3] / 2];
   const r = Math.max(5, Math.round(5 * (window.devicePixelRatio || 1)));
-  let shown = 0;
+  let shown = 0, shownShapes = 0;
   for (const s of nv.screenSlices || []) {
-    if (s.axCorSag > 2 || !s.AxyzMxy || s.AxyzMxy.length < 4) continue;
-    // in-plane axes and depth axis of this tile (NiiVue: axial x,y|z; coronal x,z|y; sagittal y,z|x)
-    const ax = s.axCorSag === 0 ? [0, 1, 2] : s.axCorSag === 1 ? [0, 2, 1] : [1, 2, 0];
-    const v = s.AxyzMxy;
-    let ltwh = s.leftTopWidthHeight.slice();
-    const mirror = ltwh[2] < 0;
-    if (mirror) { ltwh[0] += ltwh[2]; ltwh[2] = -ltwh[2]; }
+    const project = tileProjector(s);
+    if (!project) continue;
     for (const p of points) {
-      const x = p.mm[ax[0]], y = p.mm[ax[1]], z = p.mm[ax[2]];
-      const plane = v[2] + v[4] * (y - v[1]) - v[3] * (x - v[0]);
-      if (Math.abs(z - plane) > half[ax[2]] + 1e-3) continue;
-      let fx = (x - s.leftTopMM[0]) / s.fovMM[0];
-      const fy = (y - s.leftTopMM[1]) / s.fovMM[1];
-      if (fx < 0 || fx > 1 || fy < 0 || fy > 1) continue;
-      if (mirror) fx = 1 - fx;
-      const px = ltwh[0] + fx * ltwh[2], py = ltwh[1] + (1 - fy) * ltwh[3];
+      const q = project(p.mm);
+      if (q.depth > half[q.depthAxis] + 1e-3 || !q.inside) continue;
+      const { px, py } = q;
       ctx.lineWidth = p.active ? 2.5 : 1.5;
-      ctx.strokeStyle = p.positive ? "#3cf06a" : "#ff4d6a";
+      ctx.strokeStyle = p.positive ? POS_COLOUR : NEG_COLOUR;
       ctx.setLineDash(p.pending ? [3, 3] : []);
       ctx.beginPath();
       if (p.positive) {
@@ -442,10 +702,37 @@ function drawMarkers() {
       ctx.stroke();
       shown++;
     }
+    // shapes (2D box, lasso, scribble) on the tiles whose slice holds all their points
+    ctx.save();
+    const [l, t, w, h] = (() => { const q = s.leftTopWidthHeight.slice(); if (q[2] < 0) { q[0] += q[2]; q[2] = -q[2]; } return q; })();
+    ctx.beginPath();
+    ctx.rect(l, t, w, h);
+    ctx.clip();
+    for (const sh of shapes) {
+      const qs = sh.mm.map(project);
+      if (qs.some((q) => q.depth > half[q.depthAxis] + 1e-3)) continue;
+      ctx.lineWidth = sh.active ? 2 : 1.25;
+      ctx.strokeStyle = sh.positive ? POS_COLOUR : NEG_COLOUR;
+      ctx.setLineDash(sh.pending ? [3, 3] : [7, 4]);
+      traceShape(ctx, sh.kind, qs.map((q) => [q.px, q.py]));
+      ctx.stroke();
+      shownShapes++;
+    }
+    ctx.restore();
+  }
+  const d = state.drawing; // the stroke being drawn, in canvas pixels
+  if (d) {
+    ctx.lineWidth = 2;
+    ctx.strokeStyle = d.positive ? POS_COLOUR : NEG_COLOUR;
+    ctx.setLineDash([]);
+    traceShape(ctx, KIND_OF_TOOL[d.tool], d.xy);
+    ctx.stroke();
   }
   marks.dataset.shown = String(shown);
+  marks.dataset.shapes = String(shownShapes);
 }
 window.ctsam3d.markerCount = () => Number(marks.dataset.shown || 0);
+window.ctsam3d.shapeMarkerCount = () => Number(marks.dataset.shapes || 0);
 window.addEventListener("resize", () => requestAnimationFrame(drawMarkers));
 
 // ---------------------------------------------------------------- sessions
@@ -612,7 +899,8 @@ async function objectAction(obj, action) {
       await applyChange(change);
       await presented();
       finishEdit();
-      status(`${verb} on ${obj.name}: ${change.object.voxels.toLocaleString()} voxels, ${change.object.clicks.length} click(s) left.`);
+      const left = (change.object.prompts || change.object.clicks).length;
+      status(`${verb} on ${obj.name}: ${change.object.voxels.toLocaleString()} voxels, ${left} prompt(s) left.`);
     } finally {
       setBusy(-1);
     }
@@ -661,7 +949,9 @@ function renderObjects() {
         ${state.info.is_dicom ? '<button data-a="dicom" type="button">DICOM-SEG</button>' : ""}
       </div>`;
     li.querySelector(".name").textContent = obj.name;
-    li.querySelector(".meta").textContent = `${obj.voxels} voxels · ${pos} positive, ${neg} negative clicks`;
+    const shapes = (obj.prompts || []).filter((p) => p.kind !== "click").length;
+    li.querySelector(".meta").textContent = `${obj.voxels} voxels · ${pos} positive, ${neg} negative clicks` +
+      (shapes ? ` · ${shapes} shape${shapes > 1 ? "s" : ""}` : "");
     const color = li.querySelector("input[type=color]");
     color.value = hex(obj.color);
     color.onchange = () => enqueue(() => updateObject(obj, {

@@ -1,0 +1,212 @@
+"""Shape tools of the page in headless Chromium (Debian's ``chromium`` driven by Playwright, as
+in test_browser.py): on the bundled example CT (stored P, L, I) the test picks the box tool
+with its key (B), drags a 2D box around the mandible on the axial view, then picks the lasso
+(L) and draws an outline around the larynx on the coronal view, with the mouse as a user
+would. It checks what reached the server (kind, view -> ITK axis, slice, points near the
+drawn ones), that the mask changed where the shape says (on the box's slice only inside the
+box; on the lasso's slice exactly the lasso's inside), that the page's overlay equals the
+server's label map, that the shapes stay drawn as markers, and that the object's Undo button
+removes the lasso (mask back to the box's, its marker gone). Screenshot in ``.ctsam3d_artifacts/``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from test_browser import ARTIFACTS, CANVAS_POS_OF_RAS_JS, CHROMIUM_FLAGS, HAVE_WEIGHTS, _browser_path
+
+import ctsam3d
+from ctsam3d.examples import example_case
+from ctsam3d.inference.shapes import box2d_shape, lasso_shape
+from ctsam3d.server import ServerConfig, create_app
+from ctsam3d.server.app import niivue_module_path
+from ctsam3d.server.background import BackgroundServer
+
+MANDIBLE, LARYNX = 7, 6
+
+# Page script: CANVAS_POS_OF_RAS_JS (test_browser.py) for the tile of a given slice type
+# (NiiVue: 0 axial, 1 coronal, 2 sagittal): [ras, sliceType] -> client pixel position.
+CANVAS_POS_ON_VIEW_JS = CANVAS_POS_OF_RAS_JS.replace("(ras) =>", "([ras, sliceType]) =>").replace(
+    "frac2canvasPosWithTile(frac, 0)", "frac2canvasPosWithTile(frac, sliceType)")
+SLICE_TYPE = {"axial": 0, "coronal": 1}
+
+OVERLAY_JS = """() => {
+    const img = window.ctsam3d.overlayFileOrder();
+    let n = 0, s = 0;
+    for (let i = 0; i < img.length; i++) if (img[i]) { n += 1; s += i; }
+    return {n, s, len: img.length};
+}"""
+
+
+def _ras(image: sitk.Image, ijk) -> list[float]:
+    x, y, z = image.TransformContinuousIndexToPhysicalPoint([float(v) for v in ijk])
+    return [-x, -y, z]
+
+
+def _centre_voxel(labels: np.ndarray, value: int) -> np.ndarray:
+    zyx = np.argwhere(labels == value)
+    return zyx[np.argmin(((zyx - zyx.mean(axis=0)) ** 2).sum(axis=1))]  # (k, j, i)
+
+
+def _plan(ct: sitk.Image, labels: np.ndarray) -> dict:
+    """The two shapes as continuous ITK indices: a box 2 voxels around the mandible on its axial
+    slice (ITK k here), an octagon around the larynx on its coronal slice (ITK i here)."""
+    k, _, _ = _centre_voxel(labels, MANDIBLE)
+    jj, ii = np.nonzero(labels[k] == MANDIBLE)
+    box = [(ii.min() - 2.0, jj.min() - 2.0, float(k)), (ii.max() + 2.0, jj.max() + 2.0, float(k))]
+    _, _, i = _centre_voxel(labels, LARYNX)
+    kk, jj = np.nonzero(labels[:, :, i] == LARYNX)
+    ck, cj = kk.mean(), jj.mean()
+    rk, rj = (kk.max() - kk.min()) / 2 + 1.5, (jj.max() - jj.min()) / 2 + 1.5
+    lasso = [(float(i), cj + rj * math.sin(t), ck + rk * math.cos(t)) for t in np.linspace(0, 2 * math.pi, 9)[:-1]]
+    return {"box": box, "box_k": int(k), "lasso": lasso, "lasso_i": int(i)}
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory, lite_model):
+    browser = _browser_path()
+    if browser is None:
+        pytest.skip("no chromium installed (Debian: apt-get update && apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no 'playwright install' needed)")
+    assert niivue_module_path() is not None, "NiiVue is not installed: run 'npm ci' in the repository root"
+    case = example_case()
+    data = tmp_path_factory.mktemp("shapes-data")
+    shutil.copy(case.ct, data / "example_ct.nii.gz")
+    ct = sitk.ReadImage(str(case.ct))
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case.labels)))  # [k, j, i]
+    plan = _plan(ct, labels)
+    model = ctsam3d.load_model() if HAVE_WEIGHTS else lite_model
+    app = create_app(ServerConfig(state_dir=tmp_path_factory.mktemp("shapes-state"), data_dir=data, expansion=False),
+                     model=model)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "server_shapes.png"
+    errors: list[str] = []
+    out: dict = {"plan": plan, "labels": labels, "ct": ct, "shot": shot, "errors": errors}
+    with BackgroundServer(app) as url, sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=browser, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = b.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(180_000)  # software WebGL on a busy 2-core machine is slow
+            page.on("pageerror", lambda e: errors.append(f"{e} {getattr(e, 'stack', '') or ''}"[:800]))
+            page.goto(url + "/")
+            page.wait_for_function("document.body.dataset.ready === '1'")
+            page.select_option("#datastore", "example_ct.nii.gz")
+            page.click("#open-btn")
+            page.wait_for_function("document.body.dataset.session")
+            sid = page.evaluate("() => document.body.dataset.session")
+            ws = app.state.ctx.store.get(sid)
+
+            def server_mask() -> np.ndarray:
+                return sitk.GetArrayFromImage(ws.label_image()) > 0
+
+            # 2D box on the axial view, tool picked with its key
+            page.click("[data-view=axial]")
+            page.wait_for_function("window.ctsam3d.nv.opts.sliceType === 0")
+            page.keyboard.press("b")
+            out["tool_after_b"] = page.evaluate("() => window.ctsam3d.state.tool")
+            a = page.evaluate(CANVAS_POS_ON_VIEW_JS, [_ras(ct, plan["box"][0]), SLICE_TYPE["axial"]])
+            c = page.evaluate(CANVAS_POS_ON_VIEW_JS, [_ras(ct, plan["box"][1]), SLICE_TYPE["axial"]])
+            page.mouse.move(*a)
+            page.mouse.down()
+            page.mouse.move(*c, steps=6)
+            out["drawing_box"] = page.evaluate("() => window.ctsam3d.state.drawing && window.ctsam3d.state.drawing.xy.length")
+            page.mouse.up()
+            page.wait_for_function("document.body.dataset.edits === '1'")
+            out["box"] = page.evaluate("() => window.ctsam3d.state.lastShape")
+            out["box_mask"] = server_mask()
+            out["box_overlay"] = page.evaluate(OVERLAY_JS)
+            out["box_markers"] = page.evaluate("() => window.ctsam3d.shapeMarkerCount()")
+            out["box_status"] = page.inner_text("#status")
+
+            # lasso on the coronal view
+            page.click("[data-view=coronal]")
+            page.wait_for_function("window.ctsam3d.nv.opts.sliceType === 1")
+            page.keyboard.press("l")
+            out["tool_after_l"] = page.evaluate("() => window.ctsam3d.state.tool")
+            pts = [page.evaluate(CANVAS_POS_ON_VIEW_JS, [_ras(ct, v), SLICE_TYPE["coronal"]]) for v in plan["lasso"]]
+            page.mouse.move(*pts[0])
+            page.mouse.down()
+            for q in pts[1:] + pts[:1]:
+                page.mouse.move(*q, steps=8)
+            page.mouse.up()
+            page.wait_for_function("document.body.dataset.edits === '2'")
+            out["lasso"] = page.evaluate("() => window.ctsam3d.state.lastShape")
+            out["lasso_mask"] = server_mask()
+            out["lasso_overlay"] = page.evaluate(OVERLAY_JS)
+            out["lasso_markers"] = page.evaluate("() => window.ctsam3d.shapeMarkerCount()")
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(shot))
+
+            # undo (the object's button) removes the lasso, its marker goes
+            page.click("#objects li [data-a=undo]")
+            page.wait_for_function("document.body.dataset.edits === '3'")
+            out["undo_mask"] = server_mask()
+            out["undo_overlay"] = page.evaluate(OVERLAY_JS)
+            out["undo_markers"] = page.evaluate("() => window.ctsam3d.shapeMarkerCount()")
+            out["prompts"] = ws.info()["objects"][0]["prompts"]
+        finally:
+            b.close()
+    return out
+
+
+def _overlay_of(mask: np.ndarray) -> dict:
+    flat = np.flatnonzero(mask.ravel())
+    return {"n": int(flat.size), "s": int(flat.sum()), "len": mask.size}
+
+
+def test_tools_are_picked_with_their_keys_and_the_stroke_is_drawn(drawn):
+    assert drawn["errors"] == []
+    assert drawn["tool_after_b"] == "box" and drawn["tool_after_l"] == "lasso"
+    assert drawn["drawing_box"] == 2  # the box being dragged (start, current corner) is on the marker canvas
+
+
+def test_box_reaches_the_axial_slice_and_the_mask_stays_in_it(drawn):
+    plan, got = drawn["plan"], drawn["box"]
+    assert got["kind"] == "box2d" and got["view"] == "axial" and got["positive"] is True
+    prompt = got["prompt"]
+    assert prompt["axis"] == 2 and prompt["slice"] == plan["box_k"]  # axial = ITK k of this P, L, I image
+    assert np.allclose(prompt["points"], plan["box"], atol=1.0), (prompt["points"], plan["box"])
+    inside = box2d_shape(*prompt["points"], drawn["ct"], "index", 2).inside  # [j, i]
+    on_slice = drawn["box_mask"][plan["box_k"]]
+    assert not (on_slice & ~inside).any(), "mask outside the box on the box's slice"
+    assert drawn["box_overlay"] == _overlay_of(drawn["box_mask"])
+    assert drawn["box_markers"] >= 1
+    assert drawn["box_status"].startswith("Positive 2D box on axial slice k = ")
+
+
+@pytest.mark.skipif(not HAVE_WEIGHTS, reason="starter weights absent: an untrained model is used, overlap not meaningful")
+def test_box_segments_the_mandible_on_its_slice(drawn):
+    on_slice = drawn["box_mask"][drawn["plan"]["box_k"]]
+    truth = drawn["labels"][drawn["plan"]["box_k"]] == MANDIBLE
+    dice = 2 * (on_slice & truth).sum() / max(1, on_slice.sum() + truth.sum())
+    print(f"2D box on the mandible, Dice on the box's slice: {dice:.3f}")
+    assert dice >= 0.5
+
+
+def test_lasso_on_the_coronal_view_is_the_mask_on_its_slice(drawn):
+    plan, got = drawn["plan"], drawn["lasso"]
+    assert got["kind"] == "lasso" and got["view"] == "coronal"
+    prompt = got["prompt"]
+    i = plan["lasso_i"]
+    assert prompt["axis"] == 0 and prompt["slice"] == i  # coronal = ITK i of this P, L, I image
+    ct = drawn["ct"]
+    stored = lasso_shape(prompt["points"], ct, "index", 0).inside  # [k, j]
+    intended = lasso_shape(plan["lasso"], ct, "index", 0).inside
+    iou = (stored & intended).sum() / (stored | intended).sum()
+    assert iou >= 0.8, f"the lasso that reached the server covers {iou:.2f} IoU of the one drawn"
+    mask = drawn["lasso_mask"]
+    assert np.array_equal(mask[:, :, i], stored), "on its slice the mask is not the lasso's inside"
+    assert drawn["lasso_overlay"] == _overlay_of(mask)
+    assert drawn["lasso_markers"] >= 1
+    assert drawn["shot"].stat().st_size > 10_000
+
+
+def test_undo_removes_the_lasso_and_its_marker(drawn):
+    assert [p["kind"] for p in drawn["prompts"]] == ["box2d"]
+    assert np.array_equal(drawn["undo_mask"], drawn["box_mask"])
+    assert drawn["undo_overlay"] == _overlay_of(drawn["box_mask"])
+    assert drawn["undo_markers"] == 0  # the coronal view shows no box (it lies on an axial slice)
