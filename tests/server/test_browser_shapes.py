@@ -25,6 +25,7 @@ from ctsam3d.inference.shapes import box2d_shape, lasso_shape
 from ctsam3d.server import ServerConfig, create_app
 from ctsam3d.server.app import niivue_module_path
 from ctsam3d.server.background import BackgroundServer
+from ctsam3d.server.shape_requests import first_crossing
 
 MANDIBLE, LARYNX = 7, 6
 
@@ -32,7 +33,7 @@ MANDIBLE, LARYNX = 7, 6
 # (NiiVue: 0 axial, 1 coronal, 2 sagittal): [ras, sliceType] -> client pixel position.
 CANVAS_POS_ON_VIEW_JS = CANVAS_POS_OF_RAS_JS.replace("(ras) =>", "([ras, sliceType]) =>").replace(
     "frac2canvasPosWithTile(frac, 0)", "frac2canvasPosWithTile(frac, sliceType)")
-SLICE_TYPE = {"axial": 0, "coronal": 1}
+SLICE_TYPE = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 OVERLAY_JS = """() => {
     const img = window.ctsam3d.overlayFileOrder();
@@ -63,7 +64,10 @@ def _plan(ct: sitk.Image, labels: np.ndarray) -> dict:
     ck, cj = kk.mean(), jj.mean()
     rk, rj = (kk.max() - kk.min()) / 2 + 1.5, (jj.max() - jj.min()) / 2 + 1.5
     lasso = [(float(i), cj + rj * math.sin(t), ck + rk * math.cos(t)) for t in np.linspace(0, 2 * math.pi, 9)[:-1]]
-    return {"box": box, "box_k": int(k), "lasso": lasso, "lasso_i": int(i)}
+    # a line on the sagittal slice (ITK j here) through the mandible's centre, along k
+    kc, jc, ic = _centre_voxel(labels, MANDIBLE)
+    scribble = [(float(ic), float(jc), kc - 6.0), (float(ic), float(jc), kc + 6.0)]
+    return {"box": box, "box_k": int(k), "lasso": lasso, "lasso_i": int(i), "scribble": scribble, "scribble_j": int(jc)}
 
 
 @pytest.fixture(scope="module")
@@ -128,11 +132,15 @@ def drawn(tmp_path_factory, lite_model):
             page.keyboard.press("l")
             out["tool_after_l"] = page.evaluate("() => window.ctsam3d.state.tool")
             pts = [page.evaluate(CANVAS_POS_ON_VIEW_JS, [_ras(ct, v), SLICE_TYPE["coronal"]]) for v in plan["lasso"]]
+            # as a hand does: the stroke ends past its start, across the first edge (the page keeps the loop)
+            centre, mid = np.mean(pts, axis=0), (np.asarray(pts[0]) + np.asarray(pts[1])) / 2
+            overshoot = (mid + 0.25 * (mid - centre)).tolist()
             page.mouse.move(*pts[0])
             page.mouse.down()
-            for q in pts[1:] + pts[:1]:
+            for q in pts[1:] + [overshoot]:
                 page.mouse.move(*q, steps=8)
             page.mouse.up()
+            out["lasso_path"] = pts + [overshoot]
             page.wait_for_function("document.body.dataset.edits === '2'")
             out["lasso"] = page.evaluate("() => window.ctsam3d.state.lastShape")
             out["lasso_mask"] = server_mask()
@@ -148,6 +156,20 @@ def drawn(tmp_path_factory, lite_model):
             out["undo_overlay"] = page.evaluate(OVERLAY_JS)
             out["undo_markers"] = page.evaluate("() => window.ctsam3d.shapeMarkerCount()")
             out["prompts"] = ws.info()["objects"][0]["prompts"]
+
+            # a negative scribble (right button) on the sagittal view, across the mandible's slice
+            page.click("[data-view=sagittal]")
+            page.wait_for_function("window.ctsam3d.nv.opts.sliceType === 2")
+            page.keyboard.press("s")
+            line = [page.evaluate(CANVAS_POS_ON_VIEW_JS, [_ras(ct, v), SLICE_TYPE["sagittal"]]) for v in plan["scribble"]]
+            page.mouse.move(*line[0])
+            page.mouse.down(button="right")
+            page.mouse.move(*line[1], steps=10)
+            page.mouse.up(button="right")
+            page.wait_for_function("document.body.dataset.edits === '4'")
+            out["scribble"] = page.evaluate("() => window.ctsam3d.state.lastShape")
+            out["scribble_mask"] = server_mask()
+            out["scribble_markers"] = page.evaluate("() => window.ctsam3d.shapeMarkerCount()")
         finally:
             b.close()
     return out
@@ -205,8 +227,28 @@ def test_lasso_on_the_coronal_view_is_the_mask_on_its_slice(drawn):
     assert drawn["shot"].stat().st_size > 10_000
 
 
+def test_a_lasso_stroke_that_overshoots_its_start_is_closed_on_its_loop(drawn):
+    """The stroke's last leg crosses its first edge (as a hand-drawn loop does); the page sent
+    the loop, not a crossing contour (the server refuses those)."""
+    path = np.asarray(drawn["lasso_path"])
+    assert first_crossing(path) is not None, "test set-up: the drawn stroke does not cross itself"
+    prompt = drawn["lasso"]["prompt"]
+    plane = np.asarray(prompt["points"])[:, [2, 1]]
+    assert first_crossing(plane) is None
+
+
 def test_undo_removes_the_lasso_and_its_marker(drawn):
     assert [p["kind"] for p in drawn["prompts"]] == ["box2d"]
     assert np.array_equal(drawn["undo_mask"], drawn["box_mask"])
     assert drawn["undo_overlay"] == _overlay_of(drawn["box_mask"])
     assert drawn["undo_markers"] == 0  # the coronal view shows no box (it lies on an axial slice)
+
+
+def test_right_button_scribble_on_the_sagittal_view_is_negative(drawn):
+    got = drawn["scribble"]
+    assert got["kind"] == "scribble" and got["view"] == "sagittal" and got["positive"] is False
+    prompt = got["prompt"]
+    assert prompt["axis"] == 1 and prompt["slice"] == drawn["plan"]["scribble_j"]  # sagittal = ITK j here
+    assert len(prompt["points"]) >= 2
+    assert not (drawn["scribble_mask"] & ~drawn["undo_mask"]).any(), "a negative scribble added voxels"
+    assert drawn["scribble_markers"] >= 1
