@@ -161,3 +161,21 @@ def test_cpp_validation_command_prints_the_figures(tmp_path, capsys):
     assert res["frame"] == "v" and res["draws"] == 16 and res["pairs"] <= 16
     assert {"cpp_hit", "cpp_hit_beyond", "cpp_hit_continuation", "cpp_threshold"} <= set(res)
     assert main(["--model", str(tmp_path / "missing"), "--cache", str(cache)]) == 1
+
+
+def test_cpp_validation_pairs_drawn_in_chunks_are_the_one_batch_draws(tmp_path):
+    from ctsam3d.data import PatchSampler, load_cache
+    from ctsam3d.data.sampler import SamplerConfig
+    from ctsam3d.training import cpp_validation
+
+    cases = load_cache(make_cache(tmp_path, n=2))
+    assert cpp_validation.CHUNK < 40
+    vs = CppValidationSet(cases, (16, 16, 16), 4.0, (-125.0, 225.0), pairs=40, seed=3)
+    b = PatchSampler(cases, (16, 16, 16), 4.0, (-125.0, 225.0), augment=None,
+                     config=SamplerConfig(cpp=True)).sample(np.random.default_rng(3), 40)
+    ok = b["cpp_valid"]
+    assert len(vs) == int(ok.sum()) > 0
+    for name, key in (("image", "image"), ("mask", "target"), ("image_v", "image_v"), ("target_v", "target_v"),
+                      ("offset", "cpp_offset")):
+        assert torch.equal(getattr(vs, name), b[key][ok]), name
+    assert vs.structures == [s for s, k in zip(b["structures"], ok.tolist()) if k]

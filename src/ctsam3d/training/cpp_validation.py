@@ -37,6 +37,8 @@ __all__ = ["CppValidationSet", "calibrate_threshold", "MISS_COST"]
 MISS_COST = 2.0
 #: a threshold must let at least this share of the pairs through (and 3 pairs) to be useful
 MIN_FIRE = 0.1
+#: pairs are drawn this many at a time (memory: only the valid ones are kept)
+CHUNK = 32
 
 
 def calibrate_threshold(peaks: np.ndarray, hits: np.ndarray, miss_cost: float = MISS_COST, min_fire: float = MIN_FIRE) -> float | None:
@@ -81,15 +83,18 @@ class CppValidationSet:
         rule = SamplerConfig(cpp=True, cpp_shift=tuple(base.cpp_shift), cpp_directions=base.cpp_directions,
                              cpp_face_margin=base.cpp_face_margin, cpp_face_voxels=base.cpp_face_voxels)
         sampler = PatchSampler(cases, patch_size, spacing_mm, hu_window, augment=None, config=rule)
-        batch = sampler.sample(np.random.default_rng(seed), pairs)
-        ok = batch["cpp_valid"].cpu()
-        self.image = batch["image"][ok]
-        self.mask = batch["target"][ok]
-        self.image_v = batch["image_v"][ok]
-        self.target_v = batch["target_v"][ok]
-        self.offset = batch["cpp_offset"][ok]  # (N, 3) z, y, x: V's voxel i is U's voxel i + offset
+        rng = np.random.default_rng(seed)
+        keep: dict[str, list] = {k: [] for k in ("image", "target", "image_v", "target_v", "cpp_offset", "structures")}
+        for start in range(0, pairs, CHUNK):  # the same draws as one batch (items consume the RNG in turn),
+            batch = sampler.sample(rng, min(CHUNK, pairs - start))  # without holding the invalid ones
+            ok = batch["cpp_valid"].cpu()
+            for k in keep:
+                keep[k] += [s for s, v in zip(batch[k], ok.tolist()) if v] if k == "structures" else [batch[k][ok]]
+        cat = {k: torch.cat(v) for k, v in keep.items() if k != "structures"}
+        self.image, self.mask, self.image_v, self.target_v = cat["image"], cat["target"], cat["image_v"], cat["target_v"]
+        self.offset = cat["cpp_offset"]  # (N, 3) z, y, x: V's voxel i is U's voxel i + offset
         self._continuation: float | None = None
-        self.structures = [s for s, k in zip(batch["structures"], ok.tolist()) if k]
+        self.structures = keep["structures"]
 
     def __len__(self) -> int:
         return len(self.structures)
