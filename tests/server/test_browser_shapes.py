@@ -252,3 +252,56 @@ def test_right_button_scribble_on_the_sagittal_view_is_negative(drawn):
     assert len(prompt["points"]) >= 2
     assert not (drawn["scribble_mask"] & ~drawn["undo_mask"]).any(), "a negative scribble added voxels"
     assert drawn["scribble_markers"] >= 1
+
+
+def test_lasso_on_a_coarse_display_volume_reaches_the_slice_its_overlay_shows(tmp_path, lite_model):
+    """``?display=1000000`` shows the example CT at block factors 2, 1, 2 (as software WebGL shows
+    a full-size CT): display slice 30 covers CT slices 60 and 61 and its overlay shows slice 60
+    (the block's central voxel). With the crosshair on slice 61 the lasso still goes to slice
+    60, where the user sees its result, and its marker is drawn."""
+    browser = _browser_path()
+    if browser is None:
+        pytest.skip("no chromium installed (Debian: apt-get update && apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no 'playwright install' needed)")
+    assert niivue_module_path() is not None, "NiiVue is not installed: run 'npm ci' in the repository root"
+    case = example_case()
+    (tmp_path / "data").mkdir()
+    shutil.copy(case.ct, tmp_path / "data" / "ct.nii.gz")
+    ct = sitk.ReadImage(str(case.ct))
+    k = 61  # display slice 30 covers CT slices 60 and 61; its centre is 60.5
+    ring = [(50 + 8 * math.cos(t), 62 + 8 * math.sin(t), float(k)) for t in np.linspace(0, 2 * math.pi, 9)[:-1]]
+    app = create_app(ServerConfig(state_dir=tmp_path / "state", data_dir=tmp_path / "data", expansion=False),
+                     model=lite_model)
+    errors: list[str] = []
+    with BackgroundServer(app) as url, sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=browser, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = b.new_page(viewport={"width": 1200, "height": 800})
+            page.set_default_timeout(180_000)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url + "/?display=1000000")
+            page.wait_for_function("document.body.dataset.ready === '1'")
+            page.click("[data-view=axial]")
+            page.select_option("#datastore", "ct.nii.gz")
+            page.click("#open-btn")
+            page.wait_for_function("document.body.dataset.session")
+            assert page.evaluate("() => window.ctsam3d.state.display.factors") == [2, 1, 2]
+            page.click("[data-tool=lasso]")
+            pts = [page.evaluate(CANVAS_POS_ON_VIEW_JS, [_ras(ct, v), SLICE_TYPE["axial"]]) for v in ring]
+            page.mouse.move(*pts[0])
+            page.mouse.down()
+            for q in pts[1:] + pts[:1]:
+                page.mouse.move(*q, steps=6)
+            page.mouse.up()
+            page.wait_for_function("document.body.dataset.edits === '1'")
+            got = page.evaluate("() => window.ctsam3d.state.lastShape")
+            markers = page.evaluate("() => window.ctsam3d.shapeMarkerCount()")
+            sid = page.evaluate("() => document.body.dataset.session")
+            mask = sitk.GetArrayFromImage(app.state.ctx.store.get(sid).label_image()) > 0
+        finally:
+            b.close()
+    assert errors == []
+    prompt = got["prompt"]
+    assert prompt["axis"] == 2 and prompt["slice"] == 60
+    assert np.array_equal(mask[60], lasso_shape(prompt["points"], ct, "index", 2).inside)
+    assert markers == 1

@@ -300,15 +300,28 @@ function mmToFileVoxel(mm) {
   return v.map((x, k) => x * f[k] + (f[k] - 1) / 2);
 }
 
-/** RAS mm of canvas position `xy` on tile `tile` (clamped to the tile and into the CT), or null. */
-function strokeMM(tile, xy) {
+/** Continuous CT voxel (file order) of canvas position `xy` on tile `tile` (clamped to the tile
+ * and into the CT), or null. */
+function strokeVoxel(tile, xy) {
   const [l, t, w, h] = tileRect(nv.screenSlices[tile]);
   const x = Math.min(Math.max(xy[0], l + 0.5), l + w - 0.5), y = Math.min(Math.max(xy[1], t + 0.5), t + h - 0.5);
   const mm = nv.screenXY2mm(x, y, tile);
   if (!Number.isFinite(mm[0]) || !Number.isFinite(mm[1]) || !Number.isFinite(mm[2])) return null;
   const n = state.display.fileDims;
-  const ijk = mmToFileVoxel(mm).map((v, k) => Math.min(Math.max(v, -0.49), n[k] - 0.51)); // voxel n spans n +- 0.5
-  return fileVoxelToMM(ijk);
+  return mmToFileVoxel(mm).map((v, k) => Math.min(Math.max(v, -0.49), n[k] - 0.51)); // voxel n spans n +- 0.5
+}
+
+/** Put a stroke's voxels on the CT slice the tile shows: NiiVue draws the slice at the crosshair,
+ * anywhere within a display voxel, and the overlay there shows the CT voxel at that display
+ * block's centre (patchOverlay), so along the tile's normal the points go to that voxel. */
+function onShownSlice(voxels, axCorSag) {
+  const vol = nv.volumes[0];
+  const a = Math.abs(vol.permRAS[[2, 1, 0][axCorSag]]) - 1; // file axis along the tile's normal (S, A, R)
+  const f = state.display.factors[a];
+  const depth = voxels.reduce((sum, v) => sum + v[a], 0) / voxels.length;
+  const block = Math.round((depth - (f - 1) / 2) / f);
+  const shown = Math.min(Math.max(block * f + Math.floor((f - 1) / 2), 0), state.display.fileDims[a] - 1);
+  return voxels.map((v) => v.map((x, k) => (k === a ? shown : x)));
 }
 
 function crossing(p, q, r, s) { // proper intersection point of segments pq and rs, or null
@@ -402,8 +415,9 @@ function finishStroke(d) {
     xy = lassoLoop(xy);
     if (xy.length < 3 || polygonArea(xy) < 25) return problem("Lasso too small: draw a closed outline around the structure.");
   }
-  const mm = thinTo(xy, MAX_SHAPE_POINTS).map((p) => strokeMM(d.tile, p));
-  if (mm.some((p) => !p)) return problem("That stroke left the slice it started on; draw it again inside one 2D view.");
+  const voxels = thinTo(xy, MAX_SHAPE_POINTS).map((p) => strokeVoxel(d.tile, p));
+  if (voxels.some((p) => !p)) return problem("That stroke left the slice it started on; draw it again inside one 2D view.");
+  const mm = onShownSlice(voxels, d.axCorSag).map(fileVoxelToMM);
   const shape = { kind, mm, positive: d.positive, view: VIEW_OF_TILE[d.axCorSag] };
   state.pendingShapes.push(shape);
   drawMarkers();
