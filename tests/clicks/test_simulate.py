@@ -147,6 +147,42 @@ def test_next_click_deterministic_tie():
     assert results == {((4, 4, 4), True)}
 
 
+# (name, target, prediction, excluded voxels, expected click, positive)
+_BIG = box((12, 12, 30), (2, 2, 2), (9, 9, 9))  # 7^3 missed cube, centre (5, 5, 5)
+_SMALL = box((12, 12, 30), (2, 2, 20), (5, 5, 23))  # 3^3 missed cube, centre (3, 3, 21)
+_ONE = np.zeros((12, 12, 30), bool)
+_ONE[6, 6, 15] = True  # a one-voxel false region next to a 2-voxel missed one
+_TWO = box((12, 12, 30), (6, 6, 20), (7, 7, 22))
+EXCLUDE_CASES = [
+    ("nothing excluded: centre of the largest", _BIG | _SMALL, np.zeros_like(_BIG), [], (5, 5, 5), True),
+    ("clicked centre: deepest voxel not yet clicked, same region",
+     _BIG | _SMALL, np.zeros_like(_BIG), [(5, 5, 5)], (4, 5, 5), True),
+    ("clicked voxels outside the errors are ignored", _BIG | _SMALL, np.zeros_like(_BIG), [(0, 0, 0), (11, 11, 29)],
+     (5, 5, 5), True),
+    ("every voxel of the largest clicked: the next largest region",
+     _BIG | _SMALL, np.zeros_like(_BIG), [tuple(v) for v in np.argwhere(_BIG)], (3, 3, 21), True),
+    ("the sign follows the region that gets the click",
+     _TWO, _ONE, [(6, 6, 20), (6, 6, 21)], (6, 6, 15), False),
+    ("all error voxels clicked: no click", _TWO, _ONE, [(6, 6, 20), (6, 6, 21), (6, 6, 15)], None, None),
+]
+
+
+@pytest.mark.parametrize("name,target,pred,exclude,expected,positive", EXCLUDE_CASES, ids=[c[0] for c in EXCLUDE_CASES])
+def test_next_click_never_repeats_an_excluded_voxel(name, target, pred, exclude, expected, positive):
+    out = next_click(target, pred, exclude=exclude)
+    if expected is None:
+        assert out is None
+    else:
+        assert out == (expected, positive)
+
+
+def test_next_click_exclude_keeps_the_rules_without_exclusions():
+    # an excluded voxel elsewhere changes nothing: same click as without ``exclude``
+    t = ball((30, 30, 30), (15, 15, 15), 10)
+    pred = box(t.shape, (0, 0, 0), (30, 30, 16)) & t | box(t.shape, (2, 2, 2), (6, 6, 6))
+    assert next_click(t, pred, exclude=[(29, 29, 29)]) == next_click(t, pred)
+
+
 def test_next_click_shape_mismatch():
     with pytest.raises(ClickError):
         next_click(np.zeros((4, 4, 4)), np.zeros((4, 4, 5)))

@@ -65,6 +65,19 @@ def test_never_reached_counts_k_plus_one():
     assert all(p for *_, p in res.clicks)  # only misses -> only positive clicks
 
 
+def test_a_clicked_voxel_is_never_clicked_again():
+    # a method that never changes its mask: before the fix the protocol handed it the same
+    # (negative) click at the false slab's deepest voxel K - 1 times
+    too_big = box(SHAPE, (3, 4, 5), (12, 16, 23))  # false slab x 20..22
+    m = Scripted([too_big])
+    res = run_structure(m, TARGET, (1.0, 1.0, 1.0), ProtocolConfig(clicks=6), case="c", structure="s")
+    zyx = [tuple(c[:3]) for c in res.clicks]
+    assert len(zyx) == 6 and len(set(zyx)) == 6
+    assert all(not p for *_, p in res.clicks[1:])  # all in the false slab, each on a new voxel
+    assert all(too_big[c] and not TARGET[c] for c in zyx[1:])
+    assert describe_protocol(ProtocolConfig())["repeat_clicks"] is False
+
+
 def test_replay_uses_given_clicks():
     clicks = [[7, 10, 12, 1], [7, 10, 6, 0]]
     m = Scripted([TARGET])

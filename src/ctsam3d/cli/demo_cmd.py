@@ -130,14 +130,16 @@ def run(args: argparse.Namespace) -> int:
         session.new_object(name)
         dices, times, expansion = [], [], 0
         pred = np.zeros_like(target)
+        made = []  # the evaluate protocol's rule: a voxel already clicked is not clicked again
         for n in range(args.clicks):
             if n == 0:
                 zyx, positive = first_click(target, spacing_zyx=spacing_zyx), True
             else:
-                nxt = next_click(target, pred, spacing_zyx=spacing_zyx)
+                nxt = next_click(target, pred, spacing_zyx=spacing_zyx, exclude=made)
                 if nxt is None:  # perfect already
                     break
                 zyx, positive = nxt
+            made.append(tuple(zyx))
             rec = session.add_click(tuple(int(v) for v in zyx[::-1]), positive=positive)  # (z,y,x) -> (i,j,k)
             pred = sitk.GetArrayFromImage(session.result()) > 0
             dices.append(dice(pred, target))

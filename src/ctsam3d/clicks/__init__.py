@@ -3,7 +3,7 @@
 Public API (voxel indices ``(z, y, x)`` of numpy arrays; spacing in mm, ``(z, y, x)``)::
 
     first_click(target, *, spacing_zyx=None, rng=None, mode="center") -> (z, y, x) | None
-    next_click(target, prediction, *, spacing_zyx=None, valid=None) -> ((z, y, x), positive) | None
+    next_click(target, prediction, *, spacing_zyx=None, valid=None, exclude=None) -> ((z, y, x), positive) | None
     next_clicks_batch(targets, predictions, *, spacing_zyx=None, valid=None) -> list[...]
 
 See :mod:`ctsam3d.clicks.simulate` for the exact rules and tie-breaking.

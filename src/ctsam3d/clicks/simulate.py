@@ -141,23 +141,23 @@ def error_regions(target, prediction, *, valid=None) -> tuple[np.ndarray, np.nda
     return missed, false
 
 
-def _largest_components(mask: np.ndarray) -> list[tuple[int, tuple[slice, ...], np.ndarray]]:
-    """All components tied for the largest voxel count: (size, bbox, component mask in bbox)."""
+def _labelled(mask: np.ndarray):
+    """6-connected components of ``mask``: ``(sizes, component(i) -> (bbox, mask in bbox))``;
+    label ids follow raster order of each component's first voxel (deterministic order)."""
     outer = ndimage.find_objects(mask.view(np.uint8))  # label only inside the errors' bbox
     if not outer or outer[0] is None:
-        return []
+        return np.zeros(0, np.int64), None
     outer = outer[0]
-    labels, n = ndimage.label(mask[outer], structure=_FACE)
+    labels, _ = ndimage.label(mask[outer], structure=_FACE)
     sizes = np.bincount(labels.ravel())[1:]
-    top = int(sizes.max())
     boxes = ndimage.find_objects(labels)
-    # label ids follow raster order of each component's first voxel -> deterministic order
-    out = []
-    for i in np.flatnonzero(sizes == top):
+
+    def component(i: int) -> tuple[tuple[slice, ...], np.ndarray]:
         b = boxes[i]
         full = tuple(slice(o.start + s.start, o.start + s.stop) for o, s in zip(outer, b))
-        out.append((top, full, labels[b] == i + 1))
-    return out
+        return full, labels[b] == i + 1
+
+    return sizes, component
 
 
 def next_click(
@@ -166,6 +166,7 @@ def next_click(
     *,
     spacing_zyx=None,
     valid=None,
+    exclude=None,
 ) -> tuple[Index, bool] | None:
     """Next corrective click: at the EDT maximum of the largest error region.
 
@@ -175,27 +176,50 @@ def next_click(
         spacing_zyx: voxel size in mm ``(z, y, x)``; None = isotropic 1 mm.
         valid: optional bool ``(z, y, x)``: voxels where the label is known / inside the
             patch; errors outside it are ignored.
+        exclude: optional voxels ``(z, y, x)`` never to click (the clicks already made, as the
+            ``not_clicked_map`` of RITM-style clickers). They stay error voxels -- region sizes
+            and depths are measured with them -- but are not eligible click positions: the
+            click goes to the deepest eligible voxel of the largest region, and when every
+            voxel of the largest region(s) is excluded, to the next largest region.
 
     Returns:
         ``((z, y, x), positive)``: the click voxel (inside the chosen error region) and
         True for a missed region (positive click) or False for a false region (negative
-        click); None when there is no error.
+        click); None when there is no error (or no eligible voxel).
     """
     missed, false = error_regions(target, prediction, valid=valid)
     sp = _spacing(spacing_zyx)
-    best: tuple | None = None  # (size, depth, -sign_order) compared lexicographically
-    for order, (mask, positive) in enumerate(((missed, True), (false, False))):
-        if not mask.any():
-            continue
-        for size, box, comp in _largest_components(mask):
+    banned = None
+    if exclude is not None:
+        pts = np.asarray(list(exclude), dtype=np.int64).reshape(-1, 3)
+        pts = pts[np.all((pts >= 0) & (pts < np.asarray(missed.shape)), axis=1)]
+        if len(pts):
+            banned = np.zeros(missed.shape, bool)
+            banned[tuple(pts.T)] = True
+    parts = [_labelled(m) for m in (missed, false)]  # order 0: missed (positive), 1: false
+    # all components, largest first; within a size: missed before false, then raster order
+    ranked = sorted(((int(n), order, i) for order, (sizes, _) in enumerate(parts) for i, n in enumerate(sizes)),
+                    key=lambda t: (-t[0], t[1], t[2]))
+    k = 0
+    while k < len(ranked):
+        size = ranked[k][0]
+        best: tuple | None = None  # (size, depth, -sign_order) compared lexicographically
+        while k < len(ranked) and ranked[k][0] == size:
+            _, order, i = ranked[k]
+            k += 1
+            box, comp = parts[order][1](i)
             dt = ndimage.distance_transform_edt(np.pad(comp, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
+            if banned is not None:
+                dt[banned[box]] = 0.0
+                if not dt.max() > 0:
+                    continue  # every voxel of this region was clicked already
             idx, depth = _argmax_tiebreak(dt, sp)
             key = (size, depth, -order)
             if best is None or key > best[0]:  # strict: the earlier (raster) one wins exact ties
-                best = (key, _offset(idx, box), positive)
-    if best is None:
-        return None
-    return best[1], best[2]
+                best = (key, _offset(idx, box), order == 0)
+        if best is not None:
+            return best[1], best[2]
+    return None
 
 
 def next_clicks_batch(targets, predictions, *, spacing_zyx=None, valid=None) -> list[tuple[Index, bool] | None]:

@@ -7,7 +7,10 @@ For a target structure (bool ``(z, y, x)`` on the image's own grid, spacing in m
    with ``first="random"``, drawn from a generator seeded by (seed, case, structure));
 2. each next click at the distance-transform maximum of the largest error region of the
    method's current mask (:func:`ctsam3d.clicks.next_click`: missed → positive, false →
-   negative), up to K clicks;
+   negative), up to K clicks; a voxel already clicked is never clicked again (it stays an
+   error voxel, but the click goes to the deepest voxel not yet clicked, as the
+   ``not_clicked_map`` of RITM-style clickers): a method that leaves a clicked voxel wrong
+   is not handed the same click again and again;
 3. after each click: Dice, NSD at the tolerance, and the wall time of the method's
    ``click`` call. When the mask is already perfect no further click is made and the
    last values carry forward to K.
@@ -112,7 +115,7 @@ def run_structure(
                                 rng=structure_rng(config.seed, case, structure))
             positive = True
         else:
-            nxt = next_click(target, mask, spacing_zyx=spacing)
+            nxt = next_click(target, mask, spacing_zyx=spacing, exclude=[c[:3] for c in res.clicks])
             if nxt is None:
                 break
             click, positive = nxt
@@ -157,8 +160,9 @@ def describe_protocol(config: ProtocolConfig) -> dict:
         "description": (
             "Per case and per structure present in its labels (absent structures are skipped, not scored): "
             f"click 1 (positive) {first}; each next click at the distance-transform maximum of the largest "
-            "6-connected error region of the current mask (missed -> positive, false -> negative), on the "
-            "original image grid, up to K clicks. When the mask is perfect no further click is made and the "
+            "6-connected error region of the current mask (missed -> positive, false -> negative), never on a "
+            "voxel clicked before (the deepest voxel not yet clicked; a region whose voxels were all clicked "
+            "gives way to the next largest), on the original image grid, up to K clicks. When the mask is perfect no further click is made and the "
             "last values carry forward. "
             + ("Every method gets its own next clicks from its own errors (same first click)."
                if config.click_source == "own" else
@@ -167,6 +171,7 @@ def describe_protocol(config: ProtocolConfig) -> dict:
         "clicks": K,
         "first_click": config.first,
         "first_prompt": config.first_prompt,
+        "repeat_clicks": False,  # a voxel already clicked is never clicked again
         "click_source": config.click_source,
         "seed": config.seed,
         "dice": "2|P&G|/(|P|+|G|) on the image grid; both empty -> 1",
