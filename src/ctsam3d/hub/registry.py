@@ -6,7 +6,11 @@ Two places hold trained models:
   (name to load by, folder, the anatomy it was trained on) and marks one as the default.
   Changing the default is editing ``default=True`` in one entry. A weights folder without an
   entry is still listed and loadable by its folder name (metadata read from its ``config.json``),
-  unless that name is a preset's (a preset name always means the untrained preset).
+  unless that name is a preset's (such a folder is not listed: see below).
+* **preset names**: a preset name means the untrained preset, except where a :data:`BUNDLED`
+  entry bears that very name (``ctsam3d-lite-wb``): then the name loads those trained weights and
+  the untrained preset is asked for explicitly (``load_model(name, untrained=True)``, the CLI's
+  and server's ``--untrained``). Only an entry can claim a preset's name, never a bare folder.
 * **installed** per user, ``<models_dir>/<name>/`` (:mod:`.paths`), e.g. the released CT-SAM3D
   weights installed by ``ctsam3d download`` as :data:`RELEASED_NAME`.
 
@@ -49,19 +53,16 @@ class Bundled:
 
 
 #: The bundled models. Exactly one should have ``default=True`` (else the first present is used).
-#: The starter's folder is ``ctsam3d-lite`` (its preset's name), so it loads as ``ctsam3d-lite-starter``:
-#: the name ``ctsam3d-lite`` means the untrained preset.
+#: The whole-body model bears its preset's name, ``ctsam3d-lite-wb``: that name loads these trained
+#: weights (``untrained=True`` / ``--untrained`` gives the fresh preset). The starter
+#: (``ctsam3d-lite-starter``) and ``ctsam3d-lite-torso`` are no longer bundled (issue 16): the
+#: whole-body model matches the starter on head-and-neck CT and beats the torso model on the torso.
 BUNDLED: tuple[Bundled, ...] = (
     Bundled(
-        "ctsam3d-lite-starter", "ctsam3d-lite",
-        "head and neck only: 7 OpenKBP organs at risk (brainstem, spinal cord, parotids, esophagus, "
-        "larynx, mandible), 170 CTs",
+        "ctsam3d-lite-wb", "ctsam3d-lite-wb",
+        "whole body: head-and-neck organs (OpenKBP), thoraco-abdominal organs, vessels, bones, ribs, "
+        "muscles (TotalSegmentator example CT, synthetic CT from label maps, pseudo-structures)",
         default=True,
-    ),
-    Bundled(
-        "ctsam3d-lite-torso", "ctsam3d-lite-torso",
-        "the starter fine-tuned with synthetic thoraco-abdominal CT: the 7 head-and-neck organs "
-        "+ 13 torso organs (liver, kidneys, spleen, aorta, ...)",
     ),
 )
 
@@ -196,10 +197,20 @@ def default_model() -> ModelEntry | None:
 
 def find_model(name: str) -> ModelEntry | None:
     """The bundled or installed model called ``name`` (bundled first); None when there is none.
-    Preset names are not models here: they mean the untrained preset."""
-    if not isinstance(name, str) or not name or is_preset(name):
+    A preset name finds only a :data:`BUNDLED` entry of that very name (else it means the
+    untrained preset)."""
+    if not isinstance(name, str) or not name:
         return None
+    if is_preset(name):
+        claimed = {b.name for b in BUNDLED}
+        return next((e for e in list_models() if e.source == "bundled" and e.name == name and name in claimed), None)
     return next((e for e in list_models() if e.name == name), None)
+
+
+def is_untrained(spec, untrained: bool = False) -> bool:
+    """True when ``spec`` loads freshly initialised weights: a preset name that no bundled model
+    bears, or any preset name when ``untrained`` (the ``--untrained`` switch) is set."""
+    return is_preset(spec) and (untrained or find_model(spec) is None)
 
 
 def model_names() -> list[str]:

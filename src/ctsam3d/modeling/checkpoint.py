@@ -6,10 +6,11 @@
   released CT-SAM3D weights when installed (``ctsam3d download``), else the bundled default
   (a clear :class:`CheckpointError` when there is none). Its name is logged and kept as
   ``model.model_name``;
-* a preset name (``ctsam3d-lite``, ``ctsam3d-paper``) -> a freshly initialised, **untrained**
+* the name of a bundled or installed model (``ctsam3d models`` lists them, e.g. the bundled
+  ``ctsam3d-lite-wb``, ``ct-sam3d-released``) -> that model;
+* a preset name (``ctsam3d-lite``, ``ctsam3d-paper``) that no bundled model bears, or any preset
+  name with ``untrained=True`` (``ctsam3d-lite-wb`` too) -> a freshly initialised, **untrained**
   model (a warning says so; the CLI and server refuse it without ``--untrained``);
-* the name of a bundled or installed model (``ctsam3d models`` lists them, e.g.
-  ``ctsam3d-lite-starter``, ``ctsam3d-lite-torso``, ``ct-sam3d-released``) -> that model;
 * a directory, or a ``.safetensors`` file with ``config.json`` beside it -> our format;
 * a ``.pth`` / ``.pt`` file -> the released CT-SAM3D ``params.pth``, converted on the fly
   (:mod:`ctsam3d.modeling.reference_import`; ``config.py`` beside it is read if present).
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 #: Folder of the bundled default model (the registry's entry marked default).
-BUNDLED_DIR = _registry.WEIGHTS_ROOT / next((b.folder for b in _registry.BUNDLED if b.default), "ctsam3d-lite")
+BUNDLED_DIR = _registry.WEIGHTS_ROOT / next((b.folder for b in _registry.BUNDLED if b.default), "ctsam3d-lite-wb")
 
 
 def save_model(model: CTSAM3D, directory: str | Path) -> Path:
@@ -135,12 +136,17 @@ def load_model(
     device: str | torch.device = "cpu",
     *,
     expect_preset: str | None = None,
+    untrained: bool = False,
 ) -> CTSAM3D:
-    """Load a model (see the module docstring). ``expect_preset`` refuses any other preset.
+    """Load a model (see the module docstring). ``expect_preset`` refuses any other preset;
+    ``untrained`` asks for a preset's freshly initialised weights even where a bundled model
+    bears the preset's name (``ctsam3d-lite-wb``).
 
     Returns a :class:`CTSAM3D` in eval mode on ``device`` with ``.config`` set.
     """
     name = None
+    if untrained and not (isinstance(path_or_preset, str) and path_or_preset in PRESETS):
+        raise CheckpointError(f"untrained=True takes a preset name ({', '.join(sorted(PRESETS))}), got {path_or_preset!r}")
     if path_or_preset is None:
         entry = _registry.default_model()
         if entry is None:
@@ -151,7 +157,7 @@ def load_model(
             )
         model, name = load_directory(entry.path, device), entry.name
         log.info("model: %s (%s, %s; trained on %s)", entry.name, entry.source, entry.preset, entry.anatomy)
-    elif isinstance(path_or_preset, str) and path_or_preset in PRESETS:
+    elif isinstance(path_or_preset, str) and path_or_preset in PRESETS and (untrained or _registry.find_model(path_or_preset) is None):
         warnings.warn(
             f"{path_or_preset}: freshly initialised, untrained weights (pass a checkpoint to get a useful model)",
             stacklevel=2,
