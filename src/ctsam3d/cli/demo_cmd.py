@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or ./ctsam3d-demo-N when that exists, so a repeated run never touches earlier results)")
     parser.add_argument("--model", default=None,
                         help="model name ('ctsam3d models'), directory or .safetensors (default: the default model)")
-    parser.add_argument("--untrained", action="store_true", help="allow --model to name a preset (untrained weights)")
+    parser.add_argument("--untrained", action="store_true", help="--model names a preset's untrained weights (refused without it; "
+                        "ctsam3d-lite-wb means the bundled trained model unless it is given)")
     parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted)")
     parser.add_argument("--clicks", type=int, default=3, help="simulated clicks per structure (default 3)")
     parser.add_argument("--structures", default=",".join(DEFAULT_STRUCTURES),
@@ -107,15 +108,15 @@ def run(args: argparse.Namespace) -> int:
         check_output(p, overwrite=args.overwrite)  # fail before any work
     device = resolve_device(args.device)
 
-    from ..hub.registry import is_preset
+    from ..hub.registry import is_preset, is_untrained
 
-    if is_preset(args.model) and not args.untrained:
+    if is_untrained(args.model) and not args.untrained:
         raise InputError(f"--model {args.model}: an untrained preset (freshly initialised weights; Dice would be "
                          f"meaningless). Use a trained model ('ctsam3d models' lists them) or add --untrained")
     t_load = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the preset warning is repeated below in plain words
-        model = load_model(args.model, device=device)
+        model = load_model(args.model, device=device, untrained=args.untrained and is_preset(args.model))
     trained = bool(getattr(model.config, "training", None))
     if not trained:
         log.warning("model %s has no training record: untrained weights, Dice will be meaningless", model.config.preset)

@@ -3,7 +3,9 @@
 The default (marked ``*``) is what ``load_model()``, ``ctsam3d segment`` and ``ctsam3d serve``
 use without ``--model``: the released CT-SAM3D weights when installed (``ctsam3d download``),
 else the bundled default (:data:`ctsam3d.hub.registry.BUNDLED`). Preset names are untrained
-networks, listed apart; the CLI and server refuse them without ``--untrained``.
+networks, listed apart; the CLI and server refuse them without ``--untrained``. A preset name
+that a bundled model bears (``ctsam3d-lite-wb``) loads that trained model; with ``--untrained``
+it gives the fresh preset.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..hub.paths import HOME_ENV, models_dir
-    from ..hub.registry import RELEASED_NAME, list_models, unlisted_bundled
+    from ..hub.registry import RELEASED_NAME, find_model, list_models, unlisted_bundled
     from ..modeling.presets import PRESETS
 
     entries = list_models()
@@ -45,5 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nnot installed: {RELEASED_NAME}, the authors' released weights (107 whole-body structures, "
               f"Apache-2.0, ~300 MB): 'ctsam3d download' installs it and makes it the default")
     print(f"\nuntrained presets (refused by the CLI and server without --untrained): {', '.join(sorted(PRESETS))}")
+    for name in sorted(n for n in PRESETS if find_model(n) is not None):
+        print(f"  {name}: the name alone loads the trained model listed above; --untrained gives the fresh preset")
     print(f"installed models live in {models_dir()} (set ${HOME_ENV} to move them)")
     return 0

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model name ('ctsam3d models' lists them), model directory, .safetensors or released params.pth "
                              "(default: the released weights when installed, else the bundled default)")
     parser.add_argument("--untrained", action="store_true",
-                        help="allow --model to name a preset: freshly initialised weights, meaningless masks (for testing)")
+                        help="--model names a preset's freshly initialised weights (meaningless masks, for testing): a preset name is "
+                             "refused without it, and ctsam3d-lite-wb means the bundled trained model unless it is given")
     parser.add_argument("--allow-non-hu", action="store_true",
                         help="segment an image whose intensities do not look like CT Hounsfield units (refused otherwise)")
     parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted); default cpu")
@@ -201,14 +202,15 @@ def empty_mask_message(model, where: str) -> str:
 
 def _load_model(spec, device: str, quiet: bool, untrained: bool = False):
     """``(model, Session class)``: the inference imports and the model, for the worker thread.
-    A preset name (untrained weights) is refused unless ``untrained``."""
+    A name that means untrained weights (a preset no bundled model bears) is refused unless
+    ``untrained``; with ``untrained`` a preset name gives its fresh weights (``ctsam3d-lite-wb`` too)."""
     import warnings
 
-    from ..hub.registry import is_preset
+    from ..hub.registry import is_preset, is_untrained
     from ..inference.session import Session
     from ..modeling import load_model
 
-    if is_preset(spec) and not untrained:
+    if is_untrained(spec) and not untrained:
         raise InputError(
             f"--model {spec}: an untrained preset (freshly initialised weights; its masks mean nothing). "
             f"Use a trained model ('ctsam3d models' lists them; default: none given) or add --untrained"
@@ -216,4 +218,4 @@ def _load_model(spec, device: str, quiet: bool, untrained: bool = False):
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
-        return load_model(spec, device=device), Session
+        return load_model(spec, device=device, untrained=untrained and is_preset(spec)), Session

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model name ('ctsam3d models'), model directory, .safetensors or released params.pth "
                              "(default: the released weights when installed, else the bundled default)")
     parser.add_argument("--untrained", action="store_true",
-                        help="allow --model to name a preset: freshly initialised weights, meaningless masks (for testing)")
+                        help="--model names a preset's freshly initialised weights (meaningless masks, for testing): a preset name is "
+                             "refused without it, and ctsam3d-lite-wb means the bundled trained model unless it is given")
     parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted)")
     parser.add_argument("--token", default=os.environ.get("CTSAM3D_TOKEN") or None,
                         help="API token (default $CTSAM3D_TOKEN); required on a non-loopback --host "

@@ -30,8 +30,9 @@ class ServerConfig:
             under it (after resolving symlinks) can be opened by id. ``None``: no listing.
         model: model name, checkpoint folder or file for :func:`ctsam3d.load_model` (``None`` =
             the default: the released weights when installed, else the bundled default).
-        allow_untrained: accept a preset name as ``model`` (freshly initialised weights whose
-            masks mean nothing); refused otherwise (``--untrained``).
+        allow_untrained: a preset name as ``model`` means its freshly initialised weights (whose
+            masks mean nothing), also ``ctsam3d-lite-wb`` (else the bundled trained model of that
+            name); a preset name no bundled model bears is refused without it (``--untrained``).
         device: torch device string (``cpu``, ``cuda``, ``cuda:N``, ``mps``).
         token: API token; ``None`` = no token (only allowed on a loopback bind, checked by the CLI).
         max_upload_mb: largest request body accepted (uploads), in MiB.
@@ -76,9 +77,9 @@ class ServerConfig:
             raise ValueError("session_ttl_s and session_quota_mb must be positive")
         if self.model is not None and not self.allow_untrained:
             from ..errors import CheckpointError
-            from ..hub.registry import is_preset
+            from ..hub.registry import is_untrained
 
-            if is_preset(self.model):
+            if is_untrained(self.model):
                 raise CheckpointError(
                     f"--model {self.model}: an untrained preset (freshly initialised weights; its masks mean "
                     f"nothing). Use a trained model ('ctsam3d models' lists them) or add --untrained"

@@ -119,17 +119,20 @@ class ModelHolder:
     """Loads the model on first use and limits how many clicks run at the same time.
 
     Args:
-        model: checkpoint folder or preset name for :func:`ctsam3d.load_model` (None = starter),
-            or an already loaded model object.
+        model: model name, checkpoint folder or preset name for :func:`ctsam3d.load_model` (None =
+            the default model), or an already loaded model object.
         device: torch device string.
         expansion: cross-patch expansion on/off in every session.
         max_concurrent: clicks computed at once across all users.
         max_patches: expansion budget per click (None: the library default).
+        untrained: a preset name means its freshly initialised weights (``--untrained``), even
+            one a bundled model bears (``ctsam3d-lite-wb``).
     """
 
     def __init__(self, model, device: str = "cpu", expansion: bool = True, max_concurrent: int = 1,
-                 max_patches: int | None = None) -> None:
+                 max_patches: int | None = None, untrained: bool = False) -> None:
         self.spec = model if model is None or isinstance(model, str) else None
+        self.untrained = untrained
         self.device = device
         self.expansion = expansion
         self.max_patches = max_patches
@@ -141,7 +144,7 @@ class ModelHolder:
 
     def describe(self) -> dict[str, str]:
         """``{"name", "trained_on"}`` of the model (``ctsam3d models``), known without loading it."""
-        from ..hub.registry import default_model, find_model, is_preset
+        from ..hub.registry import default_model, find_model, is_untrained
 
         model = self._model
         if model is not None:
@@ -150,7 +153,7 @@ class ModelHolder:
             entry = default_model()
             name = entry.name if entry is not None else "none"
         else:
-            name = f"{self.spec} (untrained)" if is_preset(self.spec) else Path(self.spec).name
+            name = f"{self.spec} (untrained)" if is_untrained(self.spec, self.untrained) else Path(self.spec).name
         entry = find_model(name)
         if entry is not None:
             trained_on = entry.anatomy
@@ -167,7 +170,10 @@ class ModelHolder:
             if self._model is None:
                 import ctsam3d
 
-                self._model = ctsam3d.load_model(self.spec, device=self.device)
+                from ..hub.registry import is_preset
+
+                self._model = ctsam3d.load_model(self.spec, device=self.device,
+                                                 untrained=self.untrained and is_preset(self.spec))
             return self._model
 
     @contextmanager
