@@ -1,6 +1,6 @@
 """``ctsam3d demo``: outputs, consistency of the printed Dice, errors, ``--serve`` hand-off.
 
-Accuracy is checked only with the trained starter weights (skipped when they are absent);
+Accuracy is checked only with the bundled trained weights (skipped when they are absent);
 the other tests use the untrained ``ctsam3d-lite`` preset and check behaviour.
 """
 
@@ -103,8 +103,8 @@ def test_serve_hands_the_example_to_the_web_tool(tmp_path, monkeypatch):
     assert args.model == "ctsam3d-lite" and args.no_expansion and args.host == "127.0.0.1"
 
 
-@pytest.mark.skipif(not (BUNDLED_DIR / "model.safetensors").is_file(), reason="no trained starter weights bundled")
-def test_demo_with_starter_weights_segments_the_organs(tmp_path):
+@pytest.mark.skipif(not (BUNDLED_DIR / "model.safetensors").is_file(), reason="no trained weights bundled")
+def test_demo_with_bundled_weights_segments_the_organs(tmp_path):
     assert main(["demo", "-q", "-o", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "demo.json").read_text())
     assert summary["trained"] is True

@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from ctsam3d.cli.main import main
+from ctsam3d.hub.registry import default_model, find_model
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +53,24 @@ def test_empty_mask_is_reported(tmp_path, fixture_ct, caplog, monkeypatch):
     out = tmp_path / "m.nii.gz"
     rc = main(["segment", "-q", "-i", str(fixture_ct), "-o", str(out), "--click", "60,60,60", "--no-expansion"])
     err = caplog.text
-    assert rc == 0 and "the mask is empty (0 voxels)" in err and "ctsam3d-lite-starter" in err
-    assert "trained on head and neck" in err
+    default = default_model()
+    assert default is not None and default.name == "ctsam3d-lite-wb"
+    assert rc == 0 and "the mask is empty (0 voxels)" in err and f"model {default.name} " in err
+    assert f"trained on {default.anatomy}" in err
     assert not sitk.GetArrayFromImage(sitk.ReadImage(str(out))).any()
+
+
+def test_bundled_model_named_like_its_preset_is_not_refused():
+    """``--model ctsam3d-lite-wb`` is the bundled trained model (the preset's name, claimed by the
+    registry entry); with ``--untrained`` the same name gives the fresh preset."""
+    from ctsam3d.cli.segment_cmd import _load_model
+
+    if find_model("ctsam3d-lite-wb") is None:
+        pytest.skip("ctsam3d-lite-wb weights not bundled in this checkout")
+    model, _ = _load_model("ctsam3d-lite-wb", "cpu", quiet=True)
+    assert model.model_name == "ctsam3d-lite-wb" and model.config.training and model.config.in_channels == 2
+    fresh, _ = _load_model("ctsam3d-lite-wb", "cpu", quiet=True, untrained=True)
+    assert fresh.model_name == "ctsam3d-lite-wb (untrained)" and not fresh.config.training
 
 
 def test_demo_refuses_untrained_preset_too(tmp_path, capsys):

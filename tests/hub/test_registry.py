@@ -74,11 +74,40 @@ def test_models_command(machine, capsys):
 
 
 def test_shipped_registry_entries_exist():
-    """Every entry of the shipped registry names a folder of the package; exactly one is default."""
+    """Every entry of the shipped registry names a folder of the package; exactly one is default;
+    an entry that bears a preset's name holds weights of that very preset."""
     assert sum(b.default for b in registry.BUNDLED) == 1
     names = [b.name for b in registry.BUNDLED]
-    assert len(set(names)) == len(names) and not any(registry.is_preset(n) for n in names)
+    assert len(set(names)) == len(names)
     present = [b for b in registry.BUNDLED if (registry.WEIGHTS_ROOT / b.folder / registry.WEIGHTS_FILE).is_file()]
     if not present:
         pytest.skip("no bundled weights in this checkout")
     assert any(b.default for b in present)
+    for b in present:
+        config = json.loads((registry.WEIGHTS_ROOT / b.folder / registry.CONFIG_FILE).read_text())
+        assert config.get("training"), f"{b.name}: no training record in its config.json"
+        if registry.is_preset(b.name):
+            assert config["preset"] == b.name
+
+
+def test_entry_bearing_a_preset_name(machine, monkeypatch, capsys):
+    """A BUNDLED entry may bear a preset's name (the shipped ``ctsam3d-lite-wb``): the name then
+    finds that trained model and is not refused as untrained; ``--untrained`` still asks for the
+    fresh preset. A bare folder named like a preset never claims the name."""
+    from ctsam3d.errors import CheckpointError
+    from ctsam3d.server.config import ServerConfig
+
+    save_model(machine["model"], registry.WEIGHTS_ROOT / "wb-folder")
+    monkeypatch.setattr(registry, "BUNDLED", machine["entries"] + (registry.Bundled("ctsam3d-lite-wb", "wb-folder", "whole body"),))
+    entry = registry.find_model("ctsam3d-lite-wb")
+    assert entry is not None and entry.path.name == "wb-folder" and entry.source == "bundled"
+    assert not registry.is_untrained("ctsam3d-lite-wb") and registry.is_untrained("ctsam3d-lite-wb", untrained=True)
+    assert registry.find_model("ctsam3d-paper") is None and registry.is_untrained("ctsam3d-paper")
+    assert not registry.is_untrained("alpha", untrained=True)  # --untrained does nothing to a trained model's name
+    ServerConfig(state_dir=machine["home"] / "state", model="ctsam3d-lite-wb")  # accepted without --untrained
+    with pytest.raises(CheckpointError, match="untrained preset"):
+        ServerConfig(state_dir=machine["home"] / "state", model="ctsam3d-lite")
+    assert cli_main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert next(ln for ln in out.splitlines() if ln.startswith("ctsam3d-lite-wb ")).split()[1] == "bundled"
+    assert "ctsam3d-lite-wb: the name alone loads the trained model" in out and "ctsam3d-paper:" not in out

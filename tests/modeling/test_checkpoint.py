@@ -143,26 +143,36 @@ def test_lite_weights_small():
 
 def test_bundled_models_load_by_name(tmp_path, monkeypatch):
     """Bundled models load by their registry name (a weights folder without an entry by its folder
-    name); the unknown-name message lists only names that load a trained model: not the preset
-    ``ctsam3d-lite``, which is also the starter's folder name (issue 19)."""
+    name). The bundled ``ctsam3d-lite-wb`` bears its preset's name: the name loads the folder's
+    trained weights and ``untrained=True`` the fresh preset; a folder named like a preset without
+    an entry (``ctsam3d-lite``) is not a model, the name stays the untrained preset (issue 19), and
+    the unknown-name message lists only names that load a trained model."""
     from ctsam3d.hub import registry
 
     root = tmp_path / "weights"
+    save_model(_lite(), root / "ctsam3d-lite-wb")  # a 1-window lite network: told apart from the fresh 2-window preset
     save_model(_lite(), root / "ctsam3d-lite")
-    save_model(_lite(), root / "ctsam3d-lite-torso")
     save_model(_lite(), root / "extra-model")
     (root / "half").mkdir()  # no weights: not a model
     monkeypatch.setattr(registry, "WEIGHTS_ROOT", root)
     monkeypatch.chdir(tmp_path)  # no such relative path here
-    assert list(ckpt.bundled_models()) == ["ctsam3d-lite-starter", "ctsam3d-lite-torso", "extra-model"]
-    m = load_model("ctsam3d-lite-torso")
-    assert m.config.preset == "ctsam3d-lite" and not m.training and m.model_name == "ctsam3d-lite-torso"
+    assert list(ckpt.bundled_models()) == ["ctsam3d-lite-wb", "extra-model"]
+    m = load_model("ctsam3d-lite-wb")
+    assert m.config.preset == "ctsam3d-lite" and not m.training and m.model_name == "ctsam3d-lite-wb"
+    assert load_model().model_name == "ctsam3d-lite-wb"
+    with pytest.warns(UserWarning, match="untrained"):
+        fresh = load_model("ctsam3d-lite-wb", untrained=True)
+    assert fresh.config.preset == "ctsam3d-lite-wb" and fresh.config.in_channels == 2
+    assert fresh.model_name == "ctsam3d-lite-wb (untrained)"
+    with pytest.warns(UserWarning, match="untrained"):
+        assert load_model("ctsam3d-lite").model_name == "ctsam3d-lite (untrained)"
     assert load_model("extra-model").model_name == "extra-model"
-    assert load_model().model_name == "ctsam3d-lite-starter"
+    with pytest.raises(CheckpointError, match="untrained=True takes a preset name"):
+        load_model("extra-model", untrained=True)
     with pytest.raises(CheckpointError) as err:
         load_model("ctsam3d-lite-thorax")
     msg = str(err.value)
-    assert "not a model name (ctsam3d-lite-starter, ctsam3d-lite-torso, extra-model;" in msg
+    assert "not a model name (ctsam3d-lite-wb, extra-model;" in msg
     assert "untrained preset (" in msg and "ctsam3d-lite," in msg.split("untrained preset")[1]
 
 

@@ -4,7 +4,7 @@
 The page opens the bundled example CT (stored P, L, I), the test clicks on an organ in the
 axial view exactly as a user would (mouse event on the canvas), waits for the overlay and
 checks: the server received the organ's voxel, the overlay the page shows equals the
-server's label map, the mask sits around the click, and (with the starter model's weights)
+server's label map, the mask sits around the click, and (with the bundled trained weights)
 Dice >= 0.5 against the organ's label; then a right click adds a negative click. A screenshot
 (after the first click) is saved to ``.ctsam3d_artifacts/``.
 """
@@ -174,7 +174,7 @@ def test_overlay_in_page_equals_server_mask_around_the_click(e2e):
     assert e2e["shot"].stat().st_size > 10_000
 
 
-@pytest.mark.skipif(not HAVE_WEIGHTS, reason=f"starter weights absent ({BUNDLED_DIR}): an untrained model is used, Dice not meaningful")
+@pytest.mark.skipif(not HAVE_WEIGHTS, reason=f"bundled weights absent ({BUNDLED_DIR}): an untrained model is used, Dice not meaningful")
 def test_one_click_dice(e2e):
     mask, truth = e2e["server"] > 0, e2e["labels"] == ORGAN_ID
     dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())

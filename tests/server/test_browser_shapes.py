@@ -200,7 +200,7 @@ def test_box_reaches_the_axial_slice_and_the_mask_stays_in_it(drawn):
     assert drawn["box_status"].startswith("Positive 2D box on axial slice k = ")
 
 
-@pytest.mark.skipif(not HAVE_WEIGHTS, reason="starter weights absent: an untrained model is used, overlap not meaningful")
+@pytest.mark.skipif(not HAVE_WEIGHTS, reason="bundled weights absent: an untrained model is used, overlap not meaningful")
 def test_box_segments_the_mandible_on_its_slice(drawn):
     on_slice = drawn["box_mask"][drawn["plan"]["box_k"]]
     truth = drawn["labels"][drawn["plan"]["box_k"]] == MANDIBLE

@@ -40,7 +40,7 @@ def test_calibrate_threshold(peaks, hits, expected):
 
 def test_weighted_loss_does_not_reward_an_empty_heatmap():
     """A 64³ patch's Gaussian target (σ 3 voxels) covers ~0.2 % of it: plain MSE scores an
-    all-zero heatmap almost perfect (the collapse the starter's CPP net showed); weighted
+    all-zero heatmap almost perfect (the collapse the former starter model's CPP net showed); weighted
     towards the blob it is a poor answer. Invalid items never count."""
     z = torch.arange(64.0)
     g = torch.exp(-((z[:, None, None] - 32) ** 2 + (z[None, :, None] - 30) ** 2 + (z[None, None, :] - 33) ** 2) / 18)
