@@ -233,7 +233,7 @@ def cost(model) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=None, help="model directory or bundled name (default: the bundled starter)")
+    ap.add_argument("--model", default=None, help="model directory or bundled name (default: the default model)")
     ap.add_argument("--cases", type=int, default=0, help="first N validation patients (0: all 33)")
     ap.add_argument("--clicks", type=int, default=5, help="simulated clicks per organ")
     ap.add_argument("--no-expansion", action="store_true")
@@ -266,7 +266,7 @@ def main(argv=None) -> int:
         res = {
             "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                         "cpu": platform.processor() or platform.machine()},
-            "model": args.model or "bundled starter (ctsam3d-lite)",
+            "model": args.model or model.model_name,
             "ctsam3d": ctsam3d.__file__,
             "aorta": aorta(model),
             "openkbp_validation": clicks_and_edits(model, _cases(args.cases), args.clicks, not args.no_expansion),

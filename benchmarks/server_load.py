@@ -4,7 +4,7 @@ By default it uses a **512 x 512 x 300** CT built from the shared data by
 ``benchmarks/fullsize_ct.py`` (the TotalSegmentator example CT, 122 x 101 x 112 at 3 mm,
 resampled to 0.715 mm in-plane and 300 slices of 1.12 mm, with CT-like noise; cached in
 ``~/.cache/ctsam3d/bench``), starts ``ctsam3d serve`` on it in a subprocess with the
-default settings (bundled starter model, cross-patch expansion on), and runs N user threads
+default settings (the default model, cross-patch expansion on), and runs N user threads
 that all start at the same moment. Each user does what the page does:
 
 1. **open**: ``POST /api/sessions`` on the image, then download the page's display volume
@@ -53,6 +53,13 @@ ROOT = Path(__file__).resolve().parents[1]
 FULL_SIZE = (512, 512, 300)  # (i, j, k)
 FULL_RES = 2**31 - 1  # the page's max_voxels for full resolution
 
+
+def _default_model_name() -> str:
+    """The model ``ctsam3d serve`` uses without ``--model`` (registry; no torch import)."""
+    from ctsam3d.hub.registry import default_model
+
+    entry = default_model()
+    return f"default: {entry.name}" if entry is not None else "default: none"
 
 def full_size_ct(size=FULL_SIZE) -> Path:
     """The full-size CT of the issue-20 benchmarks (``benchmarks/fullsize_ct.py``, shared with
@@ -278,7 +285,7 @@ def run_load(ct_path: Path | str, users: int = 8, seconds: float = 60.0, *, mode
                "spacing_mm": [round(s, 4) for s in points.img.GetSpacing()]},
         "users": users, "duration_s": seconds, "wall_s": round(wall, 1), "think_s": think_s,
         "opened_with": f"view?max_voxels={display_voxels}" if display_voxels else "view (full resolution)",
-        "model": model or "bundled starter", "device": device, "threads": threads, "expansion": expansion,
+        "model": model or _default_model_name(), "device": device, "threads": threads, "expansion": expansion,
         "max_concurrent": max_concurrent or "default", "extra_args": list(extra_args or []),
         "open_s": pct([u.open_s for u in pool]), "open_image_s": pct([u.open_image_s for u in pool]),
         "open_s_each": [None if u.open_s is None else round(u.open_s, 2) for u in pool],
@@ -330,7 +337,7 @@ def main() -> int:
     p.add_argument("--display-voxels", type=int, default=None, metavar="N",
                    help="open with the page's display volume of at most N voxels (software-rendered page: 10000000) "
                         "instead of the full-resolution image")
-    p.add_argument("--model", default=None, help="default: the server's default (bundled starter)")
+    p.add_argument("--model", default=None, help="default: the server's default model ('ctsam3d models')")
     p.add_argument("-d", "--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads of the server (OMP_NUM_THREADS)")
     p.add_argument("--no-expansion", action="store_true", help="cross-patch expansion off (default on, as the server)")

@@ -14,7 +14,7 @@ Measures, on one device and thread count:
 Prints a table and writes JSON (``--json``). Latency figures of an untrained model
 (``--model ctsam3d-lite``) are valid as latency only; its Dice figures mean nothing.
 
-    python benchmarks/session_latency.py                       # bundled starter (or lite if absent)
+    python benchmarks/session_latency.py                       # the default model (or lite if none)
     python benchmarks/session_latency.py --model ctsam3d-lite -d cuda --threads 2
 """
 
@@ -51,11 +51,11 @@ def _load(spec, device):
 
     if spec is None and not (BUNDLED_DIR / "model.safetensors").is_file():
         spec = "ctsam3d-lite"
-        print("no bundled starter weights: using the untrained ctsam3d-lite preset (latency only)", file=sys.stderr)
+        print("no bundled weights: using the untrained ctsam3d-lite preset (latency only)", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_model(spec, device=device)
-    return model, spec or "bundled starter"
+    return model, spec or model.model_name
 
 
 def _sync(device):
@@ -179,7 +179,7 @@ def bench_rss(args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=None, help="model directory or preset (default: bundled starter, else ctsam3d-lite)")
+    p.add_argument("--model", default=None, help="model name, directory or preset (default: the default model, else ctsam3d-lite)")
     p.add_argument("-d", "--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--repeats", type=int, default=5, help="sessions per latency figure (default 5)")
