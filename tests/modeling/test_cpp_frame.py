@@ -104,17 +104,6 @@ def test_frame_field_presets_and_old_configs():
         ModelConfig.from_dict(saved).validate()
 
 
-def test_bundled_models_keep_their_own_frame():
-    from ctsam3d.modeling.checkpoint import bundled_models
-
-    found = bundled_models()
-    if not found:
-        pytest.skip("no bundled model in this checkout")
-    for name, folder in found.items():
-        cfg = ModelConfig.from_json(folder / "config.json")
-        assert cfg.cpp.frame == "own", name
-
-
 def test_frame_of_models_without_a_cpp_config():
     class Bare(torch.nn.Module):
         pass
