@@ -15,7 +15,10 @@ Rules (RITM / SAM style, the defaults of docs/reference-model.md):
   and *false* (predicted and not target); each set is split into 6-connected
   components; the largest component (by volume; voxel count × voxel volume, so equal
   to ranking by voxel count on one grid) gets the click, at its EDT maximum. A missed
-  region gives a positive click, a false region a negative click.
+  region gives a positive click, a false region a negative click. With ``exclude`` (the
+  evaluation protocol passes the clicks made so far) those voxels are never chosen: the
+  click goes to the region's deepest other voxel, or to the next largest region when all
+  of the largest one's voxels were clicked.
 
 Distances are to the nearest voxel outside the region, and the volume border counts as
 outside (the array is padded with background), so a click is never placed on the edge
@@ -189,13 +192,7 @@ def next_click(
     """
     missed, false = error_regions(target, prediction, valid=valid)
     sp = _spacing(spacing_zyx)
-    banned = None
-    if exclude is not None:
-        pts = np.asarray(list(exclude), dtype=np.int64).reshape(-1, 3)
-        pts = pts[np.all((pts >= 0) & (pts < np.asarray(missed.shape)), axis=1)]
-        if len(pts):
-            banned = np.zeros(missed.shape, bool)
-            banned[tuple(pts.T)] = True
+    banned = np.zeros((0, 3), np.int64) if exclude is None else np.asarray(list(exclude), np.int64).reshape(-1, 3)
     parts = [_labelled(m) for m in (missed, false)]  # order 0: missed (positive), 1: false
     # all components, largest first; within a size: missed before false, then raster order
     ranked = sorted(((int(n), order, i) for order, (sizes, _) in enumerate(parts) for i, n in enumerate(sizes)),
@@ -209,8 +206,11 @@ def next_click(
             k += 1
             box, comp = parts[order][1](i)
             dt = ndimage.distance_transform_edt(np.pad(comp, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
-            if banned is not None:
-                dt[banned[box]] = 0.0
+            if len(banned):
+                lo = np.array([b.start for b in box])
+                rel = banned - lo
+                rel = rel[np.all((rel >= 0) & (rel < np.asarray(dt.shape)), axis=1)]
+                dt[tuple(rel.T)] = 0.0
                 if not dt.max() > 0:
                     continue  # every voxel of this region was clicked already
             idx, depth = _argmax_tiebreak(dt, sp)
