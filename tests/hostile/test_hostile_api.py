@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import stat
 import warnings
 from pathlib import Path
@@ -19,7 +18,7 @@ from hostile_files import BAD_VOLUMES, VOL, dicom_series, good_ct, snapshot, tex
 import ctsam3d
 from ctsam3d.errors import CheckpointError, ClickError, CtSam3dError, GeometryError, InputError, OutputExistsError
 from ctsam3d.io import read_label, read_volume, write_label_map, write_mask
-from ctsam3d.modeling import save_model
+from ctsam3d.modeling import get_preset, save_model
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +155,7 @@ def _model_missing(d):
 
 def _model_garbage_safetensors(d):
     (d / "model.safetensors").write_bytes(b"\x00" * 64)
-    shutil.copy(Path(ctsam3d.__file__).parent / "weights" / "ctsam3d-lite" / "config.json", d / "config.json")
+    (d / "config.json").write_text(get_preset("ctsam3d-lite").to_json() + "\n", encoding="utf-8")  # a valid config, no bundled file needed
     return lambda: ctsam3d.load_model(d / "model.safetensors")
 
 

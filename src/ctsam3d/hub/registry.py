@@ -55,8 +55,8 @@ class Bundled:
 #: The bundled models. Exactly one should have ``default=True`` (else the first present is used).
 #: The whole-body model bears its preset's name, ``ctsam3d-lite-wb``: that name loads these trained
 #: weights (``untrained=True`` / ``--untrained`` gives the fresh preset). The starter
-#: (``ctsam3d-lite-starter``) and ``ctsam3d-lite-torso`` are no longer bundled (issue 16): the
-#: whole-body model matches the starter on head-and-neck CT and beats the torso model on the torso.
+#: (``ctsam3d-lite-starter``, head and neck only) and ``ctsam3d-lite-torso`` are no longer bundled:
+#: one whole-body default instead of partial ones (issue 16; figures in docs/model_card.md).
 BUNDLED: tuple[Bundled, ...] = (
     Bundled(
         "ctsam3d-lite-wb", "ctsam3d-lite-wb",
