@@ -159,7 +159,7 @@ def test_cpp_validation_command_prints_the_figures(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "model"), "--cache", str(cache), "--draws", "16", "--seed", "1"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["frame"] == "v" and res["draws"] == 16 and res["pairs"] <= 16
-    assert {"cpp_hit", "cpp_hit_beyond", "cpp_hit_continuation", "cpp_threshold"} <= set(res)
+    assert {"cpp_hit", "cpp_hit_beyond", "cpp_hit_continuation", "cpp_threshold", "model_fire", "model_precision"} <= set(res)
     assert main(["--model", str(tmp_path / "missing"), "--cache", str(cache)]) == 1
 
 

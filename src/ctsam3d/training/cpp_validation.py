@@ -197,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     res = vs.evaluate(model)
     res.update(pairs=len(vs), draws=args.draws, seed=args.seed, frame=frame_of(model),
                model_threshold=cfg.cpp.peak_threshold, model=str(args.model))
+    if cfg.cpp.peak_threshold is not None and len(vs):  # what sessions do with the model's own threshold
+        vals, hits = vs.peaks(model)
+        fire = vals >= cfg.cpp.peak_threshold
+        res.update(model_fire=float(fire.mean()), model_precision=float(hits[fire].mean()) if fire.any() else None)
     res = {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in res.items()}  # nan: none
     print(json.dumps(res, indent=1))
     return 0
