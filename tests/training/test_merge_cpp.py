@@ -96,3 +96,19 @@ def test_config_differences_ignore_only_the_calibration(models):
     other = get_preset("ctsam3d-lite-wb")
     other.cpp.channels = (4, 8, 16, 32)
     assert config_differences(base.config, other) == ["cpp.channels"]
+
+
+def test_export_when_the_init_model_is_gone(models, tmp_path, capsys):
+    """A stage-1 checkpoint names init_weights whose model is no longer installed (a bundled
+    model since removed): exported without a threshold and a warning, or with --cpp-from's."""
+    from ctsam3d.training.export_checkpoint import main as export_main
+
+    d, base, cpp = models
+    ckpt = tmp_path / "checkpoint.pt"
+    save_checkpoint(ckpt, {"step": 7, "model": base.state_dict(), "model_config": base.config.to_dict(),
+                           "train_config": {"sampler": {"cpp": False}, "init_weights": str(tmp_path / "gone")}})
+    assert export_main([str(ckpt), "-o", str(tmp_path / "plain")]) == 0
+    assert load_model(tmp_path / "plain").config.cpp.peak_threshold is None
+    assert "cannot be loaded" in capsys.readouterr().err
+    assert export_main([str(ckpt), "-o", str(tmp_path / "merged"), "--cpp-from", str(d / "cpp")]) == 0
+    assert load_model(tmp_path / "merged").config.cpp.peak_threshold == pytest.approx(0.42)

@@ -8,7 +8,8 @@ stopping or touching the run. The checkpoint is only read.
 
 The CPP peak threshold follows the loop's export rule when no CPP validation is at hand:
 a run that does not train the CPP net (``sampler.cpp: false``) keeps its initial model's
-calibration (``init_weights``; None without one); a run that trains it gets None (sessions
+calibration (``init_weights``; None without one, or when that model can no longer be loaded —
+a warning says so); a run that trains it gets None (sessions
 continue masks through the patch overlap) until a validation calibrates it — never the
 preset's uncalibrated default.
 
@@ -51,10 +52,13 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, cpp_from: str
     mcfg = ModelConfig.from_dict(st["model_config"], source=f"{checkpoint}: model_config")
     tcfg = st.get("train_config") or {}
     init = tcfg.get("init_weights")
-    if not (tcfg.get("sampler") or {}).get("cpp", True) and init:
-        mcfg.cpp.peak_threshold = load_model(init).config.cpp.peak_threshold
-    else:
-        mcfg.cpp.peak_threshold = None
+    mcfg.cpp.peak_threshold = None
+    if not (tcfg.get("sampler") or {}).get("cpp", True) and init and cpp_from is None:
+        try:
+            mcfg.cpp.peak_threshold = load_model(init).config.cpp.peak_threshold
+        except CheckpointError as exc:  # e.g. a bundled model since removed: no calibration to keep
+            print(f"export_checkpoint: warning: init_weights {init} cannot be loaded ({exc}); "
+                  f"exported without a CPP peak threshold", file=sys.stderr)
     mcfg.training = {
         "steps": int(st["step"]),
         "preset": mcfg.preset,
