@@ -202,11 +202,17 @@ def test_box_reaches_the_axial_slice_and_the_mask_stays_in_it(drawn):
 
 @pytest.mark.skipif(not HAVE_WEIGHTS, reason="bundled weights absent: an untrained model is used, overlap not meaningful")
 def test_box_segments_the_mandible_on_its_slice(drawn):
+    """The model's answer to the box beats the trivial one, the filled box: a U-shaped mandible
+    fills only part of its bounding box (the box's centre lies in the oral cavity), so filling
+    the box scores well below a mask that follows the bone."""
     on_slice = drawn["box_mask"][drawn["plan"]["box_k"]]
     truth = drawn["labels"][drawn["plan"]["box_k"]] == MANDIBLE
+    filled = box2d_shape(*drawn["box"]["prompt"]["points"], drawn["ct"], "index", 2).inside
     dice = 2 * (on_slice & truth).sum() / max(1, on_slice.sum() + truth.sum())
-    print(f"2D box on the mandible, Dice on the box's slice: {dice:.3f}")
-    assert dice >= 0.5
+    dice_filled = 2 * (filled & truth).sum() / max(1, filled.sum() + truth.sum())
+    print(f"2D box on the mandible, Dice on the box's slice: {dice:.3f} (filled box {dice_filled:.3f})")
+    assert on_slice.any()
+    assert dice > dice_filled + 0.1
 
 
 def test_lasso_on_the_coronal_view_is_the_mask_on_its_slice(drawn):
