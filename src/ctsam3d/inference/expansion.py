@@ -283,7 +283,8 @@ def expand(obj, sources, runner, lattice, image_box, config: ExpansionConfig, ti
                 zyx = tuple(int(a + b) for a, b in zip(v, p))
                 lps = tuple(float(x) for x in lattice.zyx_to_world(zyx))
                 ijk = tuple(float(x) for x in lps_to_index(runner.image, lps))
-                obj.clicks.append(Click(zyx, lps, ijk, True, "cpp" if config.prompts != "mask" else "continuation"))
+                obj.clicks.append(Click(zyx, lps, ijk, True, "cpp" if config.prompts != "mask" else "continuation",
+                                        patch=tuple(int(a) for a in v)))
         changed_patches = []
         for b in range(0, len(to_segment), config.batch_size):
             chunk = [c[0] for c in to_segment[b : b + config.batch_size]]

@@ -103,12 +103,19 @@ class ObjectState:
         return best, best_margin
 
     def clicks_in(self, start: Key, size) -> tuple[list[Key], list[Key]]:
-        """Positive and negative clicks inside the patch at ``start``, as patch ``(z, y, x)``."""
+        """Positive and negative clicks inside the patch at ``start``, as patch ``(z, y, x)``.
+
+        An expansion click (``Click.patch`` set) counts only in the patch it was made for: it
+        lies in the overlap with the patch it grew from, and replaying it there would turn the
+        CPP net's guess into a positive prompt that the user's negative clicks must fight."""
         pos: list[Key] = []
         neg: list[Key] = []
         s = np.asarray(start)
         n = np.asarray(size)
+        key = tuple(int(v) for v in start)
         for c in self.clicks:
+            if c.patch is not None and tuple(c.patch) != key:
+                continue
             rel = np.asarray(c.zyx) - s
             if np.all(rel >= 0) and np.all(rel < n):
                 (pos if c.positive else neg).append(tuple(int(v) for v in rel))  # type: ignore[arg-type]

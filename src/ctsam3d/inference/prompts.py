@@ -38,6 +38,9 @@ class Click:
         index_ijk: continuous ITK index ``(i, j, k)`` of the input image.
         positive: True for a foreground click, False for background.
         source: ``"user"``, ``"box"`` (centre of a box) or ``"cpp"`` (cross-patch prompt).
+        patch: lattice start ``(z, y, x)`` of the patch an automatic (expansion) click was
+            made for: it prompts that patch only, never another patch that happens to hold
+            it (None: a user/box click, which prompts every patch holding it).
     """
 
     zyx: tuple[int, int, int]
@@ -45,6 +48,7 @@ class Click:
     index_ijk: tuple[float, float, float]
     positive: bool
     source: str = "user"
+    patch: tuple[int, int, int] | None = None
 
 
 def _three_numbers(point, what: str) -> tuple[float, float, float]:
