@@ -54,6 +54,33 @@ def _browser_path() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
+def require_browser():
+    """``(chromium path, playwright.sync_api)`` for a browser test, or skip it; NiiVue must be installed."""
+    browser = _browser_path()
+    if browser is None:
+        pytest.skip("no chromium installed (Debian: apt-get update && apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no 'playwright install' needed)")
+    assert niivue_module_path() is not None, "NiiVue is not installed: run 'npm ci' in the repository root"
+    return browser, sync_api
+
+
+def open_ct_page(b, url: str, name: str, errors: list[str], *, query: str = "", view: str | None = None,
+                 viewport: tuple[int, int] = (1400, 900)):
+    """A new page of browser ``b`` on the server at ``url`` (page ``/`` + ``query``), ``view``
+    picked when given, the data-store CT ``name`` opened; page errors go to ``errors``."""
+    page = b.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    page.set_default_timeout(180_000)  # software WebGL on a busy 2-core machine is slow
+    page.on("pageerror", lambda e: errors.append(f"{e} {getattr(e, 'stack', '') or ''}"[:800]))
+    page.goto(url + "/" + query)
+    page.wait_for_function("document.body.dataset.ready === '1'")
+    if view is not None:
+        page.click(f"[data-view={view}]")
+    page.select_option("#datastore", name)
+    page.click("#open-btn")
+    page.wait_for_function("document.body.dataset.session")
+    return page
+
+
 def _target(labels: sitk.Image) -> tuple[tuple[int, int, int], list[float]]:
     """The organ voxel nearest the organ's centroid (ITK i, j, k) and its RAS mm."""
     zyx = np.argwhere(sitk.GetArrayFromImage(labels) == ORGAN_ID)
@@ -66,11 +93,7 @@ def _target(labels: sitk.Image) -> tuple[tuple[int, int, int], list[float]]:
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory, lite_model):
     """Run the browser once; the tests below check what it produced."""
-    browser = _browser_path()
-    if browser is None:
-        pytest.skip("no chromium installed (Debian: apt-get update && apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no 'playwright install' needed)")
-    assert niivue_module_path() is not None, "NiiVue is not installed: run 'npm ci' in the repository root"
+    browser, sync_api = require_browser()
 
     case = example_case()
     data = tmp_path_factory.mktemp("e2e-data")
@@ -89,15 +112,8 @@ def e2e(tmp_path_factory, lite_model):
     with BackgroundServer(app) as url, sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=browser, headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = b.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(180_000)  # software WebGL on a busy 2-core machine is slow
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(url + "/")
-            page.wait_for_function("document.body.dataset.ready === '1'", timeout=180_000)
-            page.click("[data-view=axial]")  # one 2D view: a 25 px move stays on this slice
-            page.select_option("#datastore", "example_ct.nii.gz")
-            page.click("#open-btn")
-            page.wait_for_function("document.body.dataset.session", timeout=180_000)
+            # one 2D view: a 25 px move stays on this slice
+            page = open_ct_page(b, url, "example_ct.nii.gz", errors, view="axial")
             # bring the organ's slice into view, then find its pixel on the canvas
             pos = page.evaluate(CANVAS_POS_OF_RAS_JS, ras)
             page.evaluate(  # count NiiVue's whole-volume refreshes during the clicks (there should be none)

@@ -14,21 +14,16 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_browser import CANVAS_POS_OF_RAS_JS, CHROMIUM_FLAGS, _browser_path, _target
+from test_browser import CANVAS_POS_OF_RAS_JS, CHROMIUM_FLAGS, _target, open_ct_page, require_browser
 
 from ctsam3d.examples import example_case
 from ctsam3d.server import ServerConfig, create_app
-from ctsam3d.server.app import niivue_module_path
 from ctsam3d.server.background import BackgroundServer
 from ctsam3d.server.routes_view import display_factors
 
 
 def test_click_on_a_coarse_display_volume(tmp_path, lite_model):
-    browser = _browser_path()
-    if browser is None:
-        pytest.skip("no chromium installed (Debian: apt-get update && apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no 'playwright install' needed)")
-    assert niivue_module_path() is not None, "NiiVue is not installed: run 'npm ci' in the repository root"
+    browser, sync_api = require_browser()
     case = example_case()
     (tmp_path / "data").mkdir()
     shutil.copy(case.ct, tmp_path / "data" / "ct.nii.gz")
@@ -41,15 +36,7 @@ def test_click_on_a_coarse_display_volume(tmp_path, lite_model):
     with BackgroundServer(app) as url, sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=browser, headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = b.new_page(viewport={"width": 1200, "height": 800})
-            page.set_default_timeout(180_000)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(url + "/?display=1000000")
-            page.wait_for_function("document.body.dataset.ready === '1'")
-            page.click("[data-view=axial]")
-            page.select_option("#datastore", "ct.nii.gz")
-            page.click("#open-btn")
-            page.wait_for_function("document.body.dataset.session")
+            page = open_ct_page(b, url, "ct.nii.gz", errors, query="?display=1000000", view="axial", viewport=(1200, 800))
             shown = page.evaluate("() => window.ctsam3d.state.display")
             pos = page.evaluate(CANVAS_POS_OF_RAS_JS, ras)
             page.mouse.click(pos[0], pos[1])

@@ -17,13 +17,12 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_browser import ARTIFACTS, CANVAS_POS_OF_RAS_JS, CHROMIUM_FLAGS, HAVE_WEIGHTS, _browser_path
+from test_browser import ARTIFACTS, CANVAS_POS_OF_RAS_JS, CHROMIUM_FLAGS, HAVE_WEIGHTS, open_ct_page, require_browser
 
 import ctsam3d
 from ctsam3d.examples import example_case
 from ctsam3d.inference.shapes import box2d_shape, lasso_shape
 from ctsam3d.server import ServerConfig, create_app
-from ctsam3d.server.app import niivue_module_path
 from ctsam3d.server.background import BackgroundServer
 from ctsam3d.server.shape_requests import first_crossing
 
@@ -72,11 +71,7 @@ def _plan(ct: sitk.Image, labels: np.ndarray) -> dict:
 
 @pytest.fixture(scope="module")
 def drawn(tmp_path_factory, lite_model):
-    browser = _browser_path()
-    if browser is None:
-        pytest.skip("no chromium installed (Debian: apt-get update && apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no 'playwright install' needed)")
-    assert niivue_module_path() is not None, "NiiVue is not installed: run 'npm ci' in the repository root"
+    browser, sync_api = require_browser()
     case = example_case()
     data = tmp_path_factory.mktemp("shapes-data")
     shutil.copy(case.ct, data / "example_ct.nii.gz")
@@ -93,14 +88,7 @@ def drawn(tmp_path_factory, lite_model):
     with BackgroundServer(app) as url, sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=browser, headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = b.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(180_000)  # software WebGL on a busy 2-core machine is slow
-            page.on("pageerror", lambda e: errors.append(f"{e} {getattr(e, 'stack', '') or ''}"[:800]))
-            page.goto(url + "/")
-            page.wait_for_function("document.body.dataset.ready === '1'")
-            page.select_option("#datastore", "example_ct.nii.gz")
-            page.click("#open-btn")
-            page.wait_for_function("document.body.dataset.session")
+            page = open_ct_page(b, url, "example_ct.nii.gz", errors)
             sid = page.evaluate("() => document.body.dataset.session")
             ws = app.state.ctx.store.get(sid)
 
@@ -265,11 +253,7 @@ def test_lasso_on_a_coarse_display_volume_reaches_the_slice_its_overlay_shows(tm
     a full-size CT): display slice 30 covers CT slices 60 and 61 and its overlay shows slice 60
     (the block's central voxel). With the crosshair on slice 61 the lasso still goes to slice
     60, where the user sees its result, and its marker is drawn."""
-    browser = _browser_path()
-    if browser is None:
-        pytest.skip("no chromium installed (Debian: apt-get update && apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no 'playwright install' needed)")
-    assert niivue_module_path() is not None, "NiiVue is not installed: run 'npm ci' in the repository root"
+    browser, sync_api = require_browser()
     case = example_case()
     (tmp_path / "data").mkdir()
     shutil.copy(case.ct, tmp_path / "data" / "ct.nii.gz")
@@ -282,15 +266,7 @@ def test_lasso_on_a_coarse_display_volume_reaches_the_slice_its_overlay_shows(tm
     with BackgroundServer(app) as url, sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=browser, headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = b.new_page(viewport={"width": 1200, "height": 800})
-            page.set_default_timeout(180_000)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(url + "/?display=1000000")
-            page.wait_for_function("document.body.dataset.ready === '1'")
-            page.click("[data-view=axial]")
-            page.select_option("#datastore", "ct.nii.gz")
-            page.click("#open-btn")
-            page.wait_for_function("document.body.dataset.session")
+            page = open_ct_page(b, url, "ct.nii.gz", errors, query="?display=1000000", view="axial", viewport=(1200, 800))
             assert page.evaluate("() => window.ctsam3d.state.display.factors") == [2, 1, 2]
             page.click("[data-tool=lasso]")
             pts = [page.evaluate(CANVAS_POS_ON_VIEW_JS, [_ras(ct, v), SLICE_TYPE["axial"]]) for v in ring]
