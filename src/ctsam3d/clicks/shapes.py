@@ -37,7 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["ShapePrompt", "PROMPT_KINDS", "largest_slice", "simulate_box2d", "simulate_lasso",
-           "simulate_scribble", "simulate_prompt", "shape_clicks"]
+           "simulate_scribble", "simulate_prompt", "shape_clicks", "SliceRule2D", "shape_slice_rule"]
 
 PROMPT_KINDS = ("box2d", "lasso", "scribble")
 
@@ -254,15 +254,8 @@ def shape_clicks(prompt: ShapePrompt, shape_zyx, *, spacing_zyx=None, step_vox: 
     if prompt.kind == "box2d":
         pts = [prompt.points.mean(axis=0)]
     elif prompt.kind == "lasso":
-        from skimage.draw import polygon
-
         others = [a for a in range(3) if a != prompt.axis]
-        plane_shape = tuple(int(shape_zyx[a]) for a in others)
-        inside = np.zeros(plane_shape, bool)
-        inside[polygon(prompt.points[:, others[0]], prompt.points[:, others[1]], shape=plane_shape)] = True
-        if not inside.any():
-            inside[tuple(np.clip(np.rint(prompt.points[:, others].mean(axis=0)).astype(int), 0, np.array(plane_shape) - 1))] = True
-        rc = _greedy_maxima(inside, _sp(spacing_zyx)[others], lasso_clicks)
+        rc = _greedy_maxima(lasso_inside(prompt, shape_zyx), _sp(spacing_zyx)[others], lasso_clicks)
         pts = list(_to_zyx(rc, prompt.axis, prompt.index))
     else:
         pts = [prompt.points[0]]
@@ -275,3 +268,89 @@ def shape_clicks(prompt: ShapePrompt, shape_zyx, *, spacing_zyx=None, step_vox: 
         if c not in out:
             out.append(c)
     return out
+
+
+def lasso_inside(prompt: ShapePrompt, shape_zyx) -> np.ndarray:
+    """The inside of a lasso on its slice: a 2D bool array over the slice's two other axes (in
+    numpy order) of a volume of shape ``shape_zyx``; never empty (a degenerate lasso gives the
+    voxel at its vertices' mean)."""
+    from skimage.draw import polygon
+
+    others = [a for a in range(3) if a != prompt.axis]
+    plane_shape = tuple(int(shape_zyx[a]) for a in others)
+    inside = np.zeros(plane_shape, bool)
+    inside[polygon(prompt.points[:, others[0]], prompt.points[:, others[1]], shape=plane_shape)] = True
+    if not inside.any():
+        inside[tuple(np.clip(np.rint(prompt.points[:, others].mean(axis=0)).astype(int), 0, np.array(plane_shape) - 1))] = True
+    return inside
+
+
+@dataclass(frozen=True)
+class SliceRule2D:
+    """What a 2D box or lasso says about its slice, for training (the session's
+    :class:`ctsam3d.inference.shape_render.SliceRule` on the patch grid).
+
+    ``axis``/``index``: the slice; ``allowed``: 2D bool over the slice's other two axes, where
+    the object may be on it (outside is background); ``inside``: 2D bool where it *is* object
+    (a positive lasso's inside) or None. :meth:`seed` gives the previous-mask channel before the
+    first decode, :meth:`apply` writes the rule into a decoded probability volume — as a
+    session does after decoding, so the next decode sees it.
+    """
+
+    axis: int
+    index: int
+    allowed: np.ndarray
+    inside: np.ndarray | None
+
+    def _view(self, volume):
+        sl = [slice(None)] * volume.ndim
+        sl[volume.ndim - 3 + self.axis] = self.index
+        return tuple(sl)
+
+    def seed(self, shape_zyx) -> np.ndarray | None:
+        """``(D, H, W)`` float32 with the inside on the slice, or None (nothing to seed)."""
+        if self.inside is None:
+            return None
+        out = np.zeros(tuple(int(v) for v in shape_zyx), np.float32)
+        out[self._view(out)] = self.inside
+        return out
+
+    def apply(self, probs):
+        """Apply the rule in place to ``probs`` (numpy or torch, last three axes ``(z, y, x)``)."""
+        view = self._view(probs)
+        plane = probs[view]
+        if hasattr(plane, "new_tensor"):  # torch
+            allowed = plane.new_tensor(self.allowed.astype(np.float32))
+            plane = plane * allowed
+            if self.inside is not None:
+                plane = plane.maximum(plane.new_tensor(self.inside.astype(np.float32)))
+        else:
+            plane = plane * self.allowed
+            if self.inside is not None:
+                plane = np.maximum(plane, self.inside)
+        probs[view] = plane
+        return probs
+
+
+def shape_slice_rule(prompt: ShapePrompt, shape_zyx) -> SliceRule2D | None:
+    """The slice rule of a positive 2D box (outside the box is background on its slice) or
+    lasso (inside object, outside background) on a volume of shape ``shape_zyx``; None for a
+    scribble or a negative prompt (the session's negative shapes are left out of training)."""
+    if prompt.axis is None or not prompt.positive or prompt.kind not in ("box2d", "lasso"):
+        return None
+    others = [a for a in range(3) if a != prompt.axis]
+    plane_shape = tuple(int(shape_zyx[a]) for a in others)
+    if prompt.kind == "lasso":
+        inside = lasso_inside(prompt, shape_zyx)
+        return SliceRule2D(prompt.axis, int(prompt.index), _near(inside), inside)
+    lo = np.clip(np.rint(prompt.points[:, others].min(axis=0)).astype(int), 0, np.array(plane_shape) - 1)
+    hi = np.clip(np.rint(prompt.points[:, others].max(axis=0)).astype(int), 0, np.array(plane_shape) - 1)
+    box = np.zeros(plane_shape, bool)
+    box[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1] = True
+    return SliceRule2D(prompt.axis, int(prompt.index), _near(box), None)
+
+
+def _near(region: np.ndarray) -> np.ndarray:
+    """``region`` grown by one voxel (8-neighbourhood): a session zeroes the slice only more than
+    one lattice voxel from what the rule allows, so interpolation does not eat into it."""
+    return ndimage.binary_dilation(region, structure=np.ones((3, 3), bool))

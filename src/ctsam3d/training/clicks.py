@@ -25,7 +25,7 @@ import torch
 from ..clicks import first_click, next_clicks_batch
 from ..data.heatmap import deepest_points
 
-__all__ = ["ClickState", "first_prompt", "first_clicks", "add_next_clicks"]
+__all__ = ["ClickState", "first_prompt", "first_clicks", "add_next_clicks", "seed_previous", "apply_rules"]
 
 Click = tuple[int, int, int]
 
@@ -36,27 +36,34 @@ class ClickState:
     def __init__(self, batch_size: int) -> None:
         self.pos: list[list[Click]] = [[] for _ in range(batch_size)]
         self.neg: list[list[Click]] = [[] for _ in range(batch_size)]
+        # per item, the slice rule of a first 2D box / lasso (ctsam3d.clicks.shapes.SliceRule2D) or None
+        self.rules: list = [None] * batch_size
 
     def add(self, b: int, click: Click, positive: bool) -> None:
         (self.pos if positive else self.neg)[b].append(tuple(int(v) for v in click))  # type: ignore[arg-type]
 
 
 def first_prompt(state: ClickState, i: int, target: np.ndarray, rng: np.random.Generator, mode: str,
-                 p_shape: float = 0.0) -> None:
+                 p_shape: float = 0.0, shape_rules: bool = False) -> None:
     """The simulated user's first interaction with one target ``(D, H, W)`` bool (item ``i`` of
     ``state``): one positive click (``mode`` ``"center"``: the EDT maximum, ``"random"``: a
     random interior voxel; none when the target is empty), or with probability ``p_shape`` a
     2D box, lasso or scribble (drawn uniformly; :mod:`ctsam3d.clicks.shapes`, on the target's
-    largest slice of a random axis) rendered as the clicks a session gives it. The one place
-    that draws a first prompt from a target."""
+    largest slice of a random axis) rendered as the clicks a session gives it; with
+    ``shape_rules`` also its slice rule (``state.rules[i]``: a lasso's inside seeds the
+    previous mask, the slice outside a box or lasso is background; see
+    :class:`ctsam3d.clicks.shapes.SliceRule2D`). The one place that draws a first prompt from a
+    target."""
     if p_shape > 0 and target.any() and rng.random() < p_shape:
-        from ..clicks.shapes import PROMPT_KINDS, shape_clicks, simulate_prompt
+        from ..clicks.shapes import PROMPT_KINDS, shape_clicks, shape_slice_rule, simulate_prompt
 
         kind = PROMPT_KINDS[int(rng.integers(len(PROMPT_KINDS)))]
         shape = simulate_prompt(kind, target, rng=rng, axis=int(rng.integers(3)))
         if shape is not None:
             for c in shape_clicks(shape, target.shape):
                 state.add(i, c, True)
+            if shape_rules:
+                state.rules[i] = shape_slice_rule(shape, target.shape)
             return
     c = first_click(target, rng=rng, mode=mode)
     if c is not None:
@@ -65,7 +72,7 @@ def first_prompt(state: ClickState, i: int, target: np.ndarray, rng: np.random.G
 
 def first_clicks(
     target: torch.Tensor, rng: np.random.Generator, p_random: float = 0.0, backend: str = "numpy",
-    p_shape: float = 0.0,
+    p_shape: float = 0.0, shape_rules: bool = False,
 ) -> ClickState:
     """First prompt of every item of ``target`` ``(B, 1, D, H, W)`` (:func:`first_prompt`; the
     ``torch`` backend: a positive click at the deepest voxel or a random interior voxel; with
@@ -80,7 +87,7 @@ def first_clicks(
     if backend == "numpy" or p_shape > 0:
         t = (target[:, 0] > 0.5).cpu().numpy()
         for i in range(b):
-            first_prompt(state, i, t[i], rng, modes[i], p_shape)
+            first_prompt(state, i, t[i], rng, modes[i], p_shape, shape_rules)
         return state
     pts, depth = deepest_points(target)
     m = target[:, 0] > 0.5
@@ -128,3 +135,27 @@ def add_next_clicks(state: ClickState, target: torch.Tensor, prob: torch.Tensor,
             state.add(i, tuple(pts[i]), True)  # type: ignore[arg-type]
         else:
             state.add(i, tuple(pts[b + i]), False)  # type: ignore[arg-type]
+
+
+def seed_previous(state: ClickState, like: torch.Tensor) -> torch.Tensor | None:
+    """The previous-mask channel ``(B, 1, D, H, W)`` before the first decode: each item's lasso
+    inside on its slice (zeros elsewhere and for items without one); None when no item has a
+    seed (the model then sees an empty previous mask, as for a first click)."""
+    seeds = [None if r is None else r.seed(like.shape[2:]) for r in state.rules]
+    if all(s is None for s in seeds):
+        return None
+    arr = np.stack([np.zeros(like.shape[2:], np.float32) if s is None else s for s in seeds])[:, None]
+    return torch.from_numpy(arr).to(device=like.device, dtype=torch.float32)
+
+
+def apply_rules(state: ClickState, prob: torch.Tensor) -> torch.Tensor:
+    """``prob`` ``(B, 1, D, H, W)`` with each item's slice rule applied (a session writes it into
+    the stored probabilities after the decode of the shape, so the next decode and the next
+    simulated click see it). Returns ``prob`` itself when no item has a rule."""
+    if all(r is None for r in state.rules):
+        return prob
+    prob = prob.clone()
+    for b, rule in enumerate(state.rules):
+        if rule is not None:
+            rule.apply(prob[b, 0])
+    return prob

@@ -99,6 +99,7 @@ class ClickConfig:
     p_random_first: float = 0.3
     backend: str = "auto"
     p_shape_first: float = 0.0  # issue 18: first prompt a simulated 2D box / lasso / scribble (as clicks); off
+    shape_rules: bool = False  # and its slice rule too: a lasso's inside seeds the previous mask, outside is background
 
 
 @dataclass

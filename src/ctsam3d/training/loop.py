@@ -345,7 +345,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, on_step) -> dict:
         rng = step_rng(cfg.seed, info.rank, step, 1)
         n_iters = int(rng.integers(1, cfg.clicks.iterations + 1)) if cfg.clicks.random_iterations else cfg.clicks.iterations
         out = net(batch, n_iters, rng, p_random_first=cfg.clicks.p_random_first, backend=backend, autocast=use_amp,
-                  p_shape_first=cfg.clicks.p_shape_first)
+                  p_shape_first=cfg.clicks.p_shape_first, shape_rules=cfg.clicks.shape_rules)
         opt.zero_grad(set_to_none=True)
         out["total"].backward()
         clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..modeling.cpp_frame import cpp_inputs, frame_of
-from .clicks import add_next_clicks, first_clicks
+from .clicks import add_next_clicks, apply_rules, first_clicks, seed_previous
 from .config import LossConfig
 from .losses import MaskLoss, cpp_loss, hard_dice, quality_loss
 
@@ -47,6 +47,7 @@ class InteractiveStep(nn.Module):
         p_random_first: float = 0.0,
         backend: str = "numpy",
         p_shape_first: float = 0.0,
+        shape_rules: bool = False,
         autocast: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Losses of one batch (``total`` is the one to back-propagate).
@@ -67,14 +68,16 @@ class InteractiveStep(nn.Module):
                     "dice": zero, "quality": zero, "train_dice": zero}
         with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=autocast):
             feats = m.encode(image)
-        clicks = first_clicks(target, rng, p_random_first, backend, p_shape_first)
-        prev = None
+        clicks = first_clicks(target, rng, p_random_first, backend, p_shape_first, shape_rules)
+        prev = seed_previous(clicks, target)  # a first lasso's inside (shape_rules), else None
         with torch.no_grad():
-            for _ in range(n_iters - 1):
+            for it in range(n_iters - 1):
                 with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=autocast):
                     prompt = m.render_prompt(clicks.pos, clicks.neg, prev)
                     logits, _ = m.decode(feats, prompt)
                 prev = torch.sigmoid(logits.float())
+                if it == 0:  # the shape's slice rule binds its own step, as in a session
+                    prev = apply_rules(clicks, prev)
                 add_next_clicks(clicks, target, prev, backend)
         with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=autocast):
             prompt = m.render_prompt(clicks.pos, clicks.neg, prev)
