@@ -5,8 +5,15 @@
 * ``ctsam3d +`` / ``ctsam3d -`` (Points): positive / negative clicks;
 * ``ctsam3d shapes +`` / ``ctsam3d shapes -`` (Shapes): a rectangle is a 2D box, a polygon or
   an ellipse a lasso, a path or a line a scribble (drawn on a slice; a path may also be 3D);
-* ``ctsam3d result`` (Labels): :meth:`Session.label_map`, value = object id, with the image's
-  scale, translation and direction.
+* ``ctsam3d result`` (Labels): :meth:`Session.label_map`, value = object id.
+
+All five carry the CT's transform (:func:`~.geometry.layer_transform`: scale, translation and
+direction), as the Image layer opened by the reader does. The prompt layers' data are therefore
+continuous voxel indices ``(k, j, i)`` of the CT (what napari stores when one draws, via
+``layer.world_to_data``), and they share the image's world extent and step: napari's dims
+slider steps through the CT's slices, and a point or shape drawn lands on the slice shown (an
+empty layer without that transform has a step of 1 world unit, so the slider would step through
+every millimetre instead).
 
 :meth:`apply` sends the items added since the last call to the session (points layers first,
 then shapes, each in the order drawn), :meth:`undo` undoes the last one (and removes it from
@@ -21,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .geometry import image_from_layer_data, layer_transform, world_to_lps
+from .geometry import image_from_layer_data, index_to_lps, layer_transform
 
 __all__ = ["NapariSegmenter", "LAYER_NAMES"]
 
@@ -30,7 +37,7 @@ LAYER_NAMES = {"pos": "ctsam3d +", "neg": "ctsam3d -", "shapes_pos": "ctsam3d sh
 
 
 def _ellipse_polygon(vertices: np.ndarray, n: int = 32) -> np.ndarray:
-    """napari's ellipse (4 corners of its bounding box) -> ``n`` points on it (world)."""
+    """napari's ellipse (4 corners of its bounding box) -> ``n`` points on it (same space)."""
     c = vertices.mean(axis=0)
     a = (vertices[1] - vertices[0]) / 2.0
     b = (vertices[3] - vertices[0]) / 2.0
@@ -74,35 +81,46 @@ class NapariSegmenter:
     def _make_layers(self) -> dict:
         v = self.viewer
         ndim = 3
+        tf = layer_transform(self.image)  # every layer on the CT's grid (see the module doc)
+        # sizes are in data units (voxels): a 4 mm point (napari scales a point by the last axis's
+        # scale) and 2 mm shape edges, as wide as they were in a millimetre world
+        point = 4.0 / abs(tf["scale"][-1])
+        edge = 2.0 / float(np.mean(np.abs(tf["scale"][-2:])))
         layers = {
-            "pos": v.add_points(np.zeros((0, ndim)), name=LAYER_NAMES["pos"], face_color="lime", size=4),
-            "neg": v.add_points(np.zeros((0, ndim)), name=LAYER_NAMES["neg"], face_color="red", size=4),
+            "pos": v.add_points(np.zeros((0, ndim)), name=LAYER_NAMES["pos"], face_color="lime", size=point, **tf),
+            "neg": v.add_points(np.zeros((0, ndim)), name=LAYER_NAMES["neg"], face_color="red", size=point, **tf),
             "shapes_pos": v.add_shapes(None, ndim=ndim, name=LAYER_NAMES["shapes_pos"], edge_color="lime",
-                                       face_color="transparent", edge_width=2.0),
+                                       face_color="transparent", edge_width=edge, **tf),
             "shapes_neg": v.add_shapes(None, ndim=ndim, name=LAYER_NAMES["shapes_neg"], edge_color="red",
-                                       face_color="transparent", edge_width=2.0),
+                                       face_color="transparent", edge_width=edge, **tf),
         }
         size = self.image.GetSize()
         layers["result"] = v.add_labels(np.zeros((size[2], size[1], size[0]), np.uint16), name=LAYER_NAMES["result"],
-                                        opacity=0.5, **layer_transform(self.image))
+                                        opacity=0.5, **tf)
         return layers
 
     def _refresh(self) -> None:
         self.layers["result"].data = sitk.GetArrayFromImage(self.session.label_map()).astype(np.uint16)
 
     # ------------------------------------------------------------------ prompts
+    def _lps(self, data) -> np.ndarray:
+        """A prompt layer's data (continuous voxel indices ``(N, 3)`` ``(k, j, i)``) -> LPS mm."""
+        return index_to_lps(self.image, data)
+
     def _send(self, key: str, item) -> None:
+        """One layer item (voxel indices ``(k, j, i)``) to the session, in LPS world mm."""
         s = self.session
+        lps = self._lps
         if key in ("pos", "neg"):
-            s.add_click(tuple(world_to_lps(item)[0]), positive=key == "pos", space="world")
+            s.add_click(tuple(lps(item)[0]), positive=key == "pos", space="world")
             return
         data, kind = item
         positive = key == "shapes_pos"
-        pts = world_to_lps(data)
+        pts = lps(data)
         if kind == "rectangle":
             s.add_box2d(tuple(pts[0]), tuple(pts[2]), positive=positive, space="world")
         elif kind in ("polygon", "ellipse"):
-            poly = world_to_lps(_ellipse_polygon(np.asarray(data, float))) if kind == "ellipse" else pts
+            poly = lps(_ellipse_polygon(np.asarray(data, float))) if kind == "ellipse" else pts
             s.add_lasso([tuple(p) for p in poly], positive=positive, space="world")
         else:  # path, line
             s.add_scribble([tuple(p) for p in pts], positive=positive, space="world")

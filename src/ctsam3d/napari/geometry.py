@@ -4,6 +4,9 @@ napari maps a data index ``(k, j, i)`` to world ``affine @ (scale * index + tran
 world = LPS in ``(z, y, x)`` order, ``scale`` = spacing ``(sk, sj, si)``, ``affine`` = the
 image's direction with both axes reversed, and ``translate`` = ``affine.T @ origin`` reversed,
 this is exactly ``origin + direction @ (spacing * ijk)`` (ITK's index -> LPS) reversed.
+
+The prompt layers (Points, Shapes) carry the same transform, so their data are continuous voxel
+indices ``(k, j, i)`` of the CT: :func:`index_to_lps` / :func:`lps_to_index` map them.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["layer_transform", "image_from_layer_data", "world_to_lps"]
+__all__ = ["layer_transform", "image_from_layer_data", "world_to_lps", "index_to_lps", "lps_to_index"]
 
 
 def layer_transform(image: sitk.Image) -> dict:
@@ -36,3 +39,19 @@ def image_from_layer_data(data, scale=(1.0, 1.0, 1.0), translate=(0.0, 0.0, 0.0)
 def world_to_lps(points) -> np.ndarray:
     """napari world points ``(N, 3)`` ``(z, y, x)`` -> LPS mm ``(N, 3)``."""
     return np.asarray(points, float).reshape(-1, 3)[:, ::-1].copy()
+
+
+def index_to_lps(image: sitk.Image, index_kji) -> np.ndarray:
+    """Continuous voxel indices ``(N, 3)`` ``(k, j, i)`` of ``image`` -> LPS mm ``(N, 3)``
+    (``origin + direction @ (spacing * ijk)``, ITK's continuous index -> physical point)."""
+    ijk = np.asarray(index_kji, float).reshape(-1, 3)[:, ::-1]
+    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    return np.asarray(image.GetOrigin(), float) + (ijk * np.asarray(image.GetSpacing(), float)) @ d.T
+
+
+def lps_to_index(image: sitk.Image, lps) -> np.ndarray:
+    """LPS mm ``(N, 3)`` -> continuous voxel indices ``(N, 3)`` ``(k, j, i)`` of ``image``."""
+    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    rel = np.asarray(lps, float).reshape(-1, 3) - np.asarray(image.GetOrigin(), float)
+    ijk = np.linalg.solve(d, rel.T).T / np.asarray(image.GetSpacing(), float)
+    return ijk[:, ::-1].copy()

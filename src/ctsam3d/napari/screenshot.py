@@ -2,8 +2,9 @@
 
 Opens the bundled OpenKBP case with the plugin's reader, docks the widget, draws a lasso
 around the left parotid on its largest axial slice (from the ground-truth contour, as
-:mod:`ctsam3d.clicks.shapes` simulates one) and a positive click in the mandible as a
-second object, applies them with the default model and saves a screenshot of the window.
+:mod:`ctsam3d.clicks.shapes` simulates one) and, as a second object, a positive click in the
+mandible on the same slice, applies them with the default model and saves a screenshot of the
+window on that slice, zoomed on the patient (the CT's field of view is mostly air).
 Needs a display with OpenGL (on a headless machine: ``xvfb-run -a python -m ...``).
 """
 
@@ -15,8 +16,21 @@ import numpy as np
 import SimpleITK as sitk
 
 
+def _body_box(ct_slice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The patient's bounding box ``(lo, hi)`` (``(j, i)`` voxels) on one slice: the largest
+    component above -500 HU (not the couch's or a stray voxel's)."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(ct_slice > -500)
+    sizes = ndimage.sum(np.ones_like(lab), lab, range(1, n + 1))
+    pts = np.argwhere(lab == 1 + int(np.argmax(sizes)))
+    return pts.min(axis=0), pts.max(axis=0)
+
+
 def main(argv=None) -> int:
     import napari
+    from qtpy.QtWidgets import QApplication
+    from scipy import ndimage
 
     from ..clicks.shapes import simulate_lasso
     from ..examples import example_case
@@ -28,7 +42,6 @@ def main(argv=None) -> int:
     viewer = napari.Viewer(show=False)
     (data, meta, _), = read_ct(str(case.ct))
     image_layer = viewer.add_image(data, **meta)
-    ct = meta["metadata"]["ctsam3d_image"]
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case.labels)))
     names = {v: k for k, v in case.names.items()}
     widget = SegmentWidget(viewer)
@@ -36,40 +49,43 @@ def main(argv=None) -> int:
     widget.start()
     seg = widget.seg
 
-    def world(zyx):  # array index (k, j, i) -> napari world (LPS reversed)
-        return np.asarray(ct.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in zyx[::-1])))[::-1]
-
+    # the prompt layers hold voxel indices (k, j, i) of the CT, as napari stores what one draws
     lasso = simulate_lasso(labels == names["parotid_left"], rng=np.random.default_rng(0), perturb=0.05, max_vertices=24)
-    viewer.dims.set_point(0, world(lasso.points[0])[0])
-    z = viewer.dims.point[0]  # the slider's position: where a user drawing on this slice draws
-    poly = np.array([world(p) for p in lasso.points])
-    poly[:, 0] = z
-    seg.layers["shapes_pos"].add([poly], shape_type="polygon")
+    k = int(round(lasso.points[0][0]))
+    viewer.dims.set_point(0, image_layer.data_to_world((k, 0, 0))[0])  # the slider on the lasso's slice
+    seg.layers["shapes_pos"].add([lasso.points], shape_type="polygon")
     seg.apply()
     seg.new_object("mandible")
-    m = np.argwhere(labels == names["mandible"])
-    at = m[np.argmin(((m - m.mean(axis=0)) ** 2).sum(axis=1))]
-    seg.layers["pos"].add([world(at)])
+    bone = labels[k] == names["mandible"]  # the click: the mandible's deepest voxel on that slice
+    depth = ndimage.distance_transform_edt(bone)
+    seg.layers["pos"].add([[k, *np.unravel_index(int(np.argmax(depth)), bone.shape)]])
     seg.apply()
-    from qtpy.QtWidgets import QApplication
+    seg.layers["pos"].selected_data = set()
 
     viewer.window._qt_window.resize(1500, 900)
     QApplication.processEvents()
-    viewer.dims.set_point(0, z)
-    corners = np.array([world(np.array(c, float) * (np.array(data.shape) - 1)) for c in np.ndindex(2, 2, 2)])
-    viewer.camera.center = tuple(corners.mean(axis=0))
-    viewer.camera.zoom = 0.9 * min(560 / np.ptp(corners[:, 1]), 560 / np.ptp(corners[:, 2]))
+    # zoom on the patient on this slice (reset_view fits the whole CT, here mostly air)
+    lo, hi = _body_box(data[k])
+    corners = np.array([image_layer.data_to_world((k, j, i)) for j in (lo[0] - 0.5, hi[0] + 0.5)
+                        for i in (lo[1] - 0.5, hi[1] + 0.5)])
+    viewer.screenshot(canvas_only=False, flash=False)  # lays the hidden window out: the canvas's real size
+    camera = viewer.scene.camera
+    camera.center = tuple(corners.mean(axis=0)[1:])
+    h, w = viewer.canvas.size  # pixels, height x width
+    camera.zoom = 0.92 * min(h / np.ptp(corners[:, 1]), w / np.ptp(corners[:, 2]))
     QApplication.processEvents()
-    viewer.layers.selection.active = seg.layers["shapes_pos"]
+    viewer.layers.selection.active = image_layer  # its controls: the window (contrast limits), colormap
     widget._say("lasso (parotid) + click (mandible) applied; objects: " + ", ".join(seg.session.objects.values()))
     img = viewer.screenshot(canvas_only=False, flash=False)
     from PIL import Image
 
     Image.fromarray(img).save(out)
-    print(f"wrote {out} ({img.shape[1]}x{img.shape[0]}); objects {seg.session.objects}; "
-          f"voxels {[int((seg.layers['result'].data == k).sum()) for k in seg.session.objects]}")
+    print(f"wrote {out} ({img.shape[1]}x{img.shape[0]}); slice k={k} (slider {viewer.dims.current_step[0]} of "
+          f"{viewer.dims.nsteps[0]}); objects {seg.session.objects}; "
+          f"voxels {[int((seg.layers['result'].data == o).sum()) for o in seg.session.objects]}")
     viewer.close()
     return 0
+
 
 
 if __name__ == "__main__":
