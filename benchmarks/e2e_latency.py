@@ -184,19 +184,7 @@ def run_web(case, clicks: int, model: str | None, threads: int, view: str | None
                 positive = n % 3 != 2
                 if n % 3 == 0 and n:
                     page.evaluate("() => window.ctsam3d.newObject && window.ctsam3d.newObject()")
-                pos = page.evaluate(
-                    """(ras) => {
-                        const nv = window.ctsam3d.nv;
-                        const frac = nv.mm2frac(ras);
-                        nv.scene.crosshairPos = frac;
-                        nv.drawScene();
-                        const hit = nv.frac2canvasPosWithTile(frac, 0);
-                        const rect = nv.canvas.getBoundingClientRect();
-                        const s = rect.width / nv.canvas.width;
-                        return [rect.left + hit.pos[0] * s, rect.top + hit.pos[1] * s];
-                    }""",
-                    _ras(img, ijk),
-                )
+                pos = page.evaluate("(ras) => window.ctsam3d.clientPointOfRas(ras, 0)", _ras(img, ijk))
                 page.evaluate("() => window.ctsam3d.idle()")  # the crosshair move's redraw done: not part of the click
                 edits = int(page.evaluate("() => Number(document.body.dataset.edits || 0)"))
                 t0 = time.perf_counter()

@@ -32,18 +32,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 ORGAN_ID, ORGAN = 7, "mandible"
 HAVE_WEIGHTS = (BUNDLED_DIR / WEIGHTS_FILE).is_file()
 
-# Page script: bring a RAS mm point's slice into view (crosshair there) and return its pixel
-# position on the canvas (first tile), for a mouse click at an organ voxel.
-CANVAS_POS_OF_RAS_JS = """(ras) => {
-    const nv = window.ctsam3d.nv;
-    const frac = nv.mm2frac(ras);
-    nv.scene.crosshairPos = frac;
-    nv.drawScene();
-    const hit = nv.frac2canvasPosWithTile(frac, 0);
-    const rect = nv.canvas.getBoundingClientRect();
-    const s = rect.width / nv.canvas.width;
-    return [rect.left + hit.pos[0] * s, rect.top + hit.pos[1] * s];
-}"""
+# Page script: bring a RAS mm point's slice into view and return its client pixel position on
+# the axial tile (the page's automation hook), for a mouse click at an organ voxel.
+CANVAS_POS_OF_RAS_JS = "(ras) => window.ctsam3d.clientPointOfRas(ras, 0)"
 
 
 def _browser_path() -> str | None:

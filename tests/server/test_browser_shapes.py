@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_browser import ARTIFACTS, CANVAS_POS_OF_RAS_JS, CHROMIUM_FLAGS, HAVE_WEIGHTS, open_ct_page, require_browser
+from test_browser import ARTIFACTS, CHROMIUM_FLAGS, HAVE_WEIGHTS, open_ct_page, require_browser
 
 import ctsam3d
 from ctsam3d.examples import example_case
@@ -28,10 +28,9 @@ from ctsam3d.server.shape_requests import first_crossing
 
 MANDIBLE, LARYNX = 7, 6
 
-# Page script: CANVAS_POS_OF_RAS_JS (test_browser.py) for the tile of a given slice type
-# (NiiVue: 0 axial, 1 coronal, 2 sagittal): [ras, sliceType] -> client pixel position.
-CANVAS_POS_ON_VIEW_JS = CANVAS_POS_OF_RAS_JS.replace("(ras) =>", "([ras, sliceType]) =>").replace(
-    "frac2canvasPosWithTile(frac, 0)", "frac2canvasPosWithTile(frac, sliceType)")
+# Page script: the client pixel position of a RAS point on the tile of a given slice type
+# (NiiVue: 0 axial, 1 coronal, 2 sagittal): [ras, sliceType] -> [x, y].
+CANVAS_POS_ON_VIEW_JS = "([ras, sliceType]) => window.ctsam3d.clientPointOfRas(ras, sliceType)"
 SLICE_TYPE = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 OVERLAY_JS = """() => {

@@ -108,6 +108,18 @@ const nv = new Niivue({
   isRadiologicalConvention: true, // patient's right on screen left, as in 3D Slicer and PACS viewers
 });
 window.ctsam3d.nv = nv;
+// Client pixel position of the RAS mm point `ras` on the tile of `sliceType` (0 axial,
+// 1 coronal, 2 sagittal), its slices brought into view first (crosshair there): where tests
+// and benchmarks press the mouse to click that point as a user would.
+window.ctsam3d.clientPointOfRas = (ras, sliceType = 0) => {
+  const frac = nv.mm2frac(ras);
+  nv.scene.crosshairPos = frac;
+  nv.drawScene();
+  const hit = nv.frac2canvasPosWithTile(frac, sliceType);
+  const rect = nv.canvas.getBoundingClientRect();
+  const s = rect.width / nv.canvas.width;
+  return [rect.left + hit.pos[0] * s, rect.top + hit.pos[1] * s];
+};
 const canvas = $("gl");
 await nv.attachToCanvas(canvas);
 nv.setMouseEventConfig({
