@@ -71,6 +71,16 @@ for prompt in box2d lasso scribble; do
     --model "$MODEL" --method model --clicks 3 --seed 0 --first-prompt "$prompt" --overwrite \
     --title "Thoraco-abdominal held-out set, first prompt: $prompt, $MODEL" -o "docs/results/prompts/heldout_$prompt" "${EXTRA[@]}"
 done
+# One lasso on the largest coronal / sagittal slice instead (array axis y / x: --prompt-axis 1 / 2)
+for ax in 1 2; do
+  name=$([ "$ax" = 1 ] && echo coronal || echo sagittal)
+  spawn ctsam3d evaluate --data ../shared/data/openkbp/validation --format pairs --catalogue openkbp \
+    --model "$MODEL" --method model --clicks 3 --seed 0 --first-prompt lasso --prompt-axis "$ax" --overwrite \
+    --title "OpenKBP validation, first prompt: lasso ($name), $MODEL" -o "docs/results/prompts/okbp33_lasso_$name" "${EXTRA[@]}"
+  spawn ctsam3d evaluate --data docs/results/manifests/wholebody_heldout.json --format pairs --catalogue totalseg_v2 \
+    --model "$MODEL" --method model --clicks 3 --seed 0 --first-prompt lasso --prompt-axis "$ax" --overwrite \
+    --title "Thoraco-abdominal held-out set, first prompt: lasso ($name), $MODEL" -o "docs/results/prompts/heldout_lasso_$name" "${EXTRA[@]}"
+done
 wait
 
 # Per-region / per-family tables (model card): printed, and kept beside the reports.

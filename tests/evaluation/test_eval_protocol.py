@@ -133,3 +133,24 @@ def test_first_prompt_shape_then_clicks(kind):
     run_structure(again, TARGET, (1.0, 1.0, 1.0), cfg, case="c", structure="s")
     assert np.array_equal(again.shapes[0].points, m.shapes[0].points)  # seeded per case/structure
     assert "replaced by" in describe_protocol(cfg)["description"] and describe_protocol(cfg)["first_prompt"] == kind
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_first_prompt_on_another_axis(axis):
+    m = ShapeScripted([TARGET])
+    cfg = ProtocolConfig(clicks=1, first_prompt="lasso", prompt_axis=axis)
+    run_structure(m, TARGET, (1.0, 1.0, 1.0), cfg, case="c", structure="s")
+    shape = m.shapes[0]
+    assert shape.axis == axis and np.all(shape.points[:, axis] == shape.index)  # a contour on one slice of that axis
+    desc = describe_protocol(cfg)
+    # the default axis leaves the protocol as written before the option (committed reports still merge)
+    assert ("first_prompt_axis" in desc) == (axis != 0)
+    assert ("largest axial slice" in desc["description"]) == (axis == 0)
+
+
+def test_prompt_axis_is_checked():
+    from ctsam3d.errors import InputError
+    from ctsam3d.evaluation.runner import evaluate
+
+    with pytest.raises(InputError, match="--prompt-axis"):
+        evaluate("unused", "pairs", [ShapeScripted([TARGET])], first_prompt="lasso", prompt_axis=3)

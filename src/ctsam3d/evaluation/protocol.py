@@ -46,6 +46,7 @@ class ProtocolConfig:
     click_source: str = "own"  # "own": each method's own errors; "first-method": replay method 1's clicks
     noc_thresholds: tuple[float, ...] = NOC_THRESHOLDS
     first_prompt: str = "click"  # "click" | "box2d" | "lasso" | "scribble" (ctsam3d.clicks.shapes)
+    prompt_axis: int = 0  # the shape's slice is normal to this array axis (z, y, x): 0 = the image's slices
 
 
 @dataclass
@@ -92,7 +93,7 @@ def run_structure(
             from ..clicks.shapes import simulate_prompt
 
             shape = simulate_prompt(config.first_prompt, target, spacing_zyx=spacing,
-                                    rng=structure_rng(config.seed, case, structure))
+                                    rng=structure_rng(config.seed, case, structure), axis=config.prompt_axis)
             if shape is None:
                 break
             t0 = time.perf_counter()
@@ -140,6 +141,10 @@ def _pct(t: float) -> str:
     return f"{round(t * 100):d}"
 
 
+#: names of the array axes (z, y, x) of an axially acquired CT, for ``ProtocolConfig.prompt_axis``
+PROMPT_AXIS_NAMES = {0: "axial", 1: "coronal", 2: "sagittal"}
+
+
 def describe_protocol(config: ProtocolConfig) -> dict:
     """The protocol as written into report.json."""
     K = config.clicks
@@ -155,8 +160,11 @@ def describe_protocol(config: ProtocolConfig) -> dict:
                     "axial slice, each moved by up to one voxel inside it",
     }
     if config.first_prompt != "click":
-        first = f"replaced by {shapes[config.first_prompt]} (ctsam3d.clicks.shapes, seeded per case/structure)"
-    return {
+        text = shapes[config.first_prompt]
+        if config.prompt_axis != 0:
+            text = text.replace("largest axial slice", f"largest {PROMPT_AXIS_NAMES[config.prompt_axis]} slice")
+        first = f"replaced by {text} (ctsam3d.clicks.shapes, seeded per case/structure)"
+    out = {
         "description": (
             "Per case and per structure present in its labels (absent structures are skipped, not scored): "
             f"click 1 (positive) {first}; each next click at the distance-transform maximum of the largest "
@@ -184,3 +192,6 @@ def describe_protocol(config: ProtocolConfig) -> dict:
         "means": "over (case, structure) instances; per_structure over the cases holding the structure",
         "time_per_click": "wall time of the method's click() call (mask on the input grid returned)",
     }
+    if config.prompt_axis != 0:  # absent for the default, so reports made before the option still match
+        out["first_prompt_axis"] = config.prompt_axis
+    return out
