@@ -14,6 +14,9 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from ..geometry import index_to_lps as _index_to_lps
+from ..geometry import lps_to_index as _lps_to_index
+
 __all__ = ["layer_transform", "image_from_layer_data", "world_to_lps", "index_to_lps", "lps_to_index"]
 
 
@@ -43,15 +46,11 @@ def world_to_lps(points) -> np.ndarray:
 
 def index_to_lps(image: sitk.Image, index_kji) -> np.ndarray:
     """Continuous voxel indices ``(N, 3)`` ``(k, j, i)`` of ``image`` -> LPS mm ``(N, 3)``
-    (``origin + direction @ (spacing * ijk)``, ITK's continuous index -> physical point)."""
-    ijk = np.asarray(index_kji, float).reshape(-1, 3)[:, ::-1]
-    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
-    return np.asarray(image.GetOrigin(), float) + (ijk * np.asarray(image.GetSpacing(), float)) @ d.T
+    (:func:`ctsam3d.geometry.index_to_lps` in napari's axis order)."""
+    return _index_to_lps(image, np.asarray(index_kji, float).reshape(-1, 3)[:, ::-1])
 
 
 def lps_to_index(image: sitk.Image, lps) -> np.ndarray:
-    """LPS mm ``(N, 3)`` -> continuous voxel indices ``(N, 3)`` ``(k, j, i)`` of ``image``."""
-    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
-    rel = np.asarray(lps, float).reshape(-1, 3) - np.asarray(image.GetOrigin(), float)
-    ijk = np.linalg.solve(d, rel.T).T / np.asarray(image.GetSpacing(), float)
-    return ijk[:, ::-1].copy()
+    """LPS mm ``(N, 3)`` -> continuous voxel indices ``(N, 3)`` ``(k, j, i)`` of ``image``
+    (:func:`ctsam3d.geometry.lps_to_index` in napari's axis order)."""
+    return _lps_to_index(image, np.asarray(lps, float).reshape(-1, 3))[:, ::-1].copy()
