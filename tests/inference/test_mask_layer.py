@@ -162,7 +162,8 @@ def _thresholded_paste(s, oid):
 
 def test_a_prompt_started_mask_stays_the_thresholded_paste_through_single_paste_updates():
     """Objects started from clicks update their mask with one paste (the mask stands in for the
-    previous paste); after any sequence it must still equal the paste of the probabilities."""
+    previous paste); after any sequence it must still equal the paste of the probabilities
+    (with the fixed threshold 0.5: no intensity refinement, see test_refine.py for it)."""
     from inference_fakes import BrightComponentModel, nearest_index
 
     from ctsam3d.inference.session import Session
@@ -170,7 +171,7 @@ def test_a_prompt_started_mask_stays_the_thresholded_paste_through_single_paste_
     a, b = (8.0, -6.0, 12.0), (-22.0, 14.0, -10.0)
     ct, _ = make_volume("oblique", size=(60, 56, 30), spacing=(1.2, 1.1, 2.0),
                         shapes=(("sphere", a, 9.0), ("sphere", b, 7.0)))
-    s = Session(BrightComponentModel())
+    s = Session(BrightComponentModel(), refine=False)
     s.set_image(ct)
     s.add_click(nearest_index(ct, a))
     s.add_click(nearest_index(ct, b))
@@ -221,24 +222,45 @@ def _random_case(seed):
     return img, lattice, before, after, paste
 
 
+def _threshold_field(n, seed):
+    """A per-voxel threshold map over the whole input (as :mod:`ctsam3d.inference.refine` gives)."""
+    field = (0.05 + 0.9 * np.random.default_rng(seed + 100).random(n)).astype(np.float32)
+
+    def f(lo, hi):
+        return field[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
+
+    f.lo, f.hi = float(field.min()), float(field.max())
+    return f
+
+
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("mask_is_paste", [True, False])
-def test_axis_aligned_update_equals_resampling_the_reachable_box(seed, mask_is_paste):
+@pytest.mark.parametrize("variant", ["plain", "threshold_map", "only_remove"])
+def test_axis_aligned_update_equals_resampling_the_reachable_box(seed, mask_is_paste, variant):
     """The update decided on the lattice (one-sided neighbourhoods, separable interpolation
-    elsewhere) flips exactly the voxels that resampling the whole reachable box flips."""
+    elsewhere) flips exactly the voxels that resampling the whole reachable box flips -- with
+    the threshold 0.5, with a per-voxel threshold map, and restricted to removals."""
     from ctsam3d.inference.mask_layer import _apply_change_resampled
+
+    from ctsam3d.inference.mask_layer import paste_store
 
     img, lattice, before, after, paste = _random_case(seed)
     n = img.GetSize()[::-1]
+    threshold = _threshold_field(n, seed) if variant == "threshold_map" else None
+    if threshold is not None:  # the paste thresholded with the map
+        paste = paste_store(before, lattice, img, (0, 0, 0), n) > threshold((0, 0, 0), n)
     start = paste if mask_is_paste else np.random.default_rng(seed).random(n) < 0.3
     keep = box_keep(img, np.asarray(img.TransformIndexToPhysicalPoint((2, 3, 4))),
                     np.asarray(img.TransformIndexToPhysicalPoint((15, 12, 10)))) if seed % 3 == 0 else None
     got, ref = SparseVolume(8), SparseVolume(8)
     for m in (got, ref):
         m.write_levels((0, 0, 0), start.astype(np.uint8) * 255)
-    box = apply_change(got, before, after, lattice, img, keep=keep, mask_is_paste=mask_is_paste)
+    opts = dict(threshold=threshold, only_remove=variant == "only_remove")
+    box = apply_change(got, before, after, lattice, img, keep=keep, mask_is_paste=mask_is_paste, **opts)
     ref_box = _apply_change_resampled(ref, before, after, lattice, img, keep=keep, mask_is_paste=mask_is_paste,
-                                      slab_voxels=8_000_000)
+                                      slab_voxels=8_000_000, **opts)
+    if opts["only_remove"]:
+        assert not (got.read_mask((0, 0, 0), n) & ~start).any()
     np.testing.assert_array_equal(got.read_levels((0, 0, 0), n), ref.read_levels((0, 0, 0), n))
     assert got.count() == ref.count()
     assert (box is None) == (ref_box is None)

@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="next clicks from each method's own errors (default) or replay the first method's clicks")
     parser.add_argument("--nsd-tolerance", type=float, default=2.0, metavar="MM", help="NSD tolerance in mm (default 2)")
     parser.add_argument("--max-patches", type=int, default=None, metavar="N", help="model expansion budget (Session)")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="model: threshold the pasted probabilities at 0.5, without the intensity-guided "
+                             "boundary refinement (Session(refine=False); docs/inference.md)")
     parser.add_argument("--title", default=None, help="title of the plots and report")
     parser.add_argument("-o", "--output", required=True, help="output folder for report.json, report.csv and PNG plots")
     parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted); default cpu")
@@ -61,7 +64,8 @@ def _split(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-def build_methods(names: list[str], models: list[str] | None, device: str, max_patches: int | None) -> list:
+def build_methods(names: list[str], models: list[str] | None, device: str, max_patches: int | None,
+                  no_refine: bool = False) -> list:
     """Method objects for ``names``; model methods once per model (named by the model when several)."""
     from ..evaluation import RandomWalkerMethod, RegionGrowingMethod
 
@@ -82,6 +86,8 @@ def build_methods(names: list[str], models: list[str] | None, device: str, max_p
             label = name if spec is None else (Path(spec).name if Path(spec).exists() else spec)
             loaded.append((label, spec or name, model))
     kwargs = {} if max_patches is None else {"max_patches": max_patches}
+    if no_refine:
+        kwargs["refine"] = False
     for n in names:
         if n.startswith("model"):
             for label, source, model in loaded:
@@ -127,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     cases = open_cases(args.data, args.format, catalogue=args.catalogue)  # bad data fails before a model loads
     names = _split(args.method)
     device = resolve_device(args.device) if any(n.startswith("model") for n in names) else "cpu"
-    methods = build_methods(names, args.model, device, args.max_patches)
+    methods = build_methods(names, args.model, device, args.max_patches, args.no_refine)
     report = evaluate(
         args.data, args.format, methods, clicks=args.clicks, structures=_split(args.structures) or None,
         out_dir=out, seed=args.seed, max_cases=args.max_cases, nsd_tolerance_mm=args.nsd_tolerance,

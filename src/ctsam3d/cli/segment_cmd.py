@@ -65,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted); default cpu")
     parser.add_argument("--no-expansion", action="store_true", help="no cross-patch expansion (only the clicked patches)")
     parser.add_argument("--max-patches", type=int, default=None, metavar="N", help="expansion budget: neighbour patches per click (default 16)")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="threshold the model's probabilities at 0.5, without the intensity-guided boundary refinement")
     parser.add_argument("--name", default=None, help="structure name stored in DICOM-SEG output (default: mask)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
@@ -156,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:  # (the default model is named by load_model)
         log.info("model: %s (%s)", getattr(model, "model_name", args.model), model.config.preset)
     log.info("model ready (%.1f s since start); segmenting …", time.perf_counter() - t_start)
-    session = Session(model, expansion=not args.no_expansion, max_patches=args.max_patches)
+    session = Session(model, expansion=not args.no_expansion, max_patches=args.max_patches,
+                      refine=False if args.no_refine else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotHUWarning)  # said above
         session.set_image(image)

@@ -80,6 +80,7 @@ class SessionMethod(InteractiveMethod):
         self.source = source or ""
         self.session_options = ", ".join(f"{k}={v}" for k, v in sorted(session_kwargs.items()))
         self.expansion = expansion
+        self.refine = self._session.refinement.enabled  # intensity-guided boundary refinement (report)
         self.name = name or ("model" if expansion else "model-noexp")
         self._shape: tuple[int, int, int] | None = None
 

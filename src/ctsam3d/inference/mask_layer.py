@@ -48,25 +48,31 @@ def input_box_of_lattice_box(lattice: Lattice, lo_zyx, hi_zyx, image: sitk.Image
     return np.array([k0, j0, i0]), np.array([k1, j1, i1])
 
 
-def _sub_reference(image: sitk.Image, lo_kji, hi_kji) -> sitk.Image:
-    ref = sitk.Image([int(hi_kji[2] - lo_kji[2]), int(hi_kji[1] - lo_kji[1]), int(hi_kji[0] - lo_kji[0])], sitk.sitkUInt8)
+def _strided_shape(lo_kji, hi_kji, stride: int = 1) -> tuple[int, int, int]:
+    return tuple(-(-int(h - l) // int(stride)) for l, h in zip(lo_kji, hi_kji))
+
+
+def _sub_reference(image: sitk.Image, lo_kji, hi_kji, stride: int = 1) -> sitk.Image:
+    k, j, i = _strided_shape(lo_kji, hi_kji, stride)
+    ref = sitk.Image([i, j, k], sitk.sitkUInt8)
     ref.SetOrigin(image.TransformIndexToPhysicalPoint((int(lo_kji[2]), int(lo_kji[1]), int(lo_kji[0]))))
-    ref.SetSpacing(image.GetSpacing())
+    ref.SetSpacing(tuple(float(v) * stride for v in image.GetSpacing()))
     ref.SetDirection(image.GetDirection())
     return ref
 
 
-def paste_store(store: SparseVolume, lattice: Lattice, image: sitk.Image, lo_kji, hi_kji) -> np.ndarray:
-    """The store's probabilities linearly resampled at the input voxels of ``[lo_kji, hi_kji)``.
+def paste_store(store: SparseVolume, lattice: Lattice, image: sitk.Image, lo_kji, hi_kji, stride: int = 1) -> np.ndarray:
+    """The store's probabilities linearly resampled at the input voxels of ``[lo_kji, hi_kji)``
+    (every ``stride``-th voxel along each axis from ``lo_kji``: ``image[lo:hi:stride]``).
 
     Returns float32 ``(K, J, I)``; 0 where the store holds nothing. Memory: the box plus the
     lattice box around it.
     """
-    shape = tuple(int(h - l) for l, h in zip(lo_kji, hi_kji))
+    shape = _strided_shape(lo_kji, hi_kji, stride)
     out = np.zeros(shape, np.float32)
     if min(shape) <= 0 or not store.chunks:
         return out
-    ref = _sub_reference(image, lo_kji, hi_kji)
+    ref = _sub_reference(image, lo_kji, hi_kji, stride)
     size = np.asarray(ref.GetSize(), float)
     corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float) * size - 0.5
     zyx = lattice.world_to_zyx(np.array([ref.TransformContinuousIndexToPhysicalPoint(tuple(c)) for c in corners]))
@@ -115,6 +121,8 @@ def apply_change(
     keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     mask_is_paste: bool = False,
     slab_voxels: int = 8_000_000,
+    threshold=None,
+    only_remove: bool = False,
 ) -> KjiBox | None:
     """Flip the input-grid ``mask`` where the thresholded paste of the lattice probabilities
     flipped between ``before`` and ``after``; returns the box of changed mask voxels (or None).
@@ -122,7 +130,10 @@ def apply_change(
     Only input voxels that can depend on a lattice voxel whose level changed are considered
     (in slabs of about ``slab_voxels``). ``keep`` (see :func:`box_keep`) limits the flips to
     the voxels it marks. ``mask_is_paste``: ``mask`` is known to equal the thresholded paste
-    of ``before``, so it stands in for that paste.
+    of ``before``, so it stands in for that paste. ``threshold``: None (0.5) or a per-voxel
+    threshold, ``threshold(lo_kji, hi_kji) -> float32 (K, J, I)`` with attributes ``lo`` /
+    ``hi``, its smallest / largest value (:meth:`.refine.IntensityModel.threshold_map`).
+    ``only_remove``: flip only voxels now in the mask (a negative step never adds one).
 
     For an input whose axes are lattice axes up to order and sign (axial, sagittal, coronal
     storage; :func:`_apply_change_axis_aligned`) the lattice first tells where the paste can
@@ -135,11 +146,11 @@ def apply_change(
     (:func:`_apply_change_resampled`).
     """
     axes = _axis_map(lattice, image)
+    opts = dict(keep=keep, mask_is_paste=mask_is_paste, slab_voxels=slab_voxels, threshold=threshold,
+                only_remove=only_remove)
     if axes is None:
-        return _apply_change_resampled(mask, before, after, lattice, image, keep=keep, mask_is_paste=mask_is_paste,
-                                       slab_voxels=slab_voxels)
-    return _apply_change_axis_aligned(mask, before, after, lattice, image, axes, keep=keep,
-                                      mask_is_paste=mask_is_paste, slab_voxels=slab_voxels)
+        return _apply_change_resampled(mask, before, after, lattice, image, **opts)
+    return _apply_change_axis_aligned(mask, before, after, lattice, image, axes, **opts)
 
 
 def _axis_map(lattice: Lattice, image: sitk.Image, tol: float = 1e-9):
@@ -165,7 +176,15 @@ def _probabilities(levels: np.ndarray) -> np.ndarray:
     return np.where(levels > 0, (levels.astype(np.float32) + 0.5) / 256.0, np.float32(0.0))
 
 
-def _apply_change_axis_aligned(mask, before, after, lattice, image, axes, *, keep, mask_is_paste, slab_voxels):
+def _band(threshold) -> tuple[float, float]:
+    """``(lo, hi)``: a paste value at most ``lo`` is out for every voxel, above ``hi`` in."""
+    if threshold is None:
+        return 0.5, 0.5
+    return float(threshold.lo) - 1e-5, float(threshold.hi) + 1e-5  # levels sit 1/256 apart: 0.5 is never this close
+
+
+def _apply_change_axis_aligned(mask, before, after, lattice, image, axes, *, keep, mask_is_paste, slab_voxels,
+                               threshold=None, only_remove=False):
     """:func:`apply_change` for an axis-aligned input (``axes`` from :func:`_axis_map`)."""
     from scipy import ndimage
 
@@ -181,9 +200,14 @@ def _apply_change_axis_aligned(mask, before, after, lattice, image, axes, *, kee
     # interpolation corners lie in n's 3x3x3 neighbourhood (floor of the coordinate, +1, for
     # any rounding of a coordinate near an integer).
     reach = ndimage.maximum_filter((lev_b != lev_a).view(np.uint8), size=3, mode="constant", cval=0).view(bool)
-    on_a, on_b = lev_a >= 128, lev_b >= 128
+    t_lo, t_hi = _band(threshold)
+    p_a, p_b = _probabilities(lev_a), _probabilities(lev_b)
+    # a paste lies between its corners' values: all corners above the band's top -> in for
+    # any threshold, all at or below its bottom -> out (for 0.5: level >= 128 / <= 127)
+    on_a, on_b = p_a > t_hi, p_b > t_hi
+    not_off = (p_a > t_lo) | (p_b > t_lo)
     both_on = ndimage.minimum_filter((on_a & on_b).view(np.uint8), size=3, mode="nearest").view(bool)
-    both_off = ~ndimage.maximum_filter((on_a | on_b).view(np.uint8), size=3, mode="nearest").view(bool)
+    both_off = ~ndimage.maximum_filter(not_off.view(np.uint8), size=3, mode="nearest").view(bool)
     acting = reach & ~both_on & ~both_off  # the paste may flip here
     if not acting.any():
         return None
@@ -199,20 +223,24 @@ def _apply_change_axis_aligned(mask, before, after, lattice, image, axes, *, kee
         rng.append((int(ok[0]), int(ok[-1]) + 1))
     lo = np.array([rng[2][0], rng[1][0], rng[0][0]])  # (k, j, i)
     hi = np.array([rng[2][1], rng[1][1], rng[0][1]])
-    p_a = _probabilities(lev_a)
-    p_b = None if mask_is_paste else _probabilities(lev_b)
+    def thr(t, s_lo, s_hi):
+        return None if t is None else t(s_lo, s_hi)
+
     return _flip_slabs(
-        mask, lo, hi, slab_voxels, keep=keep, mask_is_paste=mask_is_paste,
-        now=lambda s_lo, s_hi: _thresholded(p_a, after, l_lo, per_axis, s_lo, s_hi, lattice, image),
-        was=lambda s_lo, s_hi: _thresholded(p_b, before, l_lo, per_axis, s_lo, s_hi, lattice, image),
+        mask, lo, hi, slab_voxels, keep=keep, mask_is_paste=mask_is_paste, only_remove=only_remove,
+        now=lambda s_lo, s_hi: _thresholded(p_a, after, l_lo, per_axis, s_lo, s_hi, lattice, image,
+                                            thr(threshold, s_lo, s_hi)),
+        was=lambda s_lo, s_hi: _thresholded(p_b, before, l_lo, per_axis, s_lo, s_hi, lattice, image,
+                                            thr(threshold, s_lo, s_hi)),
     )
 
 
-def _flip_slabs(mask, lo, hi, slab_voxels, *, keep, mask_is_paste, now, was):
+def _flip_slabs(mask, lo, hi, slab_voxels, *, keep, mask_is_paste, now, was, only_remove=False):
     """Flip the input voxels of box ``[lo, hi)`` (``(k, j, i)``) whose thresholded value changed,
     slab by slab along k: ``now(s_lo, s_hi)`` / ``was(s_lo, s_hi)`` give a slab's thresholded
     paste after / before the step (``was`` is the stored mask itself when ``mask_is_paste``);
-    ``keep`` restricts the flips. Returns the box of changed voxels or None."""
+    ``keep`` restricts the flips; ``only_remove``: only voxels now in the mask may flip.
+    Returns the box of changed voxels or None."""
     plane = int((hi[1] - lo[1]) * (hi[2] - lo[2]))
     step = max(1, slab_voxels // max(1, plane))
     c_lo = np.full(3, np.iinfo(np.int64).max)
@@ -223,6 +251,8 @@ def _flip_slabs(mask, lo, hi, slab_voxels, *, keep, mask_is_paste, now, was):
         now_s = now(s_lo, s_hi)
         was_s = mask.read_mask(s_lo, s_hi - s_lo) if mask_is_paste else was(s_lo, s_hi)
         flip = was_s != now_s
+        if only_remove and flip.any():  # was_s may be a fresh paste: the mask itself decides
+            flip &= was_s if mask_is_paste else mask.read_mask(s_lo, s_hi - s_lo)
         if keep is not None and flip.any():
             flip &= keep(s_lo, s_hi)
         if not flip.any():
@@ -240,8 +270,9 @@ def _flip_slabs(mask, lo, hi, slab_voxels, *, keep, mask_is_paste, now, was):
     return c_lo, c_hi
 
 
-def _thresholded(p, store, l_lo, per_axis, s_lo, s_hi, lattice, image, tie_band: float = 2e-6) -> np.ndarray:
-    """``paste_store(store, ..., s_lo, s_hi) > 0.5`` for an axis-aligned input, from ``p`` (the
+def _thresholded(p, store, l_lo, per_axis, s_lo, s_hi, lattice, image, thr=None, tie_band: float = 2e-6) -> np.ndarray:
+    """``paste_store(store, ..., s_lo, s_hi) > thr`` (``thr``: None for 0.5, or float32 of the
+    slab's shape) for an axis-aligned input, from ``p`` (the
     store's float32 probabilities on the lattice box starting at ``l_lo``, which must hold
     every interpolation corner): a separable trilinear interpolation, one lattice axis at a
     time, in float32. Values within ``tie_band`` of 0.5, where rounding (float32 here, the
@@ -264,18 +295,21 @@ def _thresholded(p, store, l_lo, per_axis, s_lo, s_hi, lattice, image, tie_band:
         vals = out
     # axes are lattice axes; put them in (k, j, i) order
     vals = np.transpose(vals, [per_axis[2][0], per_axis[1][0], per_axis[0][0]])
-    out = vals > 0.5
-    vals -= 0.5
+    t = np.float32(0.5) if thr is None else thr
+    out = vals > t
+    vals -= t
     tie = np.abs(vals) < tie_band
     if tie.any():
         t_lo, t_hi = _box_of(tie)
         probs = paste_store(store, lattice, image, s_lo + t_lo, s_lo + t_hi)
         region = tuple(slice(int(a), int(b)) for a, b in zip(t_lo, t_hi))
-        out[region] = np.where(tie[region], probs > 0.5, out[region])
+        t_r = t if thr is None else t[region]
+        out[region] = np.where(tie[region], probs > t_r, out[region])
     return out
 
 
-def _apply_change_resampled(mask, before, after, lattice, image, *, keep, mask_is_paste, slab_voxels):
+def _apply_change_resampled(mask, before, after, lattice, image, *, keep, mask_is_paste, slab_voxels,
+                            threshold=None, only_remove=False):
     """:func:`apply_change` by resampling the whole input box a changed level can reach."""
     box = levels_diff_box(before.chunks, after.chunks, after.chunk)
     if box is None:
@@ -284,10 +318,13 @@ def _apply_change_resampled(mask, before, after, lattice, image, *, keep, mask_i
     if ib is None:
         return None
     lo, hi = ib
+    def thr(t, s_lo, s_hi):
+        return np.float32(0.5) if t is None else t(s_lo, s_hi)
+
     return _flip_slabs(
-        mask, lo, hi, slab_voxels, keep=keep, mask_is_paste=mask_is_paste,
-        now=lambda s_lo, s_hi: paste_store(after, lattice, image, s_lo, s_hi) > 0.5,
-        was=lambda s_lo, s_hi: paste_store(before, lattice, image, s_lo, s_hi) > 0.5,
+        mask, lo, hi, slab_voxels, keep=keep, mask_is_paste=mask_is_paste, only_remove=only_remove,
+        now=lambda s_lo, s_hi: paste_store(after, lattice, image, s_lo, s_hi) > thr(threshold, s_lo, s_hi),
+        was=lambda s_lo, s_hi: paste_store(before, lattice, image, s_lo, s_hi) > thr(threshold, s_lo, s_hi),
     )
 
 

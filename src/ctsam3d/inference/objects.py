@@ -24,6 +24,7 @@ class Snapshot:
     patches: tuple[Key, ...]
     has_initial_mask: bool
     mask_is_paste: bool = True
+    intensity: object = None
 
 
 @dataclass
@@ -53,6 +54,7 @@ class ObjectState:
     has_initial_mask: bool = False
     mask_is_paste: bool = True
     auto_named: bool = False
+    intensity: object = None  # its HU thresholds (refine.IntensityModel), refitted at each positive step
     history: list[Snapshot] = field(default_factory=list)
 
     @property
@@ -66,7 +68,7 @@ class ObjectState:
 
     def snapshot(self) -> Snapshot:
         return Snapshot(self.store.snapshot(), self.mask.snapshot(), tuple(self.clicks), tuple(self.patches), self.has_initial_mask,
-                        self.mask_is_paste)
+                        self.mask_is_paste, self.intensity)
 
     def restore(self, snap: Snapshot) -> None:
         self.store.restore(snap.store)
@@ -75,6 +77,7 @@ class ObjectState:
         self.patches = list(snap.patches)
         self.has_initial_mask = snap.has_initial_mask
         self.mask_is_paste = snap.mask_is_paste
+        self.intensity = snap.intensity
 
     def clear(self) -> None:
         """Forget prompts, probabilities and mask (not the undo history)."""
@@ -82,6 +85,7 @@ class ObjectState:
         self.mask.clear()
         self.clicks, self.patches, self.has_initial_mask = [], [], False
         self.mask_is_paste = True
+        self.intensity = None
 
     def push_history(self, limit: int | None) -> Snapshot:
         snap = self.snapshot()

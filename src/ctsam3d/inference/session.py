@@ -80,6 +80,7 @@ from .mask_layer import (
 from .objects import ObjectState
 from .patch_cache import FeatureCache
 from .prediction import Prediction
+from .refine import Refinement, fit_intensity_model, sample_stride
 from . import shape_step
 from .shape_render import DEFAULT_RENDERING, ShapePrompt, ShapeRendering, render_box2d, render_lasso, render_scribble
 from .shapes import box2d_shape, lasso_shape, parse_points
@@ -119,6 +120,9 @@ class Session:
         max_volume_ml: expansion stops once the object's mask exceeds this volume (ml).
         cache_size: encoded patches kept in the LRU cache.
         undo_depth: interactions kept per object for ``undo`` (None: unlimited).
+        refine: intensity-guided boundary refinement of the input-grid mask (:mod:`.refine`):
+            True / False or a :class:`~.refine.Refinement`. Default: on, except for
+            reference-exact models (the released pipeline thresholds at 0.5).
 
     The session is thread-safe (one lock around every public method).
     """
@@ -132,6 +136,7 @@ class Session:
         max_volume_ml: float | None = None,
         cache_size: int = 32,
         undo_depth: int | None = 100,
+        refine: bool | Refinement | None = None,
     ):
         self.model = model
         self.spacing, self.patch_size, self.hu_window = _model_geometry(model)
@@ -151,6 +156,10 @@ class Session:
         if self.expansion.peak_threshold is None and model_thr is not None:
             self.expansion.peak_threshold = float(model_thr)
         self.expansion.__post_init__()
+        if isinstance(refine, Refinement):
+            self.refinement = refine
+        else:
+            self.refinement = Refinement(enabled=(not self._reference_exact) if refine is None else bool(refine))
         self.cache = FeatureCache(cache_size)
         self.undo_depth = undo_depth
         self.image: sitk.Image | None = None
@@ -460,7 +469,12 @@ class Session:
                 info["expansion_stop"] = "disabled"
             t0 = time.perf_counter()
             old = SparseVolume.from_snapshot(before.store, obj.store.chunk)
-            apply_change(obj.mask, old, obj.store, self.lattice, self.image, keep=keep, mask_is_paste=obj.mask_is_paste)
+            obj.intensity = self._fit_intensity(obj) or obj.intensity  # refitted each step (kept if it can't be)
+            threshold = None if obj.intensity is None else obj.intensity.threshold_map(self.image)
+            # a negative step only removes voxels (its probabilities are never higher; the flag
+            # also covers thresholds refitted since the mask was made)
+            apply_change(obj.mask, old, obj.store, self.lattice, self.image, keep=keep, mask_is_paste=obj.mask_is_paste,
+                         threshold=threshold, only_remove=not click.positive)
             obj.mask_is_paste = obj.mask_is_paste and keep is None  # a box's clip leaves the paste
             if shape is not None:
                 shape_step.after_mask(shape, obj)
@@ -472,6 +486,23 @@ class Session:
         counts = {k: self._runner.counts[k] - counts0[k] for k in counts0}
         info.update(patches_encoded=counts["encoded"], patches_decoded=counts["decoded"])
         return self._record(obj, action, click, before, timer, t_start, info)
+
+    def _fit_intensity(self, obj: ObjectState):
+        """The object's HU thresholds (:mod:`.refine`) from its current probabilities, sampled
+        over its input box; None when refinement is off or the object has too little inside
+        or outside to fit them."""
+        if not self.refinement.enabled:
+            return None
+        store_box = obj.store.bounds()
+        ib = None if store_box is None else input_box_of_lattice_box(self.lattice, store_box[0], store_box[1], self.image)
+        if ib is None:
+            return None
+        lo, hi = ib
+        stride = sample_stride(lo, hi, self.refinement.max_samples)
+        probs = paste_store(obj.store, self.lattice, self.image, lo, hi, stride=stride)
+        arr = sitk.GetArrayViewFromImage(self.image)
+        hu = arr[lo[0]:hi[0]:stride, lo[1]:hi[1]:stride, lo[2]:hi[2]:stride]
+        return fit_intensity_model(probs, hu, self.refinement)
 
     def _record(self, obj, action, click, before, timer, t_start, info) -> Prediction:
         bbox = changed_input_bbox(before.mask[0], obj.mask.chunks, obj.mask.chunk)
