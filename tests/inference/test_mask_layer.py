@@ -222,31 +222,37 @@ def _random_case(seed):
     return img, lattice, before, after, paste
 
 
-def _threshold_field(n, seed):
-    """A per-voxel threshold map over the whole input (as :mod:`ctsam3d.inference.refine` gives)."""
-    field = (0.05 + 0.9 * np.random.default_rng(seed + 100).random(n)).astype(np.float32)
+def _threshold_field(n, seed, constant=None):
+    """A per-voxel threshold map over the whole input (as :mod:`ctsam3d.inference.refine` gives;
+    here the "HU" read is the threshold itself); ``constant``: every voxel's threshold."""
+    from ctsam3d.inference.refine import ThresholdMap
 
-    def f(lo, hi):
+    field = (0.05 + 0.9 * np.random.default_rng(seed + 100).random(n)).astype(np.float32)
+    if constant is not None:
+        field[:] = constant
+
+    def read(lo, hi):
         return field[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
 
-    f.lo, f.hi = float(field.min()), float(field.max())
-    return f
+    return ThresholdMap(float(field.min()), float(field.max()), read, lambda v: np.asarray(v, np.float32))
 
 
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("mask_is_paste", [True, False])
-@pytest.mark.parametrize("variant", ["plain", "threshold_map", "only_remove"])
+@pytest.mark.parametrize("variant", ["plain", "threshold_map", "threshold_half", "only_remove"])
 def test_axis_aligned_update_equals_resampling_the_reachable_box(seed, mask_is_paste, variant):
     """The update decided on the lattice (one-sided neighbourhoods, separable interpolation
     elsewhere) flips exactly the voxels that resampling the whole reachable box flips -- with
-    the threshold 0.5, with a per-voxel threshold map, and restricted to removals."""
+    the threshold 0.5, with a per-voxel threshold map (also one of 0.5 everywhere: pastes of
+    exactly 0.5 go through the map's tie handling), and restricted to removals."""
     from ctsam3d.inference.mask_layer import _apply_change_resampled
 
     from ctsam3d.inference.mask_layer import paste_store
 
     img, lattice, before, after, paste = _random_case(seed)
     n = img.GetSize()[::-1]
-    threshold = _threshold_field(n, seed) if variant == "threshold_map" else None
+    threshold = {"threshold_map": _threshold_field(n, seed),
+                 "threshold_half": _threshold_field(n, seed, constant=0.5)}.get(variant)
     if threshold is not None:  # the paste thresholded with the map
         paste = paste_store(before, lattice, img, (0, 0, 0), n) > threshold((0, 0, 0), n)
     start = paste if mask_is_paste else np.random.default_rng(seed).random(n) < 0.3
@@ -259,6 +265,11 @@ def test_axis_aligned_update_equals_resampling_the_reachable_box(seed, mask_is_p
     box = apply_change(got, before, after, lattice, img, keep=keep, mask_is_paste=mask_is_paste, **opts)
     ref_box = _apply_change_resampled(ref, before, after, lattice, img, keep=keep, mask_is_paste=mask_is_paste,
                                       slab_voxels=8_000_000, **opts)
+    if variant == "threshold_half":  # the same flips as the plain threshold 0.5
+        plain = SparseVolume(8)
+        plain.write_levels((0, 0, 0), start.astype(np.uint8) * 255)
+        apply_change(plain, before, after, lattice, img, keep=keep, mask_is_paste=mask_is_paste)
+        np.testing.assert_array_equal(got.read_levels((0, 0, 0), n), plain.read_levels((0, 0, 0), n))
     if opts["only_remove"]:
         assert not (got.read_mask((0, 0, 0), n) & ~start).any()
     np.testing.assert_array_equal(got.read_levels((0, 0, 0), n), ref.read_levels((0, 0, 0), n))

@@ -117,3 +117,30 @@ def test_refinement_is_on_by_default_and_off_for_reference_exact_models():
     assert Session(BrightComponentModel(ExactConfig()), refine=True).refinement.enabled
     custom = Refinement(cap=2.0)
     assert Session(BrightComponentModel(), refine=custom).refinement is custom
+
+
+@pytest.mark.parametrize(("lo", "hi", "stride"), [((0, 0, 0), (5, 6, 7), 1), ((1, 2, 3), (4, 6, 7), 2), ((1, 1, 1), (5, 6, 7), 3)])
+def test_hu_box_reads_the_strided_box_with_paste_stores_shape(lo, hi, stride):
+    from ctsam3d.inference.mask_layer import _strided_shape
+    from ctsam3d.inference.refine import hu_box
+
+    a = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7)
+    got = hu_box(sitk.GetImageFromArray(a), lo, hi, stride)
+    want = a[lo[0]:hi[0]:stride, lo[1]:hi[1]:stride, lo[2]:hi[2]:stride]
+    np.testing.assert_array_equal(got, want)
+    assert got.shape == _strided_shape(lo, hi, stride)
+
+
+def test_a_step_never_takes_a_numpy_view_of_the_session_image(monkeypatch):
+    """A view's MakeUnique swaps the buffer of an image that server sessions share while other
+    threads crop from it (SIGSEGV under 8 users): the refinement must copy through SimpleITK."""
+    ct, _, model = _rod_case()
+    s = Session(model, refine=True)
+    s.set_image(ct)  # set-up may take a view (the server holds every permit then)
+    seen = []
+    real = sitk.GetArrayViewFromImage
+    monkeypatch.setattr(sitk, "GetArrayViewFromImage", lambda img: seen.append(img is ct) or real(img))
+    s.add_click(nearest_index(ct, (0.0, 0.0, 0.0)))
+    s.add_click(nearest_index(ct, (0.0, 0.0, 8.0)), positive=False)
+    assert s._objects[1].intensity is not None
+    assert not any(seen)

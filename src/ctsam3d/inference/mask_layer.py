@@ -131,8 +131,9 @@ def apply_change(
     (in slabs of about ``slab_voxels``). ``keep`` (see :func:`box_keep`) limits the flips to
     the voxels it marks. ``mask_is_paste``: ``mask`` is known to equal the thresholded paste
     of ``before``, so it stands in for that paste. ``threshold``: None (0.5) or a per-voxel
-    threshold, ``threshold(lo_kji, hi_kji) -> float32 (K, J, I)`` with attributes ``lo`` /
-    ``hi``, its smallest / largest value (:meth:`.refine.IntensityModel.threshold_map`).
+    threshold (:class:`.refine.ThresholdMap`: ``lo`` / ``hi`` bound it; ``hu(lo_kji, hi_kji)``
+    reads the input's values of a box, ``at(values)`` gives their thresholds), looked up only
+    for voxels whose paste lies between ``lo`` and ``hi``.
     ``only_remove``: flip only voxels now in the mask (a negative step never adds one).
 
     For an input whose axes are lattice axes up to order and sign (axial, sagittal, coronal
@@ -223,15 +224,10 @@ def _apply_change_axis_aligned(mask, before, after, lattice, image, axes, *, kee
         rng.append((int(ok[0]), int(ok[-1]) + 1))
     lo = np.array([rng[2][0], rng[1][0], rng[0][0]])  # (k, j, i)
     hi = np.array([rng[2][1], rng[1][1], rng[0][1]])
-    def thr(t, s_lo, s_hi):
-        return None if t is None else t(s_lo, s_hi)
-
     return _flip_slabs(
         mask, lo, hi, slab_voxels, keep=keep, mask_is_paste=mask_is_paste, only_remove=only_remove,
-        now=lambda s_lo, s_hi: _thresholded(p_a, after, l_lo, per_axis, s_lo, s_hi, lattice, image,
-                                            thr(threshold, s_lo, s_hi)),
-        was=lambda s_lo, s_hi: _thresholded(p_b, before, l_lo, per_axis, s_lo, s_hi, lattice, image,
-                                            thr(threshold, s_lo, s_hi)),
+        now=lambda s_lo, s_hi: _thresholded(p_a, after, l_lo, per_axis, s_lo, s_hi, lattice, image, threshold),
+        was=lambda s_lo, s_hi: _thresholded(p_b, before, l_lo, per_axis, s_lo, s_hi, lattice, image, threshold),
     )
 
 
@@ -270,9 +266,45 @@ def _flip_slabs(mask, lo, hi, slab_voxels, *, keep, mask_is_paste, now, was, onl
     return c_lo, c_hi
 
 
+def _above(vals: np.ndarray, thr, s_lo, exact=None, tie_band: float = 2e-6) -> np.ndarray:
+    """``vals > threshold`` for the input box starting at ``s_lo`` (``thr``: a
+    :class:`.refine.ThresholdMap`), reading HU values only for the sub-box of voxels whose
+    value lies within the threshold's band. ``exact(lo, hi)``: the resampler's own paste of a
+    box, used for values within ``tie_band`` of their threshold (rounding could decide)."""
+    top, bottom = np.float32(thr.hi + 1e-5), np.float32(thr.lo - 1e-5)
+    out = vals > top
+    band = (vals > bottom) & ~out
+    if not band.any():
+        return out
+    b_lo, b_hi = _box_of(band)
+    region = tuple(slice(int(a), int(b)) for a, b in zip(b_lo, b_hi))
+    sub = band[region]
+    v = vals[region][sub]
+    t = thr.at(thr.hu(np.asarray(s_lo) + b_lo, np.asarray(s_lo) + b_hi)[sub])
+    res = v > t
+    if exact is not None:
+        tie = np.abs(v - t) < tie_band
+        if tie.any():
+            full_t = np.zeros(sub.shape, np.float32)
+            full_t[sub] = t
+            tie_box = np.zeros(sub.shape, bool)
+            tie_box[sub] = tie
+            t_lo, t_hi = _box_of(tie_box)
+            tr = tuple(slice(int(a), int(b)) for a, b in zip(t_lo, t_hi))
+            probs = exact(np.asarray(s_lo) + b_lo + t_lo, np.asarray(s_lo) + b_lo + t_hi)
+            fixed = np.where(tie_box[tr], probs > full_t[tr], False)
+            res_box = np.zeros(sub.shape, bool)
+            res_box[sub] = res
+            res_box[tr] = np.where(tie_box[tr], fixed, res_box[tr])
+            res = res_box[sub]
+    out_r = out[region]
+    out_r[sub] = res
+    return out
+
+
 def _thresholded(p, store, l_lo, per_axis, s_lo, s_hi, lattice, image, thr=None, tie_band: float = 2e-6) -> np.ndarray:
-    """``paste_store(store, ..., s_lo, s_hi) > thr`` (``thr``: None for 0.5, or float32 of the
-    slab's shape) for an axis-aligned input, from ``p`` (the
+    """``paste_store(store, ..., s_lo, s_hi) > thr`` (``thr``: None for 0.5, or a
+    :class:`.refine.ThresholdMap`, see :func:`_above`) for an axis-aligned input, from ``p`` (the
     store's float32 probabilities on the lattice box starting at ``l_lo``, which must hold
     every interpolation corner): a separable trilinear interpolation, one lattice axis at a
     time, in float32. Values within ``tie_band`` of 0.5, where rounding (float32 here, the
@@ -295,16 +327,17 @@ def _thresholded(p, store, l_lo, per_axis, s_lo, s_hi, lattice, image, thr=None,
         vals = out
     # axes are lattice axes; put them in (k, j, i) order
     vals = np.transpose(vals, [per_axis[2][0], per_axis[1][0], per_axis[0][0]])
-    t = np.float32(0.5) if thr is None else thr
-    out = vals > t
-    vals -= t
+    if thr is not None:
+        return _above(vals, thr, s_lo, exact=lambda lo, hi: paste_store(store, lattice, image, lo, hi),
+                      tie_band=tie_band)
+    out = vals > 0.5
+    vals -= 0.5
     tie = np.abs(vals) < tie_band
     if tie.any():
         t_lo, t_hi = _box_of(tie)
         probs = paste_store(store, lattice, image, s_lo + t_lo, s_lo + t_hi)
         region = tuple(slice(int(a), int(b)) for a, b in zip(t_lo, t_hi))
-        t_r = t if thr is None else t[region]
-        out[region] = np.where(tie[region], probs > t_r, out[region])
+        out[region] = np.where(tie[region], probs > 0.5, out[region])
     return out
 
 
@@ -318,13 +351,14 @@ def _apply_change_resampled(mask, before, after, lattice, image, *, keep, mask_i
     if ib is None:
         return None
     lo, hi = ib
-    def thr(t, s_lo, s_hi):
-        return np.float32(0.5) if t is None else t(s_lo, s_hi)
+    def above(store, s_lo, s_hi):
+        vals = paste_store(store, lattice, image, s_lo, s_hi)
+        return vals > 0.5 if threshold is None else _above(vals, threshold, s_lo)
 
     return _flip_slabs(
         mask, lo, hi, slab_voxels, keep=keep, mask_is_paste=mask_is_paste, only_remove=only_remove,
-        now=lambda s_lo, s_hi: paste_store(after, lattice, image, s_lo, s_hi) > thr(threshold, s_lo, s_hi),
-        was=lambda s_lo, s_hi: paste_store(before, lattice, image, s_lo, s_hi) > thr(threshold, s_lo, s_hi),
+        now=lambda s_lo, s_hi: above(after, s_lo, s_hi),
+        was=lambda s_lo, s_hi: above(before, s_lo, s_hi),
     )
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-__all__ = ["Refinement", "IntensityModel", "fit_intensity_model"]
+__all__ = ["Refinement", "IntensityModel", "ThresholdMap", "fit_intensity_model", "hu_box", "sample_stride"]
 
 
 @dataclass(frozen=True)
@@ -95,17 +95,40 @@ class IntensityModel:
         np.clip(idx, 0, len(self.thresholds) - 1, out=idx)
         return self.thresholds[idx]
 
-    def threshold_map(self, image: sitk.Image):
-        """``f(lo_kji, hi_kji) -> float32 (K, J, I)``: the thresholds of the input box;
-        ``f.lo`` / ``f.hi`` bound them (outside that band the model's probability decides)."""
-        arr = sitk.GetArrayViewFromImage(image)
+    def threshold_map(self, image: sitk.Image) -> "ThresholdMap":
+        """These thresholds on ``image``'s voxels (what :func:`.mask_layer.apply_change` takes)."""
+        return ThresholdMap(self.lo, self.hi, lambda lo, hi: hu_box(image, lo, hi), self.at)
 
-        def f(lo_kji, hi_kji) -> np.ndarray:
-            sl = tuple(slice(int(a), int(b)) for a, b in zip(lo_kji, hi_kji))
-            return self.at(arr[sl])
 
-        f.lo, f.hi = self.lo, self.hi
-        return f
+@dataclass(frozen=True)
+class ThresholdMap:
+    """Per-voxel thresholds of an input image, read lazily.
+
+    Attributes:
+        lo / hi: the smallest / largest threshold (outside that band the model's probability decides).
+        hu: ``hu(lo_kji, hi_kji) -> (K, J, I)``: the input's values on a box.
+        at: ``at(values) -> float32``: the thresholds of values.
+    """
+
+    lo: float
+    hi: float
+    hu: object
+    at: object
+
+    def __call__(self, lo_kji, hi_kji) -> np.ndarray:
+        """The thresholds of every voxel of a box (float32 ``(K, J, I)``)."""
+        return self.at(self.hu(lo_kji, hi_kji))
+
+
+def hu_box(image: sitk.Image, lo_kji, hi_kji, stride: int = 1) -> np.ndarray:
+    """The input's values on box ``[lo_kji, hi_kji)`` (every ``stride``-th voxel), ``(K, J, I)``.
+
+    Copied through a SimpleITK slice, never a numpy view of ``image``: a view's ``MakeUnique``
+    swaps the buffer of an image that server sessions share while other threads crop patches
+    from it (SIGSEGV; see :mod:`ctsam3d.server.images`)."""
+    (k0, j0, i0), (k1, j1, i1) = (int(v) for v in lo_kji), (int(v) for v in hi_kji)
+    s = int(stride)
+    return sitk.GetArrayFromImage(image[i0:i1:s, j0:j1:s, k0:k1:s])
 
 
 def _histogram(values: np.ndarray, bin_hu: float) -> np.ndarray:

@@ -23,6 +23,10 @@ whose prediction merges with the rest by voxel-wise maximum. Cross-patch expansi
 are kept as sparse canonical chunks (the decoder's previous mask); the object's mask is kept
 on the input grid (:mod:`.mask_layer`) and changes only at the input voxels where the
 thresholded linear paste of those probabilities flips in a step (:meth:`result` reads it).
+The threshold is 0.5 moved by the input voxel's own HU value (``refine``, on by default; see
+:mod:`.refine`): each step fits the object's inside and outside HU histograms and a voxel whose
+pasted probability lies between 0.047 and 0.953 is decided by them too, so a boundary the
+model's coarse lattice blurs lands on the CT's intensity edge.
 
 Documented behaviours:
 
@@ -36,8 +40,9 @@ Documented behaviours:
   lower probabilities is never higher, so no input voxel enters the mask). The clicked voxel
   leaves the mask only if the model's probability there drops to 0.5 or below.
 * **A positive click's voxel is in the mask** whenever the model's probability there is above
-  0.5 after the step (how often it is not: ``benchmarks/prompt_rules.py``); the session does
-  not force it in otherwise (a lone forced voxel is not a segmentation). In edit mode a
+  its threshold after the step (0.5 without refinement; how often it is not:
+  ``benchmarks/prompt_rules.py``); the session does not force it in otherwise (a lone forced
+  voxel is not a segmentation). In edit mode a
   positive click on a voxel already in the mask changes nothing.
 * **Edit mode** (:meth:`set_initial_mask`): :meth:`result` returns the given mask voxel for
   voxel (it is kept on the input grid; the decoder sees it sampled onto the lattice). A click
@@ -80,7 +85,7 @@ from .mask_layer import (
 from .objects import ObjectState
 from .patch_cache import FeatureCache
 from .prediction import Prediction
-from .refine import Refinement, fit_intensity_model, sample_stride
+from .refine import Refinement, fit_intensity_model, hu_box, sample_stride
 from . import shape_step
 from .shape_render import DEFAULT_RENDERING, ShapePrompt, ShapeRendering, render_box2d, render_lasso, render_scribble
 from .shapes import box2d_shape, lasso_shape, parse_points
@@ -500,9 +505,7 @@ class Session:
         lo, hi = ib
         stride = sample_stride(lo, hi, self.refinement.max_samples)
         probs = paste_store(obj.store, self.lattice, self.image, lo, hi, stride=stride)
-        arr = sitk.GetArrayViewFromImage(self.image)
-        hu = arr[lo[0]:hi[0]:stride, lo[1]:hi[1]:stride, lo[2]:hi[2]:stride]
-        return fit_intensity_model(probs, hu, self.refinement)
+        return fit_intensity_model(probs, hu_box(self.image, lo, hi, stride), self.refinement)
 
     def _record(self, obj, action, click, before, timer, t_start, info) -> Prediction:
         bbox = changed_input_bbox(before.mask[0], obj.mask.chunks, obj.mask.chunk)
@@ -587,7 +590,8 @@ class Session:
 
         They are the model's probabilities (resampled linearly from the lattice) wherever they
         agree with the mask; where the mask differs from them (the user's own mask in edit
-        mode, a box's clip, voxels no prompt acted on) they are moved to the mask's side of
+        mode, a box's clip, voxels no prompt acted on, a boundary voxel the intensity
+        refinement decided) they are moved to the mask's side of
         0.5 (0.502 inside, 0.5 outside), so ``probs > 0.5`` is exactly :meth:`result`.
         """
         with self._lock:
