@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-patches", type=int, default=None, metavar="N", help="model expansion budget (Session)")
     parser.add_argument("--no-refine", action="store_true",
                         help="model: threshold the pasted probabilities at 0.5, without the intensity-guided "
-                             "boundary refinement (Session(refine=False); docs/inference.md)")
+                             "boundary refinement (Session(refine=False); ctsam3d.inference.refine)")
     parser.add_argument("--title", default=None, help="title of the plots and report")
     parser.add_argument("-o", "--output", required=True, help="output folder for report.json, report.csv and PNG plots")
     parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted); default cpu")
