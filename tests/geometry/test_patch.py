@@ -80,6 +80,28 @@ def test_crop_patch_aligned_and_resampled_paths_agree():
     assert lab.dtype == np.uint8 and lab[:3].max() == 0
 
 
+def test_crop_patch_edge_replicates_the_nearest_voxel_on_both_paths():
+    """``edge=True``: outside the image a CT patch takes the nearest image voxel's value (a slab
+    continues as its last slice), the same on the aligned and the resampled path; labels pad."""
+    z, y, x = np.meshgrid(np.arange(6), np.arange(22), np.arange(24), indexing="ij")
+    ramp = (10.0 * x + 3.0 * y - 2.0 * z - 100.0).astype(np.float32)
+    ct = make_image(ramp, (1.5, 1.5, 1.5), "LPS", origin=(1, 2, 3))
+    g = PatchGrid.from_index(ct, (-3, 4, 10), (12, 9, 16))  # z -3 .. 8 of a 6-slice image
+    fast = crop_patch(ct, g, edge=True)
+    g2 = PatchGrid(tuple(np.asarray(g.origin_lps) + 0.003), g.spacing, g.size)  # off-lattice: sitk
+    slow = crop_patch(ct, g2, edge=True)
+    assert fast.dtype == np.float32 and fast.shape == (12, 9, 16)
+    for k in range(3):  # below the image: slice 0; above it: slice 5
+        np.testing.assert_array_equal(fast[k], fast[3])
+    for k in range(9, 12):
+        np.testing.assert_array_equal(fast[k], fast[8])
+    np.testing.assert_array_equal(fast[3:9, :, :14], crop_patch(ct, g)[3:9, :, :14])  # inside: unchanged
+    np.testing.assert_array_equal(fast[:, :, 14], fast[:, :, 13])  # x 24, 25: beyond the image's last column
+    np.testing.assert_allclose(fast, slow, atol=0.1)
+    lab = crop_patch(sitk.Cast(ct > 0, sitk.sitkUInt8), g, is_label=True, edge=True)
+    assert lab[:3].max() == 0 and lab[9:].max() == 0  # labels are never extrapolated
+
+
 def test_crop_patch_from_oblique_original_matches_canonical():
     """Cropping the original (any direction) or its canonical version gives the same labels."""
     arr = np.zeros((12, 12, 12), np.uint8)

@@ -171,19 +171,26 @@ def crop_array(volume_zyx: np.ndarray, start_zyx, size_zyx, pad) -> np.ndarray:
     return out
 
 
-def crop_patch(image: sitk.Image, grid: PatchGrid, *, is_label: bool = False, pad=None) -> np.ndarray:
+def crop_patch(image: sitk.Image, grid: PatchGrid, *, is_label: bool = False, pad=None, edge: bool = False) -> np.ndarray:
     """Sample ``image`` on ``grid``; returns a ``(D, H, W)`` array.
 
-    CT: linear interpolation, float32, ``pad`` (default -1024 HU) outside the image.
-    Labels (``is_label``): nearest neighbour, pixel type kept, ``pad`` (default 0) outside.
-    When the grid lies on ``image``'s voxel lattice (a canonical image) the voxels are
-    copied without interpolation.
+    CT: linear interpolation, float32, ``pad`` (default -1024 HU) outside the image, or with
+    ``edge`` the value of the nearest image voxel there (edge replication: a CT that ends
+    inside the body -- a thin slab, a cropped scan -- continues as its last slice instead of
+    air). Labels (``is_label``): nearest neighbour, pixel type kept, ``pad`` (default 0)
+    outside. When the grid lies on ``image``'s voxel lattice (a canonical image) the voxels
+    are copied without interpolation.
     """
     if pad is None:
         pad = LABEL_PAD if is_label else CT_PAD_HU
+    edge = edge and not is_label
     if grid.is_aligned_with(image):
         view = sitk.GetArrayViewFromImage(image)
-        out = crop_array(view, grid.start_in(image), grid.size, pad)
+        start = np.asarray(grid.start_in(image), int)
+        if edge:  # index of the nearest voxel, clipped per axis
+            idx = [np.clip(np.arange(s, s + n), 0, d - 1) for s, n, d in zip(start, _size3(grid.size), view.shape)]
+            return view[np.ix_(*idx)].astype(np.float32)
+        out = crop_array(view, start, grid.size, pad)
         return out if is_label else out.astype(np.float32, copy=False)
     interp = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
     ptype = image.GetPixelID() if is_label else sitk.sitkFloat32
@@ -197,6 +204,7 @@ def crop_patch(image: sitk.Image, grid: PatchGrid, *, is_label: bool = False, pa
         IDENTITY_DIRECTION,
         float(pad),
         ptype,
+        bool(edge),  # useNearestNeighborExtrapolator
     )
     return sitk.GetArrayFromImage(out)
 
