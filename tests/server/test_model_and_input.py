@@ -59,3 +59,21 @@ def test_empty_result_says_so(client, monkeypatch):
     monkeypatch.setattr(Workspace, "click", lambda self, oid, ijk, positive: Change(None, SegObject(oid, "liver", (1, 2, 3)), 1.0))
     r = client.post(f"/api/sessions/{sid}/objects/{oid}/clicks", json={"ijk": [10, 10, 10], "positive": True})
     assert r.status_code == 200 and r.json()["warning"].startswith("Empty result: the model (ctsam3d-lite (untrained)")
+
+
+@pytest.mark.parametrize(("config", "enabled"), [({}, True), ({"refine": False}, False), ({"refine": True}, True)])
+def test_server_sessions_follow_the_refine_setting(tmp_path, data_dir, lite_model, config, enabled):
+    """``ctsam3d serve --no-refine`` (``ServerConfig.refine``) reaches every model session."""
+    with make_client(lite_model, tmp_path / "state", data_dir, **config) as c:
+        engine = c.app.state.ctx.models.engine(synthetic_ct()[0])
+        assert engine.session.refinement.enabled is enabled
+
+
+def test_serve_no_refine_flag_parses():
+    import argparse
+
+    from ctsam3d.cli import serve_cmd
+
+    p = argparse.ArgumentParser()
+    serve_cmd.add_arguments(p)
+    assert p.parse_args(["--no-refine"]).no_refine and not p.parse_args([]).no_refine

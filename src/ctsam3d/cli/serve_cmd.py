@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"where sessions (uploads, clicks, masks) are kept (default {default_state_dir()})")
     parser.add_argument("--max-upload-mb", type=float, default=1024.0, help="largest upload accepted, MiB (default 1024)")
     parser.add_argument("--no-expansion", action="store_true", help="switch off cross-patch expansion")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="threshold the model's probabilities at 0.5, without the intensity-guided boundary refinement")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow cross-origin calls from ORIGIN (repeatable; default: none)")
     parser.add_argument("--max-concurrent", type=int, default=2,
@@ -111,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         session_ttl_s=args.session_ttl * 3600.0,
         session_quota_mb=args.session_quota_gb * 1024.0,
         max_patches=args.max_patches,
+        refine=False if args.no_refine else None,
     )
     app = create_app(config)
     app.state.ctx.models.get()  # load the model now: a bad checkpoint fails here, not at the first click

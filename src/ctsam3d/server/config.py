@@ -48,6 +48,8 @@ class ServerConfig:
         session_quota_mb: disk (MiB) the sessions and shared viewer copies may use; beyond it the
             longest idle sessions are removed first (default 20 GiB).
         max_patches: cross-patch expansion budget per click (None: the library default).
+        refine: the sessions' intensity-guided boundary refinement (``ctsam3d.inference.refine``;
+            None: the session default, on except for reference-exact models).
         max_objects: objects per session (label values 1..max_objects, uint8 label map).
         model_name: name of the model in MONAI Label's ``/info/`` and ``/infer/{model}``.
     """
@@ -66,6 +68,7 @@ class ServerConfig:
     session_ttl_s: float = 24 * 3600.0
     session_quota_mb: float = 20 * 1024.0
     max_patches: int | None = None
+    refine: bool | None = None
     max_objects: int = 255
     model_name: str = "ctsam3d"
 
