@@ -81,6 +81,23 @@ def test_expansion_budget_option(tmp_path, ct_path):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out))), expected)
 
 
+@pytest.mark.parametrize("flag, enabled", [((), True), (("--no-refine",), False)])
+def test_no_refine_option_reaches_the_session(tmp_path, ct_path, monkeypatch, flag, enabled):
+    import ctsam3d.inference.session as session_module
+
+    seen = []
+    real = session_module.Session.__init__
+
+    def spy(self, *a, **kw):
+        real(self, *a, **kw)
+        seen.append(self.refinement.enabled)
+
+    monkeypatch.setattr(session_module.Session, "__init__", spy)
+    out = tmp_path / "m.nii.gz"
+    assert _cli("-i", ct_path, "-o", out, "--click", "63,63,25", "--no-expansion", *flag) == 0
+    assert seen == [enabled]
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
