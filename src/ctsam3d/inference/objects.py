@@ -40,8 +40,10 @@ class ObjectState:
         clicks: all prompts so far (user, box centres, cross-patch clicks), oldest first.
         patches: lattice starts ``(z, y, x)`` of the patches segmented for it.
         has_initial_mask: it was started from a mask (edit mode).
-        mask_is_paste: ``mask`` is exactly the thresholded linear paste of ``store`` (an object
-            started from prompts, no box clipped it): a step then needs one paste, not two.
+        mask_is_paste: ``mask`` is the thresholded linear paste of ``store`` (an object started
+            from prompts, no box clipped it): a step then needs one paste, not two. Exactly so
+            with the threshold 0.5; with the intensity refinement each voxel holds the decision
+            of the thresholds of the last step that reached it (:mod:`.refine`).
         auto_named: created implicitly by the first prompt (``new_object`` may rename it).
     """
 
