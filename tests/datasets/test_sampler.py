@@ -37,6 +37,30 @@ def test_aligned_patch_is_an_exact_crop(tmp_path):
     np.testing.assert_array_equal(lab, case.label[z : z + 6, y : y + 8, x : x + 10])
 
 
+@pytest.mark.parametrize("outside", ["air", "edge"])
+def test_ct_outside_the_volume_is_air_or_the_edge_voxel(tmp_path, outside):
+    """``SamplerConfig.ct_outside``: a patch overhanging the volume holds -1024 HU there, or
+    (``"edge"``) the nearest volume voxel's value, as the session's crops do; labels pad 0."""
+    write_pairs(tmp_path / "pairs", 1, spacing_xyz=(2.0, 2.0, 2.0), direction=IDENTITY)
+    preprocess(open_dataset(tmp_path / "pairs"), tmp_path / "cache", progress=False)
+    case = load_cache(tmp_path / "cache")[0]
+    s = PatchSampler([case], (6, 8, 10), 2.0, augment=None, config=SamplerConfig(ct_outside=outside))
+    start_zyx = np.array([-3, 3, 1])  # 3 slices below the volume's first
+    center = np.array(case.origin_lps) + (start_zyx[::-1] + (np.array([10, 8, 6]) - 1) / 2) * 2.0
+    ct = s.patch(0, center, "ct")[0, 0].numpy()
+    lab = s.patch(0, center, "label")[0, 0].numpy()
+    inside = case.ct[0:3, 3:11, 1:11]
+    np.testing.assert_allclose(ct[3:], inside, atol=1e-3)
+    want = np.broadcast_to(inside[0], (3,) + inside[0].shape) if outside == "edge" else np.full((3, 8, 10), -1024.0)
+    np.testing.assert_allclose(ct[:3], want, atol=1e-3)
+    assert lab[:3].max() == 0
+
+
+def test_ct_outside_must_be_air_or_edge():
+    with pytest.raises(ValueError, match="ct_outside"):
+        SamplerConfig(ct_outside="mirror")
+
+
 def test_patch_matches_simpleitk_resampling_of_the_original(pli_cache):
     """Cache (reoriented, cropped) + affine sampling == SimpleITK resampling of the PLI file."""
     case = load_cache(pli_cache / "cache", case_ids=["pt_1"])[0]

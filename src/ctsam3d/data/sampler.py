@@ -69,6 +69,10 @@ class SamplerConfig:
         the pair is invalid. With ``cpp_shift: [0.75, 0.75]`` the pairs are then the ones a
         session's expansion asks the CPP net about (lattice stride 3/4 of the patch).
     min_voxels: structure voxels U must contain (else the draw is repeated, up to 8 times).
+    ct_outside: what a CT patch holds where it leaves the volume: ``"air"`` (-1024 HU, the
+        default: the random stream and every recipe so far) or ``"edge"`` (the nearest volume
+        voxel, as the interactive session's crops do since 2026-12-05; a patch wholly outside
+        the volume is air either way).
     """
 
     jitter: float = 0.25
@@ -81,6 +85,11 @@ class SamplerConfig:
     cpp_face_margin: int = 2
     cpp_face_voxels: int = 4
     min_voxels: int = 1
+    ct_outside: str = "air"
+
+    def __post_init__(self):
+        if self.ct_outside not in ("air", "edge"):
+            raise ValueError(f"sampler.ct_outside: 'air' or 'edge', got {self.ct_outside!r}")
 
 
 class _Volume:
@@ -197,11 +206,13 @@ class PatchSampler:
             return torch.full(out_shape, fill, device=self.device)
         src = vol.ct if what == "ct" else vol.label
         sub = src[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].float()
+        edge = what == "ct" and self.config.ct_outside == "edge"
         if what == "ct":
             sub = sub - AIR_HU  # zero padding of grid_sample == air
         pad = [(0, max(0, 2 - s)) for s in sub.shape]  # align_corners needs >= 2 voxels per axis
         if any(p[1] for p in pad):
-            sub = F.pad(sub, (0, pad[2][1], 0, pad[1][1], 0, pad[0][1]))
+            widths = (0, pad[2][1], 0, pad[1][1], 0, pad[0][1])
+            sub = F.pad(sub[None, None], widths, mode="replicate")[0, 0] if edge else F.pad(sub, widths)
         shift = np.eye(4)
         shift[:3, 3] = -lo[::-1]
         theta = theta_for_grid(shift @ p2i, self.patch_size, sub.shape)
@@ -209,7 +220,8 @@ class PatchSampler:
             torch.as_tensor(theta, dtype=torch.float32, device=self.device)[None], list(out_shape), align_corners=True
         )
         mode = "bilinear" if what == "ct" else "nearest"
-        out = F.grid_sample(sub[None, None], grid, mode=mode, padding_mode="zeros", align_corners=True)
+        out = F.grid_sample(sub[None, None], grid, mode=mode, padding_mode="border" if edge else "zeros",
+                            align_corners=True)
         return out + AIR_HU if what == "ct" else out
 
     def _to_unit(self, hu: torch.Tensor) -> torch.Tensor:
