@@ -75,6 +75,13 @@ class Refinement:
 _HU_LO, _HU_HI = -1024.0, 3072.0
 
 
+def _bin_index(values: np.ndarray, bin_hu: float) -> np.ndarray:
+    """HU bin of each value (``bin_hu`` wide from ``-1024``; values beyond the range in the end bins)."""
+    n = int(np.ceil((_HU_HI - _HU_LO) / bin_hu))
+    idx = np.floor((np.asarray(values, np.float32) - np.float32(_HU_LO)) / np.float32(bin_hu)).astype(np.int64)
+    return np.clip(idx, 0, n - 1, out=idx)
+
+
 class IntensityModel:
     """An object's per-HU-bin threshold ``t(I)`` (see the module doc).
 
@@ -91,9 +98,7 @@ class IntensityModel:
 
     def at(self, hu: np.ndarray) -> np.ndarray:
         """Thresholds (float32, same shape) for HU values ``hu``."""
-        idx = np.floor((np.asarray(hu, np.float32) - np.float32(_HU_LO)) / np.float32(self.bin_hu)).astype(np.int64)
-        np.clip(idx, 0, len(self.thresholds) - 1, out=idx)
-        return self.thresholds[idx]
+        return self.thresholds[_bin_index(hu, self.bin_hu)]
 
     def threshold_map(self, image: sitk.Image) -> "ThresholdMap":
         """These thresholds on ``image``'s voxels (what :func:`.mask_layer.apply_change` takes)."""
@@ -133,9 +138,7 @@ def hu_box(image: sitk.Image, lo_kji, hi_kji, stride: int = 1) -> np.ndarray:
 
 def _histogram(values: np.ndarray, bin_hu: float) -> np.ndarray:
     n = int(np.ceil((_HU_HI - _HU_LO) / bin_hu))
-    idx = np.floor((values.astype(np.float32) - np.float32(_HU_LO)) / np.float32(bin_hu)).astype(np.int64)
-    np.clip(idx, 0, n - 1, out=idx)
-    h = np.bincount(idx, minlength=n).astype(np.float64)
+    h = np.bincount(_bin_index(values, bin_hu), minlength=n).astype(np.float64)
     h = ndimage.gaussian_filter1d(h, 1.5, mode="nearest")
     return (h + 0.5) / (h.sum() + 0.5 * n)
 
