@@ -38,7 +38,8 @@ Documented behaviours:
 * **A negative click never adds a voxel**: the new probabilities are the voxel-wise minimum
   of the previous ones and the model's, and no expansion runs after it (the linear paste of
   lower probabilities is never higher, so no input voxel enters the mask). The clicked voxel
-  leaves the mask only if the model's probability there drops to 0.5 or below.
+  leaves the mask only if the model's probability there drops to its threshold (0.5 without
+  refinement) or below.
 * **A positive click's voxel is in the mask** whenever the model's probability there is above
   its threshold after the step (0.5 without refinement; how often it is not:
   ``benchmarks/prompt_rules.py``); the session does not force it in otherwise (a lone forced
