@@ -81,8 +81,11 @@ def test_expansion_budget_option(tmp_path, ct_path):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out))), expected)
 
 
-@pytest.mark.parametrize("flag, enabled", [((), True), (("--no-refine",), False)])
-def test_no_refine_option_reaches_the_session(tmp_path, ct_path, monkeypatch, flag, enabled):
+@pytest.mark.parametrize(
+    "flag, refine, mirror",
+    [((), True, True), (("--no-refine",), False, True), (("--no-mirror",), True, False)],
+)
+def test_refine_and_mirror_options_reach_the_session(tmp_path, ct_path, monkeypatch, flag, refine, mirror):
     import ctsam3d.inference.session as session_module
 
     seen = []
@@ -90,12 +93,12 @@ def test_no_refine_option_reaches_the_session(tmp_path, ct_path, monkeypatch, fl
 
     def spy(self, *a, **kw):
         real(self, *a, **kw)
-        seen.append(self.refinement.enabled)
+        seen.append((self.refinement.enabled, self.mirror))
 
     monkeypatch.setattr(session_module.Session, "__init__", spy)
     out = tmp_path / "m.nii.gz"
     assert _cli("-i", ct_path, "-o", out, "--click", "63,63,25", "--no-expansion", *flag) == 0
-    assert seen == [enabled]
+    assert seen == [(refine, mirror)]
 
 
 @pytest.mark.parametrize(

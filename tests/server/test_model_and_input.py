@@ -61,19 +61,25 @@ def test_empty_result_says_so(client, monkeypatch):
     assert r.status_code == 200 and r.json()["warning"].startswith("Empty result: the model (ctsam3d-lite (untrained)")
 
 
-@pytest.mark.parametrize(("config", "enabled"), [({}, True), ({"refine": False}, False), ({"refine": True}, True)])
-def test_server_sessions_follow_the_refine_setting(tmp_path, data_dir, lite_model, config, enabled):
-    """``ctsam3d serve --no-refine`` (``ServerConfig.refine``) reaches every model session."""
+@pytest.mark.parametrize(
+    ("config", "refine", "mirror"),
+    [({}, True, True), ({"refine": False}, False, True), ({"refine": True}, True, True), ({"mirror": False}, True, False)],
+)
+def test_server_sessions_follow_the_refine_and_mirror_settings(tmp_path, data_dir, lite_model, config, refine, mirror):
+    """``ctsam3d serve --no-refine / --no-mirror`` (``ServerConfig.refine / mirror``) reach every model session."""
     with make_client(lite_model, tmp_path / "state", data_dir, **config) as c:
         engine = c.app.state.ctx.models.engine(synthetic_ct()[0])
-        assert engine.session.refinement.enabled is enabled
+        assert engine.session.refinement.enabled is refine
+        assert engine.session.mirror is mirror
 
 
-def test_serve_no_refine_flag_parses():
+@pytest.mark.parametrize("flag", ["refine", "mirror"])
+def test_serve_no_refine_and_no_mirror_flags_parse(flag):
     import argparse
 
     from ctsam3d.cli import serve_cmd
 
     p = argparse.ArgumentParser()
     serve_cmd.add_arguments(p)
-    assert p.parse_args(["--no-refine"]).no_refine and not p.parse_args([]).no_refine
+    dest = f"no_{flag}"
+    assert getattr(p.parse_args([f"--no-{flag}"]), dest) and not getattr(p.parse_args([]), dest)

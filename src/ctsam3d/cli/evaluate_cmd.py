@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-refine", action="store_true",
                         help="model: threshold the pasted probabilities at 0.5, without the intensity-guided "
                              "boundary refinement (Session(refine=False); ctsam3d.inference.refine)")
+    parser.add_argument("--no-mirror", action="store_true",
+                        help="decode each patch once, without averaging it with its left-right mirror "
+                             "(Session(mirror=False); ctsam3d.inference.runner.PatchRunner)")
     parser.add_argument("--title", default=None, help="title of the plots and report")
     parser.add_argument("-o", "--output", required=True, help="output folder for report.json, report.csv and PNG plots")
     parser.add_argument("-d", "--device", default="cpu", help="cpu, cuda, cuda:N, mps (gpu, gpu:N accepted); default cpu")
@@ -65,7 +68,7 @@ def _split(text: str | None) -> list[str]:
 
 
 def build_methods(names: list[str], models: list[str] | None, device: str, max_patches: int | None,
-                  no_refine: bool = False) -> list:
+                  no_refine: bool = False, no_mirror: bool = False) -> list:
     """Method objects for ``names``; model methods once per model (named by the model when several)."""
     from ..evaluation import RandomWalkerMethod, RegionGrowingMethod
 
@@ -88,6 +91,8 @@ def build_methods(names: list[str], models: list[str] | None, device: str, max_p
     kwargs = {} if max_patches is None else {"max_patches": max_patches}
     if no_refine:
         kwargs["refine"] = False
+    if no_mirror:
+        kwargs["mirror"] = False
     for n in names:
         if n.startswith("model"):
             for label, source, model in loaded:
@@ -133,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     cases = open_cases(args.data, args.format, catalogue=args.catalogue)  # bad data fails before a model loads
     names = _split(args.method)
     device = resolve_device(args.device) if any(n.startswith("model") for n in names) else "cpu"
-    methods = build_methods(names, args.model, device, args.max_patches, args.no_refine)
+    methods = build_methods(names, args.model, device, args.max_patches, args.no_refine, args.no_mirror)
     report = evaluate(
         args.data, args.format, methods, clicks=args.clicks, structures=_split(args.structures) or None,
         out_dir=out, seed=args.seed, max_cases=args.max_cases, nsd_tolerance_mm=args.nsd_tolerance,

@@ -67,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-patches", type=int, default=None, metavar="N", help="expansion budget: neighbour patches per click (default 16)")
     parser.add_argument("--no-refine", action="store_true",
                         help="threshold the model's probabilities at 0.5, without the intensity-guided boundary refinement")
+    parser.add_argument("--no-mirror", action="store_true",
+                        help="decode each patch once, without averaging it with its left-right mirror (about half the model time per click)")
     parser.add_argument("--name", default=None, help="structure name stored in DICOM-SEG output (default: mask)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
@@ -159,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("model: %s (%s)", getattr(model, "model_name", args.model), model.config.preset)
     log.info("model ready (%.1f s since start); segmenting …", time.perf_counter() - t_start)
     session = Session(model, expansion=not args.no_expansion, max_patches=args.max_patches,
-                      refine=False if args.no_refine else None)
+                      refine=False if args.no_refine else None, mirror=False if args.no_mirror else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotHUWarning)  # said above
         session.set_image(image)

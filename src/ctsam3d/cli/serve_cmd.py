@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-expansion", action="store_true", help="switch off cross-patch expansion")
     parser.add_argument("--no-refine", action="store_true",
                         help="threshold the model's probabilities at 0.5, without the intensity-guided boundary refinement")
+    parser.add_argument("--no-mirror", action="store_true",
+                        help="decode each patch once, without averaging it with its left-right mirror (about half the model time per click)")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow cross-origin calls from ORIGIN (repeatable; default: none)")
     parser.add_argument("--max-concurrent", type=int, default=2,
@@ -114,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         session_quota_mb=args.session_quota_gb * 1024.0,
         max_patches=args.max_patches,
         refine=False if args.no_refine else None,
+        mirror=False if args.no_mirror else None,
     )
     app = create_app(config)
     app.state.ctx.models.get()  # load the model now: a bad checkpoint fails here, not at the first click

@@ -81,6 +81,7 @@ class SessionMethod(InteractiveMethod):
         self.session_options = ", ".join(f"{k}={v}" for k, v in sorted(session_kwargs.items()))
         self.expansion = expansion
         self.refine = self._session.refinement.enabled  # intensity-guided boundary refinement (report)
+        self.mirror = self._session.mirror  # left-right mirror averaging of each decode (report)
         self.name = name or ("model" if expansion else "model-noexp")
         self._shape: tuple[int, int, int] | None = None
 

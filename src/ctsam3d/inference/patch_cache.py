@@ -25,10 +25,14 @@ class EncodedPatch:
     Attributes:
         image: ``(1, 1, D, H, W)`` float32 tensor in [0, 1] (HU-windowed crop), on the model device.
         features: the encoder's outputs for this patch (each with batch size 1).
+        mirrored: the encoder's outputs for the patch mirrored left-right (lattice x reversed),
+            or None when the runner does not average over the mirror (see
+            :class:`~ctsam3d.inference.runner.PatchRunner`).
     """
 
     image: torch.Tensor
     features: list[torch.Tensor]
+    mirrored: list[torch.Tensor] | None = None
 
 
 class FeatureCache:

@@ -93,7 +93,7 @@ def create_app(config: ServerConfig, *, model=None, loopback_only: bool | None =
     datastore = Datastore(config.data_dir, config.state_dir / "datastore")
     models = ModelHolder(model if model is not None else config.model, config.device, config.expansion,
                          config.max_concurrent_inference, config.max_patches, untrained=config.allow_untrained,
-                         refine=config.refine)
+                         refine=config.refine, mirror=config.mirror)
     store = WorkspaceStore(config.state_dir / "sessions", datastore, models, max_open=config.max_open_sessions,
                            upload_limit=config.max_upload_bytes, max_objects=config.max_objects,
                            ttl=config.session_ttl_s, quota_bytes=int(config.session_quota_mb * 2**20))

@@ -50,6 +50,8 @@ class ServerConfig:
         max_patches: cross-patch expansion budget per click (None: the library default).
         refine: the sessions' intensity-guided boundary refinement (``ctsam3d.inference.refine``;
             None: the session default, on except for reference-exact models).
+        mirror: the sessions' left-right mirror averaging of each decode (``Session(mirror=...)``;
+            None: the session default, on except for reference-exact models).
         max_objects: objects per session (label values 1..max_objects, uint8 label map).
         model_name: name of the model in MONAI Label's ``/info/`` and ``/infer/{model}``.
     """
@@ -69,6 +71,7 @@ class ServerConfig:
     session_quota_mb: float = 20 * 1024.0
     max_patches: int | None = None
     refine: bool | None = None
+    mirror: bool | None = None
     max_objects: int = 255
     model_name: str = "ctsam3d"
 

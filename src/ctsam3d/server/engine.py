@@ -128,16 +128,19 @@ class ModelHolder:
         untrained: a preset name means its freshly initialised weights (``--untrained``), even
             one a bundled model bears (``ctsam3d-lite-wb``).
         refine: the sessions' intensity-guided boundary refinement (None: the session default).
+        mirror: the sessions' left-right mirror averaging (None: the session default).
     """
 
     def __init__(self, model, device: str = "cpu", expansion: bool = True, max_concurrent: int = 1,
-                 max_patches: int | None = None, untrained: bool = False, refine: bool | None = None) -> None:
+                 max_patches: int | None = None, untrained: bool = False, refine: bool | None = None,
+                 mirror: bool | None = None) -> None:
         self.spec = model if model is None or isinstance(model, str) else None
         self.untrained = untrained
         self.device = device
         self.expansion = expansion
         self.max_patches = max_patches
         self.refine = refine
+        self.mirror = mirror
         self.max_concurrent = max(1, max_concurrent)
         self.gate = threading.BoundedSemaphore(self.max_concurrent)
         self._drain = threading.Lock()
@@ -196,7 +199,7 @@ class ModelHolder:
         sessions on the same image (see :class:`.images.SharedImage`), else its own."""
         model = self.get()
         with self.exclusive():  # set_image reads the pixels as numpy (HU check): no crop may run
-            return Engine(model, image, self.expansion, self.gate, cache, self.max_patches, self.refine)
+            return Engine(model, image, self.expansion, self.gate, cache, self.max_patches, self.refine, self.mirror)
 
 
 class Engine:
@@ -212,7 +215,8 @@ class Engine:
     """
 
     def __init__(self, model, image: sitk.Image, expansion: bool, gate: threading.BoundedSemaphore,
-                 cache=None, max_patches: int | None = None, refine: bool | None = None) -> None:
+                 cache=None, max_patches: int | None = None, refine: bool | None = None,
+                 mirror: bool | None = None) -> None:
         from ..inference.session import Session
 
         self.gate = gate
@@ -220,7 +224,7 @@ class Engine:
         # Fewer cached encoded patches and undo steps than the library default: a server holds
         # many sessions, each user works in one region, and undo past this depth replays clicks.
         self.session = Session(model, expansion=expansion, cache_size=CACHE_PATCHES, undo_depth=UNDO_DEPTH,
-                               max_patches=max_patches, refine=refine)
+                               max_patches=max_patches, refine=refine, mirror=mirror)
         self.session.set_image(image)
         if cache is not None:
             self.session.use_feature_cache(cache)
