@@ -4,7 +4,8 @@ Spatial augmentation follows the reference training config: with probability ``p
 translation ±20 mm, isotropic scale 0.9–1.1 and a rotation of up to ±10° about a random
 axis. There are **no flips**: left and right structures have different names, so a
 mirrored patch would teach the wrong label. Intensity augmentation (on HU, before the
-window): contrast × [0.9, 1.1], shift ±20 HU and Gaussian noise of up to 15 HU.
+window): contrast × [0.9, 1.1], shift ±20 HU and Gaussian noise of up to 15 HU. With
+``p_contrast`` > 0 a patch may first be made to look contrast-enhanced (:mod:`.contrast`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class AugmentConfig:
     contrast_range: tuple[float, float] = (0.9, 1.1)
     shift_hu: float = 20.0
     noise_hu: float = 15.0
+    p_contrast: float = 0.0  # contrast-phase augmentation (data/contrast.py); 0: off, random stream unchanged
 
 
 @dataclass

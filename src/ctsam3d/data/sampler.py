@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from .affine import patch_corners_index, patch_to_world, theta_for_grid, world_to_index
 from .augment import AugmentConfig, apply_intensity, draw_spatial
+from .contrast import apply_contrast
 from .cache import AIR_HU, CachedCase
 from .heatmap import deepest_points, gaussian_heatmap
 
@@ -101,6 +102,7 @@ class _Volume:
         self.label = torch.from_numpy(np.ascontiguousarray(case.label)).to(device)
         self.w2i = world_to_index(case.origin_lps, case.spacing_zyx)
         self.index_to_world = np.linalg.inv(self.w2i)
+        self.names = {int(s.label_id): name for name, s in case.structures.items()}  # label id -> name
 
 
 class PatchSampler:
@@ -276,7 +278,10 @@ class PatchSampler:
                 tgt = (lab == sid).float()
                 if tgt.sum() >= cfg.min_voxels or attempt == 7:
                     break
-            hu = apply_intensity(self._sample(vol, p2w, "ct"), self.augment, rng)
+            hu = self._sample(vol, p2w, "ct")
+            if self.augment is not None:  # a contrast phase on the labelled structures (off by default)
+                hu = apply_contrast(hu, lab, vol.names, self.augment.p_contrast, rng)
+            hu = apply_intensity(hu, self.augment, rng)
             imgs.append(self._to_unit(hu))
             tgts.append(tgt)
             cids.append(vol.case.case_id)

@@ -1,0 +1,91 @@
+"""Contrast-phase augmentation (data/contrast.py): which structures enhance, by how much, and
+that it leaves the random stream alone when off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from dataset_helpers import write_totalseg
+
+from ctsam3d.data import AugmentConfig, PatchSampler, load_cache, open_dataset, preprocess
+from ctsam3d.data.contrast import ENHANCEMENT, apply_contrast, group_of
+
+
+@pytest.mark.parametrize(
+    "name, group",
+    [("aorta", "artery"), ("iliac_artery_left", "artery"), ("pulmonary_artery", "artery"),
+     ("heart", "heart"), ("inferior_vena_cava", "vein"), ("portal_vein_and_splenic_vein", "portal_vein"),
+     ("kidney_right", "kidney"), ("liver", "liver"), ("spleen", "spleen"), ("colon", "bowel"),
+     ("autochthon_left", "muscle"), ("adrenal_gland_left", "adrenal"),
+     ("vertebrae_L1", None), ("rib_left_7", None), ("brainstem", None), ("parotid_left", None),
+     ("lung_upper_lobe_left", None), ("urinary_bladder", None), ("", None)],
+)
+def test_groups(name, group):
+    assert group_of(name) == group
+
+
+def _volume():
+    lab = torch.zeros((1, 1, 20, 20, 20), dtype=torch.int64)
+    lab[..., 2:9, 2:9, 2:9] = 1    # liver
+    lab[..., 11:18, 2:9, 2:9] = 2  # kidney_left
+    lab[..., 11:18, 11:18, 2:9] = 3  # kidney_right
+    lab[..., 2:9, 11:18, 11:18] = 4  # a vertebra: never enhanced
+    names = {1: "liver", 2: "kidney_left", 3: "kidney_right", 4: "vertebrae_L1"}
+    return torch.full(lab.shape, 40.0), lab, names
+
+
+def test_off_returns_the_patch_and_draws_nothing():
+    hu, lab, names = _volume()
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state
+    assert apply_contrast(hu, lab, names, 0.0, rng) is hu
+    assert rng.bit_generator.state == state
+
+
+def test_on_adds_a_phase_offset_inside_enhancing_structures_only():
+    hu, lab, names = _volume()
+    phases = set()
+    for seed in range(20):
+        out = apply_contrast(hu, lab, names, 1.0, np.random.default_rng(seed)) - hu
+        liver, kl, kr = out[0, 0, 5, 5, 5].item(), out[0, 0, 14, 5, 5].item(), out[0, 0, 14, 14, 5].item()
+        assert kl == pytest.approx(kr)  # one offset per group: both kidneys alike
+        lo = min(r[0] for r in ENHANCEMENT["liver"])
+        hi = max(r[1] for r in ENHANCEMENT["liver"])
+        assert lo - 1e-4 <= liver <= hi + 1e-4
+        assert out[0, 0, 5, 14, 14].item() == 0.0  # vertebra
+        assert out[0, 0, 19, 19, 19].item() == 0.0  # unlabelled
+        phases.add("portal" if liver >= ENHANCEMENT["liver"][1][0] else "arterial")
+        # the step at a structure's edge is softened (3-voxel box): half-way at the boundary
+        edge = out[0, 0, 5, 5, 9].item()
+        assert 0.0 < edge < liver
+    assert phases == {"arterial", "portal"}
+
+
+@pytest.fixture(scope="module")
+def totalseg_cases(tmp_path_factory):
+    d = tmp_path_factory.mktemp("contrast")
+    write_totalseg(d / "ts")
+    preprocess(open_dataset(d / "ts"), d / "cache", progress=False)
+    return load_cache(d / "cache")
+
+
+def test_sampler_applies_it_to_real_patches_and_is_unchanged_when_off(totalseg_cases):
+    def sampler(p=None):
+        aug = AugmentConfig(p_spatial=0.0, p_intensity=0.0) if p is None else \
+            AugmentConfig(p_spatial=0.0, p_intensity=0.0, p_contrast=p)
+        return PatchSampler(totalseg_cases, (16, 16, 16), 3.0, augment=aug)
+
+    off, default, on = sampler(0.0), sampler(), sampler(1.0)
+    brighter = 0
+    for seed in range(6):  # one patch per draw: the contrast's draws come after its placement
+        plain = off.sample(np.random.default_rng(seed), 1)
+        torch.testing.assert_close(plain["image"], default.sample(np.random.default_rng(seed), 1)["image"])
+        enhanced = on.sample(np.random.default_rng(seed), 1)
+        assert plain["structures"] == enhanced["structures"]
+        torch.testing.assert_close(plain["target"], enhanced["target"])
+        inside = plain["target"] > 0
+        a, b = plain["image"][:, :1][inside], enhanced["image"][:, :1][inside]
+        assert (b >= a).all()  # liver and spleen enhance in both phases
+        brighter += int((b > a).float().mean() > 0.5)
+    assert brighter >= 4  # (voxels already at the window's top cannot get brighter)
