@@ -57,8 +57,8 @@ class PatchRunner:
             space. The encoder and decoder then run on twice the batch. Anatomy is nearly
             symmetric left to right, so the mirrored patch is still a body the model knows
             (mirroring front-back or head-foot is not: it lowered OpenKBP validation Dice@1
-            from 0.727 to 0.658 and 0.682). On OpenKBP validation it raised Dice@1/@5 from 0.727/0.819 to
-            0.734/0.823 (``docs/training.md`` §9).
+            from 0.727 to 0.658 and 0.682). On OpenKBP validation it raised Dice@1/@5 from
+            0.727/0.819 to 0.734/0.823 (``docs/training.md`` §9).
     """
 
     def __init__(self, model, image: sitk.Image, lattice: Lattice, cache: FeatureCache, hu_window,

@@ -214,7 +214,8 @@ class Session:
             self.lattice = Lattice.for_image(image, self.spacing, self.patch_size, reference=self._reference_exact)
             self._image_box = self.lattice.image_box_zyx(image)
             self.cache.clear()
-            self._runner = PatchRunner(self.model, image, self.lattice, self.cache, self.hu_window, mirror=self.mirror)
+            self._runner = PatchRunner(self.model, image, self.lattice, self.cache, self.hu_window,
+                                       mirror=self.mirror)
             self._objects = {}
             self._current = None
 
