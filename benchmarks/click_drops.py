@@ -140,14 +140,59 @@ def summarize(records: list[dict], drop: float, n_train: int | None) -> list[tup
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_dataset_arguments(ap: argparse.ArgumentParser, model_required: bool = True) -> None:
+    """The data, model and selection arguments these diagnostics share (as ``ctsam3d evaluate``)."""
     ap.add_argument("--data", required=True, help="dataset folder or pairs manifest (as ctsam3d evaluate)")
     ap.add_argument("--format", default="pairs")
     ap.add_argument("--catalogue", default="openkbp")
-    ap.add_argument("--model", required=True, help="model name or folder (as ctsam3d evaluate --model)")
+    ap.add_argument("--model", required=model_required, default=None,
+                    help="model name or folder (as ctsam3d evaluate --model; default: the default model)")
     ap.add_argument("--cases", default=None, help="comma-separated case ids (default: all)")
     ap.add_argument("--structures", default=None, help="comma-separated structure names (default: all present)")
+
+
+def load_quietly(spec):
+    """``ctsam3d.load_model(spec)`` with one PyTorch thread unless ``OMP_NUM_THREADS`` is set."""
+    import torch
+
+    from ctsam3d.modeling import load_model
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_model(spec)
+
+
+def iter_targets(args, make_session):
+    """``(case, image, session, structure name, target)`` for every selected structure present:
+    one ``make_session()`` per case, set to its image; ``target`` bool ``(z, y, x)``."""
+    from ctsam3d.evaluation.datasets import normalize_name, open_cases
+
+    cases = open_cases(args.data, args.format, catalogue=args.catalogue)
+    if args.cases:
+        wanted = args.cases.split(",")
+        cases = [c for c in cases if c.case_id in wanted]
+    for case in cases:
+        image = case.load_image()
+        session = make_session()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            session.set_image(image)
+        lookup = {normalize_name(n): n for n in case.names}
+        keys = [normalize_name(s) for s in args.structures.split(",")] if args.structures else list(lookup)
+        for key in keys:
+            if key not in lookup:
+                continue
+            target = case.load_mask(lookup[key], image)
+            if target is None or not target.any():
+                continue
+            yield case, image, session, lookup[key], target
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_dataset_arguments(ap)
     ap.add_argument("--clicks", type=int, default=10)
     ap.add_argument("--no-expansion", action="store_true")
     ap.add_argument("--allow-repeats", action="store_true", help="the protocol before 2026-12-05 (a voxel may be clicked again)")
@@ -157,40 +202,19 @@ def main(argv=None) -> int:
 
     import torch
 
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)
     from ctsam3d import Session
-    from ctsam3d.evaluation.datasets import normalize_name, open_cases
-    from ctsam3d.modeling import load_model
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = load_model(args.model)
+    model = load_quietly(args.model)
     n_train = _training_clicks(model)
-    cases = open_cases(args.data, args.format, catalogue=args.catalogue)
-    if args.cases:
-        wanted = args.cases.split(",")
-        cases = [c for c in cases if c.case_id in wanted]
     t0 = time.perf_counter()
     records = []
-    for case in cases:
-        image = case.load_image()
+    for case, image, session, name, target in iter_targets(args, lambda: Session(model, expansion=not args.no_expansion)):
         sx, sy, sz = image.GetSpacing()
-        session = Session(model, expansion=not args.no_expansion)
-        session.set_image(image)
-        lookup = {normalize_name(n): n for n in case.names}
-        keys = [normalize_name(s) for s in args.structures.split(",")] if args.structures else list(lookup)
-        for key in keys:
-            if key not in lookup:
-                continue
-            target = case.load_mask(lookup[key], image)
-            if target is None:
-                continue
-            rows = trace_structure(session, image, target, (sz, sy, sx), args.clicks, args.allow_repeats)
-            for r in rows:
-                r.update(case=case.case_id, structure=lookup[key])
-            records += rows
-            print(f"{case.case_id} {lookup[key]}: Dice " + " ".join(f"{r['dice']:.2f}" for r in rows), file=sys.stderr)
+        rows = trace_structure(session, image, target, (sz, sy, sx), args.clicks, args.allow_repeats)
+        for r in rows:
+            r.update(case=case.case_id, structure=name)
+        records += rows
+        print(f"{case.case_id} {name}: Dice " + " ".join(f"{r['dice']:.2f}" for r in rows), file=sys.stderr)
     table = summarize(records, args.drop, n_train)
     runs = {(r["case"], r["structure"]) for r in records}
     curve = {}

@@ -23,11 +23,11 @@ import os
 import platform
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from click_drops import add_dataset_arguments, iter_targets, load_quietly  # (benchmarks/ is on sys.path)
 from scipy import ndimage
 
 
@@ -49,12 +49,7 @@ def interior_voxels(target: np.ndarray, n: int, erode: int, rng: np.random.Gener
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="dataset folder or pairs manifest (as ctsam3d evaluate)")
-    ap.add_argument("--format", default="pairs")
-    ap.add_argument("--catalogue", default="openkbp")
-    ap.add_argument("--model", default=None, help="model name or folder (default: the default model)")
-    ap.add_argument("--cases", default=None, help="comma-separated case ids (default: all)")
-    ap.add_argument("--structures", default=None, help="comma-separated structure names (default: all present)")
+    add_dataset_arguments(ap, model_required=False)
     ap.add_argument("--per-structure", type=int, default=8, help="random clicks per structure")
     ap.add_argument("--erode", type=int, default=2, help="voxels eroded before drawing clicks")
     ap.add_argument("--seed", type=int, default=0)
@@ -63,49 +58,26 @@ def main(argv=None) -> int:
 
     import torch
 
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)
     from ctsam3d import Session
-    from ctsam3d.evaluation.datasets import normalize_name, open_cases
-    from ctsam3d.modeling import load_model
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = load_model(args.model)
-    cases = open_cases(args.data, args.format, catalogue=args.catalogue)
-    if args.cases:
-        wanted = args.cases.split(",")
-        cases = [c for c in cases if c.case_id in wanted]
+    model = load_quietly(args.model)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     rows = []
-    for case in cases:
-        image = case.load_image()
-        session = Session(model)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            session.set_image(image)
-        lookup = {normalize_name(n): n for n in case.names}
-        keys = [normalize_name(s) for s in args.structures.split(",")] if args.structures else list(lookup)
-        for key in keys:
-            if key not in lookup:
-                continue
-            target = case.load_mask(lookup[key], image)
-            if target is None or not target.any():
-                continue
-            dices, clicks = [], []
-            for z, y, x in interior_voxels(target, args.per_structure, args.erode, rng):
-                session.reset()
-                session.add_click((x, y, z))  # ITK index (i, j, k)
-                dices.append(_dice(sitk.GetArrayViewFromImage(session.result()) > 0, target))
-                clicks.append([x, y, z])
-            row = {"case": case.case_id, "structure": lookup[key], "voxels": int(target.sum()),
-                   "dice": [round(d, 4) for d in dices], "clicks_ijk": clicks,
-                   "mean": round(float(np.mean(dices)), 4), "min": round(float(np.min(dices)), 4),
-                   "max": round(float(np.max(dices)), 4)}
-            rows.append(row)
-            print(f"{case.case_id} {lookup[key]}: mean {row['mean']:.3f} (min {row['min']:.3f}, max {row['max']:.3f})",
-                  file=sys.stderr)
+    for case, _, session, name, target in iter_targets(args, lambda: Session(model)):
+        dices, clicks = [], []
+        for z, y, x in interior_voxels(target, args.per_structure, args.erode, rng):
+            session.reset()
+            session.add_click((x, y, z))  # ITK index (i, j, k)
+            dices.append(_dice(sitk.GetArrayViewFromImage(session.result()) > 0, target))
+            clicks.append([x, y, z])
+        row = {"case": case.case_id, "structure": name, "voxels": int(target.sum()),
+               "dice": [round(d, 4) for d in dices], "clicks_ijk": clicks,
+               "mean": round(float(np.mean(dices)), 4), "min": round(float(np.min(dices)), 4),
+               "max": round(float(np.max(dices)), 4)}
+        rows.append(row)
+        print(f"{case.case_id} {name}: mean {row['mean']:.3f} (min {row['min']:.3f}, max {row['max']:.3f})",
+              file=sys.stderr)
     print(f"\n{'case':18s} {'structure':32s} {'voxels':>9s} {'n':>3s} {'mean':>6s} {'min':>6s} {'max':>6s}")
     for r in rows:
         print(f"{r['case']:18s} {r['structure']:32s} {r['voxels']:9d} {len(r['dice']):3d} "
