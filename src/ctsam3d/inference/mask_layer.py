@@ -277,28 +277,18 @@ def _above(vals: np.ndarray, thr, s_lo, exact=None, tie_band: float = 2e-6) -> n
     if not band.any():
         return out
     b_lo, b_hi = _box_of(band)
-    region = tuple(slice(int(a), int(b)) for a, b in zip(b_lo, b_hi))
-    sub = band[region]
-    v = vals[region][sub]
-    t = thr.at(thr.hu(np.asarray(s_lo) + b_lo, np.asarray(s_lo) + b_hi)[sub])
+    idx = np.nonzero(band)  # (k, j, i) of the band's voxels in vals
+    hu = thr.hu(np.asarray(s_lo) + b_lo, np.asarray(s_lo) + b_hi)
+    v = vals[idx]
+    t = thr.at(hu[tuple(c - o for c, o in zip(idx, b_lo))])
     res = v > t
-    if exact is not None:
-        tie = np.abs(v - t) < tie_band
-        if tie.any():
-            full_t = np.zeros(sub.shape, np.float32)
-            full_t[sub] = t
-            tie_box = np.zeros(sub.shape, bool)
-            tie_box[sub] = tie
-            t_lo, t_hi = _box_of(tie_box)
-            tr = tuple(slice(int(a), int(b)) for a, b in zip(t_lo, t_hi))
-            probs = exact(np.asarray(s_lo) + b_lo + t_lo, np.asarray(s_lo) + b_lo + t_hi)
-            fixed = np.where(tie_box[tr], probs > full_t[tr], False)
-            res_box = np.zeros(sub.shape, bool)
-            res_box[sub] = res
-            res_box[tr] = np.where(tie_box[tr], fixed, res_box[tr])
-            res = res_box[sub]
-    out_r = out[region]
-    out_r[sub] = res
+    tie = np.abs(v - t) < tie_band if exact is not None else None
+    if tie is not None and tie.any():  # the resampler's own paste decides near-ties
+        pts = np.stack(idx, axis=1)[tie]
+        t_lo, t_hi = pts.min(axis=0), pts.max(axis=0) + 1
+        probs = exact(np.asarray(s_lo) + t_lo, np.asarray(s_lo) + t_hi)
+        res[tie] = probs[tuple((pts - t_lo).T)] > t[tie]
+    out[idx] = res
     return out
 
 
