@@ -31,11 +31,6 @@ from click_drops import add_dataset_arguments, iter_targets, load_quietly  # (be
 from scipy import ndimage
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / s if s else 1.0
-
-
 def interior_voxels(target: np.ndarray, n: int, erode: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
     """``n`` distinct ``(z, y, x)`` voxels of ``target`` eroded by ``erode`` voxels (all of it when
     erosion empties it), drawn with ``rng``."""
@@ -59,6 +54,7 @@ def main(argv=None) -> int:
     import torch
 
     from ctsam3d import Session
+    from ctsam3d.evaluation.metrics import dice
 
     model = load_quietly(args.model)
     rng = np.random.default_rng(args.seed)
@@ -69,7 +65,7 @@ def main(argv=None) -> int:
         for z, y, x in interior_voxels(target, args.per_structure, args.erode, rng):
             session.reset()
             session.add_click((x, y, z))  # ITK index (i, j, k)
-            dices.append(_dice(sitk.GetArrayViewFromImage(session.result()) > 0, target))
+            dices.append(dice(sitk.GetArrayViewFromImage(session.result()) > 0, target))
             clicks.append([x, y, z])
         row = {"case": case.case_id, "structure": name, "voxels": int(target.sum()),
                "dice": [round(d, 4) for d in dices], "clicks_ijk": clicks,

@@ -31,18 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 from e2e_latency import CHROMIUM_FLAGS, _browser, _ras, _start_server  # (benchmarks/ is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "totalseg_examples"
 REPORT = HERE.parent / "docs" / "results" / "wholebody_heldout" / "report.json"
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = int(a.sum()) + int(b.sum())
-    return round(2.0 * int((a & b).sum()) / s, 4) if s else 1.0
 
 
 def protocol_clicks(structures: list[str]) -> dict[str, tuple[int, int, int]]:
@@ -68,6 +62,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from ctsam3d.anatomy import normalize_name
+    from ctsam3d.evaluation.metrics import dice
     from ctsam3d.io import read_label, read_volume
 
     names = [s.strip() for s in a.structures.split(",") if s.strip()]
@@ -92,7 +87,7 @@ def main() -> None:
                 raise SystemExit(f"ctsam3d segment failed for {name}: {proc.stderr[-1000:]}")
             mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out))) > 0
             res["structures"][name] = {"click_ijk": [i, j, k], "cli_s": round(wall, 2),
-                                       "cli_dice": _dice(mask, labels == ids[name])}
+                                       "cli_dice": round(dice(mask, labels == ids[name]), 4)}
             print(f"CLI {name}: Dice {res['structures'][name]['cli_dice']:.3f}, {wall:.1f} s", flush=True)
 
         (work / "data").mkdir()
@@ -125,7 +120,7 @@ def main() -> None:
                     r.raise_for_status()
                     (work / "page.nii.gz").write_bytes(r.content)
                     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "page.nii.gz"))) > 0
-                    res["structures"][name].update(page_click_to_overlay_ms=round(ms), page_dice=_dice(mask, labels == ids[name]))
+                    res["structures"][name].update(page_click_to_overlay_ms=round(ms), page_dice=round(dice(mask, labels == ids[name]), 4))
                     print(f"page {name}: Dice {res['structures'][name]['page_dice']:.3f}, click -> overlay {ms:.0f} ms", flush=True)
                 shot = HERE.parent / ".ctsam3d_artifacts" / "user_trial_page.png"  # not committed
                 shot.parent.mkdir(exist_ok=True)
