@@ -89,3 +89,45 @@ def test_sampler_applies_it_to_real_patches_and_is_unchanged_when_off(totalseg_c
         assert (b >= a).all()  # liver and spleen enhance in both phases
         brighter += int((b > a).float().mean() > 0.5)
     assert brighter >= 4  # (voxels already at the window's top cannot get brighter)
+
+
+# ---- bolus gradient -----------------------------------------------------------------------------
+
+def test_bolus_ramp_spans_one_plus_minus_amplitude_along_a_line():
+    from ctsam3d.data.contrast import bolus_ramp
+
+    for seed in range(5):
+        r = bolus_ramp((9, 7, 5), 0.6, np.random.default_rng(seed))[0, 0]
+        assert r.shape == (9, 7, 5)
+        assert r.min().item() == pytest.approx(0.4, abs=1e-5) and r.max().item() == pytest.approx(1.6, abs=1e-5)
+        # linear: constant steps along every axis
+        for axis in range(3):
+            d = torch.diff(r, dim=axis)
+            assert torch.allclose(d, d.flatten()[0].expand_as(d), atol=1e-5)
+    assert torch.equal(bolus_ramp((4, 4, 4), 0.0, np.random.default_rng(0)), torch.ones(1, 1, 4, 4, 4))
+
+
+def test_gradient_makes_one_structure_drift_and_zero_changes_nothing():
+    hu = torch.full((1, 1, 24, 8, 8), 40.0)
+    lab = torch.zeros(hu.shape, dtype=torch.int64)
+    lab[..., :, 2:6, 2:6] = 1  # a vessel along the first axis
+    names = {1: "aorta"}
+    flat = apply_contrast(hu, lab, names, 1.0, np.random.default_rng(7)) - hu
+    same = apply_contrast(hu, lab, names, 1.0, np.random.default_rng(7), gradient=0.0) - hu
+    torch.testing.assert_close(flat, same)  # gradient 0 draws nothing more
+    along = flat[0, 0, 2:-2, 4, 4]
+    assert (along.max() - along.min()).item() < 1e-3  # one offset all along
+    spreads = []
+    for seed in range(12):
+        out = apply_contrast(hu, lab, names, 1.0, np.random.default_rng(seed), gradient=0.6) - hu
+        a = out[0, 0, 2:-2, 4, 4]
+        assert (a > 0).all()  # a ≤ 0.6 keeps every offset positive
+        spreads.append(((a.max() - a.min()) / a.mean()).item())
+        assert out[0, 0, :, 0, 0].abs().max().item() == 0.0  # unlabelled stays
+    assert max(spreads) > 0.3  # a real drift along the vessel for some draws
+    assert max(spreads) < 2 * 0.6 / 0.4 + 1e-3  # never more than (1 + g) / (1 - g) - 1
+
+
+def test_augment_config_refuses_a_gradient_outside_0_1():
+    with pytest.raises(ValueError, match="contrast_gradient"):
+        AugmentConfig(contrast_gradient=1.5)

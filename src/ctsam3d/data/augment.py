@@ -33,6 +33,11 @@ class AugmentConfig:
     shift_hu: float = 20.0
     noise_hu: float = 15.0
     p_contrast: float = 0.0  # contrast-phase augmentation (data/contrast.py); 0: off, random stream unchanged
+    contrast_gradient: float = 0.0  # its largest relative bolus gradient across a patch (data/contrast.py); 0: none
+
+    def __post_init__(self):
+        if not 0.0 <= float(self.contrast_gradient) <= 1.0:
+            raise ValueError(f"augment.contrast_gradient: between 0 and 1, got {self.contrast_gradient!r}")
 
 
 @dataclass

@@ -280,7 +280,8 @@ class PatchSampler:
                     break
             hu = self._sample(vol, p2w, "ct")
             if self.augment is not None:  # a contrast phase on the labelled structures (off by default)
-                hu = apply_contrast(hu, lab, vol.names, self.augment.p_contrast, rng)
+                hu = apply_contrast(hu, lab, vol.names, self.augment.p_contrast, rng,
+                                    self.augment.contrast_gradient)
             hu = apply_intensity(hu, self.augment, rng)
             imgs.append(self._to_unit(hu))
             tgts.append(tgt)
