@@ -117,6 +117,39 @@ def test_balanced_draws_skip_unknown_structures(pli_cache):
     assert 0.4 < names.count("brainstem") / len(names) < 0.6
 
 
+def _extent(case, name):
+    b = case.structures[name].bbox_zyx
+    return max((b[3 + a] - b[a]) * case.spacing_zyx[a] for a in range(3))
+
+
+@pytest.mark.parametrize("sources", [False, True])
+def test_p_large_draws_large_structures_and_zero_changes_nothing(pli_cache, sources):
+    """``SamplerConfig.p_large``: that share of draws goes to structures at least ``large_mm``
+    long (per source when there are several); 0 keeps the balanced stream draw for draw."""
+    cases = load_cache(pli_cache / "cache")
+    ext = {n: max(_extent(c, n) for c in cases if n in c.structures) for n in cases[0].structures}
+    long_name = max(ext, key=ext.get)
+    assert min(ext.values()) < ext[long_name]  # the fixture has a longer and a shorter structure
+    cut = (min(ext.values()) + ext[long_name]) / 2
+    kw = dict(groups=[0, 0, 1], group_weights=[1.0, 1.0]) if sources else {}
+    plain = PatchSampler(cases, (16, 16, 16), 4.0, **kw)
+    off = PatchSampler(cases, (16, 16, 16), 4.0, config=SamplerConfig(p_large=0.0, large_mm=cut), **kw)
+    r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
+    assert [plain.draw(r1) for _ in range(200)] == [off.draw(r2) for _ in range(200)]
+    on = PatchSampler(cases, (16, 16, 16), 4.0, config=SamplerConfig(p_large=1.0, large_mm=cut), **kw)
+    rng = np.random.default_rng(0)
+    draws = [on.draw(rng) for _ in range(200)]
+    assert all(_extent(cases[i], n) >= cut for i, n in draws)
+    half = PatchSampler(cases, (16, 16, 16), 4.0, config=SamplerConfig(p_large=0.5, large_mm=cut), **kw)
+    names = [n for _, n in (half.draw(rng) for _ in range(1000))]
+    assert 0.65 < sum(ext[n] >= cut for n in names) / len(names) < 0.85  # 0.5 + 0.5 * balanced share
+
+
+def test_p_large_must_be_a_probability():
+    with pytest.raises(ValueError, match="p_large"):
+        SamplerConfig(p_large=1.5)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_spatial_augmentation_ranges_and_no_flips(seed):
     cfg = AugmentConfig(p_spatial=1.0)

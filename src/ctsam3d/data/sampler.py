@@ -74,6 +74,13 @@ class SamplerConfig:
         default: the random stream and every recipe so far) or ``"edge"`` (the nearest volume
         voxel, as the interactive session's crops do since 2026-12-05; a patch wholly outside
         the volume is air either way).
+    p_large: probability that a draw is restricted to *large* structures: the source is drawn
+        as usual, then a name among those of the source whose bounding box is at least
+        ``large_mm`` long on some axis in some case (liver, aorta, colon, lungs, long
+        muscles, the spinal cord...), then one of those cases. Balanced draws show each name
+        equally often, so the few large torso organs are a few percent of all patches. A
+        source without large structures draws as usual. 0 (the default) draws nothing extra:
+        the random stream is unchanged.
     """
 
     jitter: float = 0.25
@@ -87,10 +94,26 @@ class SamplerConfig:
     cpp_face_voxels: int = 4
     min_voxels: int = 1
     ct_outside: str = "air"
+    p_large: float = 0.0
+    large_mm: float = 120.0
 
     def __post_init__(self):
         if self.ct_outside not in ("air", "edge"):
             raise ValueError(f"sampler.ct_outside: 'air' or 'edge', got {self.ct_outside!r}")
+        if not 0.0 <= float(self.p_large) <= 1.0:
+            raise ValueError(f"sampler.p_large: between 0 and 1, got {self.p_large!r}")
+
+
+def _extent_mm(case: CachedCase, name: str) -> float:
+    """Longest side of a structure's bounding box in mm."""
+    b = case.structures[name].bbox_zyx
+    return float(max((b[3 + a] - b[a]) * case.spacing_zyx[a] for a in range(3)))
+
+
+def _large(cases, by_name: dict[str, list[int]], min_mm: float) -> dict[str, list[int]]:
+    """``by_name`` restricted to the cases where the structure is at least ``min_mm`` long."""
+    out = {n: [i for i in idx if _extent_mm(cases[i], n) >= min_mm] for n, idx in by_name.items()}
+    return {n: idx for n, idx in out.items() if idx}
 
 
 class _Volume:
@@ -156,7 +179,8 @@ class PatchSampler:
             raise InputError("training data: no case has a labelled structure to sample")
         self.names = sorted(by_name)
         self.by_name = by_name
-        self._groups = None  # [(probability, names, {name: case indices})] with >= 2 sources
+        self.large = _large(cases, by_name, self.config.large_mm)  # {name: case indices}
+        self._groups = None  # [(probability, names, {name: case indices}, large ones)] with >= 2 sources
         if groups is not None and len(set(groups)) > 1:
             from ..errors import InputError
 
@@ -172,19 +196,22 @@ class PatchSampler:
                 sub = {n: idx for n, idx in sub.items() if idx}
                 if not sub and w[g] > 0:
                     raise InputError(f"training data: source {g} has no labelled structure to sample")
-                self._groups.append((float(w[g] / w.sum()), sorted(sub), sub))
+                self._groups.append((float(w[g] / w.sum()), sorted(sub), sub, _large(cases, sub, self.config.large_mm)))
 
     # ---- draws ----------------------------------------------------------------------
     def draw(self, rng: np.random.Generator) -> tuple[int, str]:
-        """A balanced (case index, structure name) draw (per source first, with several sources)."""
+        """A balanced (case index, structure name) draw (per source first, with several sources);
+        with ``config.p_large`` a large structure instead (:class:`SamplerConfig`)."""
+        large = self.config.p_large > 0 and rng.random() < self.config.p_large
         if self._groups is not None:
-            g = int(rng.choice(len(self._groups), p=[p for p, _, _ in self._groups]))
-            _, names, by_name = self._groups[g]
-            name = names[int(rng.integers(len(names)))]
-            cands = by_name[name]
-            return cands[int(rng.integers(len(cands)))], name
-        name = self.names[int(rng.integers(len(self.names)))]
-        cands = self.by_name[name]
+            g = int(rng.choice(len(self._groups), p=[p for p, _, _, _ in self._groups]))
+            _, names, by_name, big = self._groups[g]
+        else:
+            names, by_name, big = self.names, self.by_name, self.large
+        if large and big:
+            names, by_name = sorted(big), big
+        name = names[int(rng.integers(len(names)))]
+        cands = by_name[name]
         return cands[int(rng.integers(len(cands)))], name
 
     def _center(self, vol: _Volume, label_id: int, rng: np.random.Generator) -> np.ndarray:
