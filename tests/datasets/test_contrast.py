@@ -131,3 +131,18 @@ def test_gradient_makes_one_structure_drift_and_zero_changes_nothing():
 def test_augment_config_refuses_a_gradient_outside_0_1():
     with pytest.raises(ValueError, match="contrast_gradient"):
         AugmentConfig(contrast_gradient=1.5)
+
+
+def test_sampler_passes_the_gradient_on(totalseg_cases):
+    def sampler(g):
+        aug = AugmentConfig(p_spatial=0.0, p_intensity=0.0, p_contrast=1.0, contrast_gradient=g)
+        return PatchSampler(totalseg_cases, (16, 16, 16), 3.0, augment=aug)
+
+    flat, ramped = sampler(0.0), sampler(0.6)
+    differ = 0
+    for seed in range(6):
+        a = flat.sample(np.random.default_rng(seed), 1)
+        b = ramped.sample(np.random.default_rng(seed), 1)
+        torch.testing.assert_close(a["target"], b["target"])  # same placement: the ramp draws come last
+        differ += int(not torch.allclose(a["image"], b["image"]))
+    assert differ >= 4
