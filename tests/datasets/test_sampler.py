@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from dataset_helpers import IDENTITY, write_pairs
+from dataset_helpers import IDENTITY, make_case, write_pairs
 
 from ctsam3d.data import AugmentConfig, PatchSampler, SamplerConfig, load_cache, open_dataset, preprocess
 from ctsam3d.data.augment import draw_spatial
@@ -37,23 +37,76 @@ def test_aligned_patch_is_an_exact_crop(tmp_path):
     np.testing.assert_array_equal(lab, case.label[z : z + 6, y : y + 8, x : x + 10])
 
 
+def _body_to_the_z_faces(tmp_path):
+    """A case whose body reaches the scan's first and last slices (a scan cut through the body,
+    as every CT is along z) and has air around it in y and x (cropped away by the cache)."""
+    ct, lab = make_case(seed=0, spacing_xyz=(2.0, 2.0, 2.0), direction=IDENTITY)
+    a, la = sitk.GetArrayFromImage(ct), sitk.GetArrayFromImage(lab)
+    a[0], a[-1] = a[1], a[-2]  # the body runs out of the scan at both ends
+    la[0] = la[1]
+    la[:3, 6:9, 6:9] = 2  # a structure running out of the scan's first slice
+    out = tmp_path / "pairs"
+    out.mkdir()
+    for arr, img, name in ((a, ct, "ct"), (la, lab, "oars")):
+        im = sitk.GetImageFromArray(arr)
+        im.CopyInformation(img)
+        sitk.WriteImage(im, str(out / f"pt_1_{name}.nii.gz"))
+    preprocess(open_dataset(out), tmp_path / "cache", progress=False)
+    return load_cache(tmp_path / "cache")[0]
+
+
+def test_cache_records_which_faces_are_the_scans(tmp_path):
+    case = _body_to_the_z_faces(tmp_path)
+    assert case.scan_faces == ((True, True), (False, False), (False, False))
+    assert case.ct.shape == (20, 20, 24)  # y and x cropped to the body, z kept
+
+
 @pytest.mark.parametrize("outside", ["air", "edge"])
-def test_ct_outside_the_volume_is_air_or_the_edge_voxel(tmp_path, outside):
-    """``SamplerConfig.ct_outside``: a patch overhanging the volume holds -1024 HU there, or
-    (``"edge"``) the nearest volume voxel's value, as the session's crops do; labels pad 0."""
-    write_pairs(tmp_path / "pairs", 1, spacing_xyz=(2.0, 2.0, 2.0), direction=IDENTITY)
-    preprocess(open_dataset(tmp_path / "pairs"), tmp_path / "cache", progress=False)
-    case = load_cache(tmp_path / "cache")[0]
+def test_patch_beyond_a_scan_face_is_air_or_repeats_ct_and_labels(tmp_path, outside):
+    """``SamplerConfig.ct_outside``: beyond the scan's first slice a patch holds -1024 HU and
+    label 0, or (``"edge"``) that slice's CT *and* labels, as the session's crops repeat the image."""
+    case = _body_to_the_z_faces(tmp_path)
     s = PatchSampler([case], (6, 8, 10), 2.0, augment=None, config=SamplerConfig(ct_outside=outside))
-    start_zyx = np.array([-3, 3, 1])  # 3 slices below the volume's first
+    start_zyx = np.array([-3, 3, 1])  # 3 slices below the scan's first
     center = np.array(case.origin_lps) + (start_zyx[::-1] + (np.array([10, 8, 6]) - 1) / 2) * 2.0
     ct = s.patch(0, center, "ct")[0, 0].numpy()
     lab = s.patch(0, center, "label")[0, 0].numpy()
-    inside = case.ct[0:3, 3:11, 1:11]
+    inside, inside_lab = case.ct[0:3, 3:11, 1:11], case.label[0:3, 3:11, 1:11]
     np.testing.assert_allclose(ct[3:], inside, atol=1e-3)
-    want = np.broadcast_to(inside[0], (3,) + inside[0].shape) if outside == "edge" else np.full((3, 8, 10), -1024.0)
-    np.testing.assert_allclose(ct[:3], want, atol=1e-3)
-    assert lab[:3].max() == 0
+    np.testing.assert_array_equal(lab[3:], inside_lab)
+    if outside == "edge":
+        np.testing.assert_allclose(ct[:3], np.broadcast_to(inside[0], (3, 8, 10)), atol=1e-3)
+        np.testing.assert_array_equal(lab[:3], np.broadcast_to(inside_lab[0], (3, 8, 10)))
+        assert (lab[:3] == 2).any()  # the structure runs on beyond the scan
+    else:
+        np.testing.assert_allclose(ct[:3], np.full((3, 8, 10), -1024.0), atol=1e-3)
+        assert lab[:3].max() == 0
+
+
+@pytest.mark.parametrize("outside", ["air", "edge"])
+def test_patch_beyond_the_air_crop_is_air_either_way(tmp_path, outside):
+    """Beyond a face of the cache's crop to non-air voxels the scan held air: edge mode must
+    not repeat the body's outermost voxels there (it did until 2026-12-05)."""
+    case = _body_to_the_z_faces(tmp_path)
+    s = PatchSampler([case], (6, 8, 10), 2.0, augment=None, config=SamplerConfig(ct_outside=outside))
+    start_zyx = np.array([5, 4, -6])  # 6 voxels beyond the crop's first x column
+    center = np.array(case.origin_lps) + (start_zyx[::-1] + (np.array([10, 8, 6]) - 1) / 2) * 2.0
+    ct = s.patch(0, center, "ct")[0, 0].numpy()
+    lab = s.patch(0, center, "label")[0, 0].numpy()
+    np.testing.assert_allclose(ct[:, :, 6:], case.ct[5:11, 4:12, 0:4], atol=1e-3)
+    assert (case.ct[5:11, 4:12, 0] > -1024).any()  # the crop's face is body...
+    np.testing.assert_allclose(ct[:, :, :6], -1024.0, atol=1e-3)  # ...and beyond it, air
+    assert lab[:, :, :6].max() == 0
+
+
+def test_edge_mode_refuses_a_cache_without_scan_faces(tmp_path):
+    from ctsam3d.errors import InputError
+
+    case = _body_to_the_z_faces(tmp_path)
+    case.scan_faces = None  # a cache written before the field existed
+    with pytest.raises(InputError, match="rebuild"):
+        PatchSampler([case], (6, 8, 10), 2.0, config=SamplerConfig(ct_outside="edge"))
+    PatchSampler([case], (6, 8, 10), 2.0, config=SamplerConfig(ct_outside="air"))  # air needs nothing
 
 
 def test_ct_outside_must_be_air_or_edge():

@@ -15,7 +15,9 @@ Layout of a cache folder::
                           points int16 (N, 4) = (label id, z, y, x) sample voxels per structure
     cases/<id>_{ct,label,points}.npy   the same, uncompressed (``compress=False``): memory-mappable
     cases/<id>.json       spacing_zyx (mm), origin_lps (mm, of voxel [0, 0, 0]), shape_zyx,
-                          structures {name: {id, voxels, bbox_zyx}}, known [names]
+                          structures {name: {id, voxels, bbox_zyx}}, known [names],
+                          scan_faces_zyx [[z0, z1], [y0, y1], [x0, x1]]: whether each face of
+                          the cropped volume is a face of the scan (true) or of the air crop
     failed.json           case id -> one-line reason, for cases that were skipped
 
 Arrays have identity direction (axis x → L, y → P, z → S; index ``[z, y, x]``), so voxel
@@ -85,6 +87,10 @@ class CachedCase:
         structures: name -> :class:`Structure`, for structures present in ``label``.
         known: names of structures whose labels are meaningful here (see module doc).
         points: label id -> ``(N, 3)`` int array of voxels ``(z, y, x)`` inside it.
+        scan_faces: per axis ``(z, y, x)``, whether the array's low / high face is a face of the
+            scan (the crop reached it: beyond it the scan has no data) rather than of the crop
+            to non-air voxels (beyond it the scan held air). ``None`` for caches written before
+            2026-12-05 10:20 UTC, which did not record it.
     """
 
     case_id: str
@@ -95,6 +101,11 @@ class CachedCase:
     structures: dict[str, Structure]
     known: list[str]
     points: dict[int, np.ndarray] = field(default_factory=dict)
+    scan_faces: tuple[tuple[bool, bool], ...] | None = None
+
+
+def _faces(v) -> tuple[tuple[bool, bool], ...] | None:
+    return None if v is None else tuple((bool(a), bool(b)) for a, b in v)
 
 
 def _seed(case_id: str) -> int:
@@ -218,6 +229,7 @@ def preprocess_case(spec: CaseSpec, out_dir: str | Path, *, spacing: float | Non
     hi = np.array([n[-1] + 1 for n in nz])
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     ct, lab = np.ascontiguousarray(ct[box]), np.ascontiguousarray(lab[box])
+    scan_faces = [[bool(a == 0), bool(b == n)] for a, b, n in zip(lo, hi, keep.shape)]
     origin = origin + lo[::-1] * spacing_xyz  # crop start (z,y,x) -> (x,y,z) mm
 
     rng = np.random.default_rng(_seed(spec.case_id))
@@ -247,6 +259,7 @@ def preprocess_case(spec: CaseSpec, out_dir: str | Path, *, spacing: float | Non
         "origin_lps": [float(v) for v in origin],
         "structures": structures,
         "known": known,
+        "scan_faces_zyx": scan_faces,
         "split": spec.split,
         "compressed": compress,
         "source": {"image": str(spec.image), "label": str(spec.label) if spec.label else None},
@@ -404,6 +417,7 @@ def load_cache(cache_dir: str | Path, *, case_ids: list[str] | None = None, mmap
                 structures,
                 list(meta["known"]),
                 pts,
+                _faces(meta.get("scan_faces_zyx")),
             )
         )
     if not out:

@@ -70,10 +70,15 @@ class SamplerConfig:
         the pair is invalid. With ``cpp_shift: [0.75, 0.75]`` the pairs are then the ones a
         session's expansion asks the CPP net about (lattice stride 3/4 of the patch).
     min_voxels: structure voxels U must contain (else the draw is repeated, up to 8 times).
-    ct_outside: what a CT patch holds where it leaves the volume: ``"air"`` (-1024 HU, the
-        default: the random stream and every recipe so far) or ``"edge"`` (the nearest volume
-        voxel, as the interactive session's crops do since 2026-12-05; a patch wholly outside
-        the volume is air either way).
+    ct_outside: what a patch holds where it leaves the cached volume: ``"air"`` (-1024 HU and
+        label 0, the default: the random stream and every recipe so far) or ``"edge"``: beyond
+        a face of the *scan* the CT and the labels repeat the face's voxels, as the interactive
+        session's crops repeat the image (since 2026-12-05); beyond a face of the cache's crop
+        to non-air voxels it is air, as in the scan. A patch wholly outside is air either way.
+        Needs caches that record their scan faces (written since 2026-12-05 10:20 UTC). Until
+        then edge mode repeated every face and only the CT: it invented tissue where a head's
+        scan had air around it and told the model that a spinal cord running out of the scan
+        stops at its last slice.
     p_large: probability that a draw is restricted to *large* structures: the source is drawn
         as usual, then a name among those of the source whose bounding box is at least
         ``large_mm`` long on some axis in some case (liver, aorta, colon, lungs, long
@@ -110,6 +115,24 @@ def _extent_mm(case: CachedCase, name: str) -> float:
     return float(max((b[3 + a] - b[a]) * case.spacing_zyx[a] for a in range(3)))
 
 
+def _pad_scan_faces(sub: torch.Tensor, lo: np.ndarray, before: np.ndarray, after: np.ndarray, faces):
+    """``sub`` (a ``[z, y, x]`` block of a cached array starting at ``lo``, air = 0) extended by
+    ``before`` / ``after`` voxels per axis where the block lies on a scan face, repeating that
+    face's voxels; elsewhere it is left as it is (the zero padding of the resampling is air).
+    Returns the block and its new start."""
+    lo = lo.copy()
+    for ax in range(3):
+        for side, n in ((0, int(before[ax])), (1, int(after[ax]))):
+            if n <= 0 or not faces[ax][side]:
+                continue
+            face = sub.narrow(ax, 0 if side == 0 else sub.shape[ax] - 1, 1)
+            rep = face.expand(*[n if a == ax else -1 for a in range(3)])
+            sub = torch.cat([rep, sub] if side == 0 else [sub, rep], dim=ax)
+            if side == 0:
+                lo[ax] -= n
+    return sub, lo
+
+
 def _large(cases, by_name: dict[str, list[int]], min_mm: float) -> dict[str, list[int]]:
     """``by_name`` restricted to the cases where the structure is at least ``min_mm`` long."""
     out = {n: [i for i in idx if _extent_mm(cases[i], n) >= min_mm] for n, idx in by_name.items()}
@@ -126,6 +149,7 @@ class _Volume:
         self.w2i = world_to_index(case.origin_lps, case.spacing_zyx)
         self.index_to_world = np.linalg.inv(self.w2i)
         self.names = {int(s.label_id): name for name, s in case.structures.items()}  # label id -> name
+        self.scan_faces = case.scan_faces
 
 
 class PatchSampler:
@@ -167,6 +191,14 @@ class PatchSampler:
         self.augment = augment
         self.config = config or SamplerConfig()
         self.device = torch.device(device)
+        if self.config.ct_outside == "edge":
+            old = [c.case_id for c in cases if c.scan_faces is None]
+            if old:
+                from ..errors import InputError
+
+                raise InputError(
+                    f"sampler.ct_outside: edge needs caches that record which faces are the scan's; "
+                    f"{len(old)} case(s) do not (e.g. {old[0]!r}): rebuild their cache with 'ctsam3d preprocess'")
         self.volumes = [_Volume(c, self.device) for c in cases]
         by_name: dict[str, list[int]] = {}
         for i, c in enumerate(cases):
@@ -223,25 +255,32 @@ class PatchSampler:
 
     # ---- resampling -----------------------------------------------------------------
     def _sample(self, vol: _Volume, p2w: np.ndarray, what: str) -> torch.Tensor:
-        """Resample ``vol.ct`` (HU, float) or ``vol.label`` (float ids) onto the patch grid."""
+        """Resample ``vol.ct`` (HU, float) or ``vol.label`` (float ids) onto the patch grid.
+
+        Outside the cached array: air and label 0, except with ``ct_outside: "edge"`` beyond the
+        faces that are the scan's own (``CachedCase.scan_faces``), where the CT *and* the labels
+        repeat the face's voxels — as the session's crops repeat the image, and with the labels
+        saying that what continues there is still the structure. Beyond a face of the crop to
+        non-air voxels the scan held air, and air it stays."""
         p2i = vol.w2i @ p2w
-        shape = vol.ct.shape
+        shape = np.array(vol.ct.shape)
         corners = patch_corners_index(p2i, self.patch_size)
-        lo = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)[::-1]  # z, y, x
-        hi = np.minimum(np.ceil(corners.max(0)).astype(int)[::-1] + 2, np.array(shape))
+        lo_u = np.floor(corners.min(0)).astype(int)[::-1] - 1  # z, y, x, unclamped
+        hi_u = np.ceil(corners.max(0)).astype(int)[::-1] + 2
+        lo, hi = np.maximum(lo_u, 0), np.minimum(hi_u, shape)
         out_shape = (1, 1) + self.patch_size
         if np.any(hi - lo < 1):  # the patch misses the volume entirely
             fill = float(AIR_HU) if what == "ct" else 0.0
             return torch.full(out_shape, fill, device=self.device)
         src = vol.ct if what == "ct" else vol.label
         sub = src[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].float()
-        edge = what == "ct" and self.config.ct_outside == "edge"
         if what == "ct":
-            sub = sub - AIR_HU  # zero padding of grid_sample == air
+            sub = sub - AIR_HU  # zero padding == air
+        if self.config.ct_outside == "edge":
+            sub, lo = _pad_scan_faces(sub, lo, lo - lo_u, hi_u - hi, vol.scan_faces)
         pad = [(0, max(0, 2 - s)) for s in sub.shape]  # align_corners needs >= 2 voxels per axis
         if any(p[1] for p in pad):
-            widths = (0, pad[2][1], 0, pad[1][1], 0, pad[0][1])
-            sub = F.pad(sub[None, None], widths, mode="replicate")[0, 0] if edge else F.pad(sub, widths)
+            sub = F.pad(sub, (0, pad[2][1], 0, pad[1][1], 0, pad[0][1]))
         shift = np.eye(4)
         shift[:3, 3] = -lo[::-1]
         theta = theta_for_grid(shift @ p2i, self.patch_size, sub.shape)
@@ -249,8 +288,7 @@ class PatchSampler:
             torch.as_tensor(theta, dtype=torch.float32, device=self.device)[None], list(out_shape), align_corners=True
         )
         mode = "bilinear" if what == "ct" else "nearest"
-        out = F.grid_sample(sub[None, None], grid, mode=mode, padding_mode="border" if edge else "zeros",
-                            align_corners=True)
+        out = F.grid_sample(sub[None, None], grid, mode=mode, padding_mode="zeros", align_corners=True)
         return out + AIR_HU if what == "ct" else out
 
     def _to_unit(self, hu: torch.Tensor) -> torch.Tensor:
