@@ -133,10 +133,12 @@ def _pad_scan_faces(sub: torch.Tensor, lo: np.ndarray, before: np.ndarray, after
     return sub, lo
 
 
-def _large(cases, by_name: dict[str, list[int]], min_mm: float) -> dict[str, list[int]]:
-    """``by_name`` restricted to the cases where the structure is at least ``min_mm`` long."""
+def _large(cases, by_name: dict[str, list[int]], min_mm: float) -> tuple[list[str], dict[str, list[int]]]:
+    """``(sorted names, by_name)`` restricted to the cases where the structure is at least
+    ``min_mm`` long."""
     out = {n: [i for i in idx if _extent_mm(cases[i], n) >= min_mm] for n, idx in by_name.items()}
-    return {n: idx for n, idx in out.items() if idx}
+    out = {n: idx for n, idx in out.items() if idx}
+    return sorted(out), out
 
 
 class _Volume:
@@ -149,7 +151,6 @@ class _Volume:
         self.w2i = world_to_index(case.origin_lps, case.spacing_zyx)
         self.index_to_world = np.linalg.inv(self.w2i)
         self.names = {int(s.label_id): name for name, s in case.structures.items()}  # label id -> name
-        self.scan_faces = case.scan_faces
 
 
 class PatchSampler:
@@ -211,7 +212,7 @@ class PatchSampler:
             raise InputError("training data: no case has a labelled structure to sample")
         self.names = sorted(by_name)
         self.by_name = by_name
-        self.large = _large(cases, by_name, self.config.large_mm)  # {name: case indices}
+        self.large = _large(cases, by_name, self.config.large_mm)  # (names, {name: case indices})
         self._groups = None  # [(probability, names, {name: case indices}, large ones)] with >= 2 sources
         if groups is not None and len(set(groups)) > 1:
             from ..errors import InputError
@@ -240,8 +241,8 @@ class PatchSampler:
             _, names, by_name, big = self._groups[g]
         else:
             names, by_name, big = self.names, self.by_name, self.large
-        if large and big:
-            names, by_name = sorted(big), big
+        if large and big[0]:
+            names, by_name = big
         name = names[int(rng.integers(len(names)))]
         cands = by_name[name]
         return cands[int(rng.integers(len(cands)))], name
@@ -277,7 +278,7 @@ class PatchSampler:
         if what == "ct":
             sub = sub - AIR_HU  # zero padding == air
         if self.config.ct_outside == "edge":
-            sub, lo = _pad_scan_faces(sub, lo, lo - lo_u, hi_u - hi, vol.scan_faces)
+            sub, lo = _pad_scan_faces(sub, lo, lo - lo_u, hi_u - hi, vol.case.scan_faces)
         pad = [(0, max(0, 2 - s)) for s in sub.shape]  # align_corners needs >= 2 voxels per axis
         if any(p[1] for p in pad):
             sub = F.pad(sub, (0, pad[2][1], 0, pad[1][1], 0, pad[0][1]))
