@@ -71,14 +71,15 @@ for prompt in box2d lasso scribble; do
     --model "$MODEL" --method model --clicks 3 --seed 0 --first-prompt "$prompt" --overwrite \
     --title "Thoraco-abdominal held-out set, first prompt: $prompt, $MODEL" -o "docs/results/prompts/heldout_$prompt" "${EXTRA[@]}"
 done
-# One lasso on the largest coronal / sagittal slice instead (array axis y / x: --prompt-axis 1 / 2)
-for ax in 1 2; do
-  name=$([ "$ax" = 1 ] && echo coronal || echo sagittal)
+# One lasso on the largest coronal / sagittal slice instead: anatomical planes, found for each image
+# from its direction (OpenKBP volumes are stored P, L, I: their sagittal slices are normal to array
+# axis 1, the held-out LPS CTs' to array axis 2).
+for name in coronal sagittal; do
   spawn ctsam3d evaluate --data ../shared/data/openkbp/validation --format pairs --catalogue openkbp \
-    --model "$MODEL" --method model --clicks 3 --seed 0 --first-prompt lasso --prompt-axis "$ax" --overwrite \
+    --model "$MODEL" --method model --clicks 3 --seed 0 --first-prompt lasso --prompt-axis "$name" --overwrite \
     --title "OpenKBP validation, first prompt: lasso ($name), $MODEL" -o "docs/results/prompts/okbp33_lasso_$name" "${EXTRA[@]}"
   spawn ctsam3d evaluate --data docs/results/manifests/wholebody_heldout.json --format pairs --catalogue totalseg_v2 \
-    --model "$MODEL" --method model --clicks 3 --seed 0 --first-prompt lasso --prompt-axis "$ax" --overwrite \
+    --model "$MODEL" --method model --clicks 3 --seed 0 --first-prompt lasso --prompt-axis "$name" --overwrite \
     --title "Thoraco-abdominal held-out set, first prompt: lasso ($name), $MODEL" -o "docs/results/prompts/heldout_lasso_$name" "${EXTRA[@]}"
 done
 wait

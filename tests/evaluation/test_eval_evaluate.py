@@ -12,6 +12,7 @@ from eval_helpers import synthetic_ct
 
 from ctsam3d.cli.main import main
 from ctsam3d.evaluation import RandomWalkerMethod, RegionGrowingMethod, evaluate
+from ctsam3d.evaluation.methods import InteractiveMethod
 
 TESTS = Path(__file__).resolve().parents[1]
 FIXTURE_CT = TESTS / "data" / "openkbp_pt_203_ct.nii.gz"
@@ -114,3 +115,38 @@ def test_session_method_adapter_with_model_double():
         # halfway between an inside and an outside lattice voxel interpolate to just under 0.5
         # and stay out (measured Dice 0.79; 0.89 when outside read as 1.5/256 instead of 0)
         assert dice(out, masks["liver"]) > 0.75
+
+
+class _ShapeRecorder(InteractiveMethod):
+    """A method that takes shapes and records them; its mask is empty."""
+
+    name = "recorder"
+    supports_shapes = True
+
+    def __init__(self):
+        self.shapes = []
+
+    def start(self, image):
+        self._shape = image.GetSize()[::-1]
+
+    def reset(self):
+        pass
+
+    def prompt(self, shape):
+        self.shapes.append(shape)
+        return np.zeros(self._shape, np.uint8)
+
+    def click(self, index_ijk, positive):
+        return np.zeros(self._shape, np.uint8)
+
+
+@pytest.mark.parametrize("plane, axis", [("axial", 0), ("sagittal", 1), ("coronal", 2)])
+def test_prompt_plane_follows_the_image_direction(pairs_dir, plane, axis):
+    # pt_203 is stored P, L, I (as every OpenKBP volume): its array axis 1 runs left-right, so its
+    # sagittal slices are normal to array axis 1, not 2 as in an LPS or RAS CT.
+    m = _ShapeRecorder()
+    rep = evaluate(pairs_dir, "pairs", [m], clicks=1, structures=["brainstem"], progress=False,
+                   first_prompt="lasso", prompt_axis=plane)
+    assert [s.axis for s in m.shapes] == [axis]
+    assert rep["per_case"][0]["first_prompt"]["axis"] == axis
+    assert rep["protocol"]["first_prompt_plane"] == plane

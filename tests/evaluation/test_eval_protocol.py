@@ -146,6 +146,23 @@ def test_first_prompt_on_another_axis(axis):
     # the default axis leaves the protocol as written before the option (committed reports still merge)
     assert ("first_prompt_axis" in desc) == (axis != 0)
     assert ("largest axial slice" in desc["description"]) == (axis == 0)
+    assert ("coronal" in desc["description"] or "sagittal" in desc["description"]) is False  # an array axis is no plane
+
+
+@pytest.mark.parametrize(
+    "code, plane, axis",
+    [("LPS", "sagittal", 2), ("LPS", "coronal", 1), ("PLI", "sagittal", 1), ("PLI", "coronal", 2), ("PLI", "axial", 0)],
+)
+def test_first_prompt_on_an_anatomical_plane(code, plane, axis):
+    from ctsam3d.geometry import direction_from_code
+
+    m = ShapeScripted([TARGET])
+    cfg = ProtocolConfig(clicks=1, first_prompt="lasso", prompt_plane=plane)
+    res = run_structure(m, TARGET, (1.0, 1.0, 1.0), cfg, case="c", structure="s", direction=direction_from_code(code))
+    assert m.shapes[0].axis == axis and res.first_prompt["axis"] == axis  # the array axis used is recorded
+    desc = describe_protocol(cfg)
+    assert desc["first_prompt_plane"] == plane and "first_prompt_axis" not in desc
+    assert f"largest {plane} slice" in desc["description"]
 
 
 def test_prompt_axis_is_checked():
@@ -154,3 +171,5 @@ def test_prompt_axis_is_checked():
 
     with pytest.raises(InputError, match="--prompt-axis"):
         evaluate("unused", "pairs", [ShapeScripted([TARGET])], first_prompt="lasso", prompt_axis=3)
+    with pytest.raises(InputError, match="--prompt-axis: must be axial, coronal, sagittal"):
+        evaluate("unused", "pairs", [ShapeScripted([TARGET])], first_prompt="lasso", prompt_axis="transverse")

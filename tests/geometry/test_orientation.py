@@ -52,3 +52,30 @@ def test_oblique_gets_closest_code():
 def test_bad_code(bad):
     with pytest.raises(ValueError):
         direction_from_code(bad)
+
+
+@pytest.mark.parametrize(
+    "code, axial, coronal, sagittal",
+    [
+        ("LPS", 0, 1, 2),  # DICOM order: k superior, j posterior, i left
+        ("RAS", 0, 1, 2),  # NIfTI order: the same planes, flipped signs
+        ("PLI", 0, 2, 1),  # OpenKBP: i posterior, j left, k inferior
+        ("LSP", 1, 0, 2),  # a coronal acquisition: slices (k) along posterior
+        ("ASL", 1, 2, 0),  # a sagittal acquisition: slices (k) along left
+    ],
+)
+def test_array_axis_of_each_plane(code, axial, coronal, sagittal):
+    from ctsam3d.geometry import array_axis_of_plane
+
+    d = direction_from_code(code)
+    assert [array_axis_of_plane(d, p) for p in ("axial", "coronal", "sagittal")] == [axial, coronal, sagittal]
+
+
+def test_array_axis_of_plane_oblique_and_bad_name():
+    from ctsam3d.geometry import array_axis_of_plane
+
+    a = np.deg2rad(20)  # LPS rotated 20 degrees about the superior axis: still closest to LPS
+    d = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]).ravel()
+    assert array_axis_of_plane(d, "sagittal") == 2 and array_axis_of_plane(d, "axial") == 0
+    with pytest.raises(ValueError, match="plane must be one of"):
+        array_axis_of_plane(d, "transverse")

@@ -44,9 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--first-prompt", default="click", choices=("click", "box2d", "lasso", "scribble"),
                         help="interaction 1: a click (default) or a simulated 2D box, lasso or scribble on the "
                              "structure's largest axial slice (ctsam3d.clicks.shapes); then clicks")
-    parser.add_argument("--prompt-axis", type=int, default=0, choices=(0, 1, 2),
-                        help="the array axis (z, y, x) that --first-prompt's slice is normal to: 0 the image's "
-                             "own slices (axial for an axial CT, default), 1 coronal, 2 sagittal")
+    parser.add_argument("--prompt-axis", default="0", choices=("axial", "coronal", "sagittal", "0", "1", "2"),
+                        help="where --first-prompt's slice lies: an anatomical plane (axial, coronal, sagittal; "
+                             "found for each image from its direction) or the array axis (z, y, x) it is normal "
+                             "to: 0 the image's own slices (default), 1 or 2 (which plane depends on how the "
+                             "image is stored)")
     parser.add_argument("--click-source", default="own", choices=("own", "first-method"),
                         help="next clicks from each method's own errors (default) or replay the first method's clicks")
     parser.add_argument("--nsd-tolerance", type=float, default=2.0, metavar="MM", help="NSD tolerance in mm (default 2)")
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         args.data, args.format, methods, clicks=args.clicks, structures=_split(args.structures) or None,
         out_dir=out, seed=args.seed, max_cases=args.max_cases, nsd_tolerance_mm=args.nsd_tolerance,
         first=args.first_click, click_source=args.click_source, progress=not args.quiet, title=args.title,
-        cases=cases, first_prompt=args.first_prompt, prompt_axis=args.prompt_axis, command=" ".join(["ctsam3d", *(shlex.quote(a) for a in sys.argv[1:])]),
+        cases=cases, first_prompt=args.first_prompt, prompt_axis=int(args.prompt_axis) if args.prompt_axis.isdigit() else args.prompt_axis, command=" ".join(["ctsam3d", *(shlex.quote(a) for a in sys.argv[1:])]),
     )
     print(_table(report))
     for f in report["failures"]:

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..clicks import first_click, next_click
+from ..geometry.orientation import array_axis_of_plane
 from .methods import InteractiveMethod
 from .metrics import NOC_THRESHOLDS, dice, noc, nsd
 
@@ -47,6 +48,7 @@ class ProtocolConfig:
     noc_thresholds: tuple[float, ...] = NOC_THRESHOLDS
     first_prompt: str = "click"  # "click" | "box2d" | "lasso" | "scribble" (ctsam3d.clicks.shapes)
     prompt_axis: int = 0  # the shape's slice is normal to this array axis (z, y, x): 0 = the image's slices
+    prompt_plane: str | None = None  # "axial" | "coronal" | "sagittal": found per image from its direction
 
 
 @dataclass
@@ -82,9 +84,11 @@ def run_structure(
     case: str,
     structure: str,
     replay: list[list[int]] | None = None,
+    direction=None,
 ) -> StructureResult:
     """Run the protocol for one structure. ``method`` must have been ``start``-ed on the image
-    and ``reset``; ``target`` is bool ``(z, y, x)``; ``spacing_zyx`` in mm."""
+    and ``reset``; ``target`` is bool ``(z, y, x)``; ``spacing_zyx`` in mm; ``direction`` the
+    image's direction matrix (9 values; None = identity), which ``config.prompt_plane`` needs."""
     res = StructureResult(case=case, structure=structure, method=method.name, voxels=int(target.sum()))
     spacing = tuple(float(s) for s in spacing_zyx)
     mask = None
@@ -93,7 +97,8 @@ def run_structure(
             from ..clicks.shapes import simulate_prompt
 
             shape = simulate_prompt(config.first_prompt, target, spacing_zyx=spacing,
-                                    rng=structure_rng(config.seed, case, structure), axis=config.prompt_axis)
+                                    rng=structure_rng(config.seed, case, structure),
+                                    axis=prompt_array_axis(config, direction))
             if shape is None:
                 break
             t0 = time.perf_counter()
@@ -137,12 +142,21 @@ def run_structure(
     return res
 
 
+def prompt_array_axis(config: ProtocolConfig, direction=None) -> int:
+    """The array axis ``(z, y, x)`` the first shape's slice is normal to: ``config.prompt_plane``
+    resolved through the image's ``direction`` (None = identity), else ``config.prompt_axis``."""
+    if config.prompt_plane is None:
+        return int(config.prompt_axis)
+    return array_axis_of_plane(direction if direction is not None else (1, 0, 0, 0, 1, 0, 0, 0, 1), config.prompt_plane)
+
+
 def _pct(t: float) -> str:
     return f"{round(t * 100):d}"
 
 
-#: names of the array axes (z, y, x) of an axially acquired CT, for ``ProtocolConfig.prompt_axis``
-PROMPT_AXIS_NAMES = {0: "axial", 1: "coronal", 2: "sagittal"}
+#: names of the array axes (z, y, x), for ``ProtocolConfig.prompt_axis`` (an array axis is an
+#: anatomical plane only through the image's direction: ``ProtocolConfig.prompt_plane``)
+PROMPT_AXIS_NAMES = {0: "z", 1: "y", 2: "x"}
 
 
 def describe_protocol(config: ProtocolConfig) -> dict:
@@ -161,8 +175,12 @@ def describe_protocol(config: ProtocolConfig) -> dict:
     }
     if config.first_prompt != "click":
         text = shapes[config.first_prompt]
-        if config.prompt_axis != 0:
-            text = text.replace("largest axial slice", f"largest {PROMPT_AXIS_NAMES[config.prompt_axis]} slice")
+        if config.prompt_plane is not None:
+            text = text.replace("largest axial slice", f"largest {config.prompt_plane} slice (the anatomical plane, "
+                                                       "found from each image's direction)")
+        elif config.prompt_axis != 0:
+            text = text.replace("largest axial slice", "largest slice normal to array axis "
+                                                       f"{PROMPT_AXIS_NAMES[config.prompt_axis]}")
         first = f"replaced by {text} (ctsam3d.clicks.shapes, seeded per case/structure)"
     out = {
         "description": (
@@ -192,6 +210,8 @@ def describe_protocol(config: ProtocolConfig) -> dict:
         "means": "over (case, structure) instances; per_structure over the cases holding the structure",
         "time_per_click": "wall time of the method's click() call (mask on the input grid returned)",
     }
-    if config.prompt_axis != 0:  # absent for the default, so reports made before the option still match
+    if config.prompt_plane is not None:
+        out["first_prompt_plane"] = config.prompt_plane
+    elif config.prompt_axis != 0:  # absent for the default, so reports made before the option still match
         out["first_prompt_axis"] = config.prompt_axis
     return out

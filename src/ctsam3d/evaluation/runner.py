@@ -104,7 +104,7 @@ def evaluate(
     cases: list[Case] | None = None,
     command: str | None = None,
     first_prompt: str = "click",
-    prompt_axis: int = 0,
+    prompt_axis: int | str = 0,
 ) -> dict:
     """Evaluate ``methods`` on a dataset with simulated clicks; write the report if ``out_dir``.
 
@@ -127,8 +127,11 @@ def evaluate(
         command: the command line that produced the report (stored in it).
         first_prompt: interaction 1: ``"click"`` or a simulated ``"box2d"``, ``"lasso"`` or
             ``"scribble"`` (:mod:`ctsam3d.clicks.shapes`); the next ones are clicks.
-        prompt_axis: the array axis ``(z, y, x)`` the first shape's slice is normal to (0: the
-            image's own slices, axial for an axial CT; 1 coronal; 2 sagittal).
+        prompt_axis: where the first shape's slice lies: an anatomical plane (``"axial"``,
+            ``"coronal"``, ``"sagittal"``, found for each image from its direction), or the array
+            axis ``(z, y, x)`` the slice is normal to (0: the image's own slices; 1, 2: which plane
+            that is depends on how the image is stored, e.g. 2 is sagittal in an LPS or RAS CT and
+            coronal in an OpenKBP volume stored P, L, I).
 
     Returns:
         The report dict (see :mod:`ctsam3d.evaluation.report`).
@@ -149,15 +152,18 @@ def evaluate(
         raise InputError(f"click source must be 'own' or 'first-method', got {click_source!r}")
     if first_prompt not in ("click", "box2d", "lasso", "scribble"):
         raise InputError(f"--first-prompt: must be click, box2d, lasso or scribble, got {first_prompt!r}")
-    if prompt_axis not in (0, 1, 2):
-        raise InputError(f"--prompt-axis: must be 0, 1 or 2 (array axis z, y, x), got {prompt_axis!r}")
+    planes = ("axial", "coronal", "sagittal")
+    if prompt_axis not in (0, 1, 2, *planes):
+        raise InputError(f"--prompt-axis: must be axial, coronal, sagittal or an array axis 0, 1, 2 (z, y, x), "
+                         f"got {prompt_axis!r}")
     if first_prompt != "click":
         clicks_only = [m.name for m in methods if not getattr(m, "supports_shapes", False)]
         if clicks_only:
             raise InputError(f"--first-prompt {first_prompt}: method(s) {', '.join(clicks_only)} take clicks only")
     config = ProtocolConfig(clicks=int(clicks), nsd_tolerance_mm=float(nsd_tolerance_mm), first=first,
                             seed=int(seed), click_source=click_source, first_prompt=first_prompt,
-                            prompt_axis=int(prompt_axis))
+                            prompt_axis=0 if prompt_axis in planes else int(prompt_axis),
+                            prompt_plane=prompt_axis if prompt_axis in planes else None)
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.manual_seed(seed)
@@ -218,7 +224,7 @@ def evaluate(
                     method.reset()
                     _cuda_peak_reset()
                     res = run_structure(method, target, spacing, config, case=case.case_id, structure=st,
-                                        replay=replay)
+                                        replay=replay, direction=image.GetDirection())
                     peak = _cuda_peak_mb()
                     if peak is not None:
                         gpu_peak[method.name] = max(gpu_peak.get(method.name, 0.0), peak)

@@ -17,7 +17,7 @@ from .coords import (
     zyx_to_ijk,
 )
 from .intensity import DEFAULT_WINDOW, normalize_hu, normalize_windows
-from .orientation import direction_from_code, orientation_code, orientation_from_direction
+from .orientation import PLANE_NORMALS, array_axis_of_plane, direction_from_code, orientation_code, orientation_from_direction
 from .patch import PatchGrid, crop_array, crop_patch, paste_patch, patch_region
 
 __all__ = [
@@ -39,6 +39,8 @@ __all__ = [
     "normalize_hu",
     "normalize_windows",
     "orientation_code",
+    "array_axis_of_plane",
+    "PLANE_NORMALS",
     "orientation_from_direction",
     "paste_patch",
     "patch_region",

@@ -54,3 +54,29 @@ def direction_from_code(code: str) -> tuple[float, ...]:
     if abs(abs(np.linalg.det(d)) - 1.0) > 1e-9:
         raise ValueError(f"orientation code {code!r} uses an axis twice")
     return tuple(d.ravel())
+
+
+#: The anatomical planes, by the LPS world axis normal to each (sagittal: left-right, ...).
+PLANE_NORMALS: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
+
+
+def array_axis_of_plane(direction, plane: str) -> int:
+    """numpy array axis ``(z, y, x)`` of an image whose slices lie in an anatomical ``plane``.
+
+    ``direction``: the image's 3x3 direction matrix (row-major 9 values, ``image.GetDirection()``);
+    ``plane``: ``"axial"``, ``"coronal"`` or ``"sagittal"``. The index axis closest to the plane's
+    normal is found as in :func:`orientation_from_direction` (so oblique images get the nearest
+    one). E.g. an LPS or RAS CT: axial 0, coronal 1, sagittal 2; an OpenKBP volume stored P, L, I
+    (``"PLI"``): axial 0, coronal 2, sagittal 1.
+
+    Raises:
+        ValueError: an unknown plane name.
+    """
+    if plane not in PLANE_NORMALS:
+        raise ValueError(f"plane must be one of {sorted(PLANE_NORMALS)}, got {plane!r}")
+    code = orientation_from_direction(direction)
+    world = PLANE_NORMALS[plane]
+    for c, letter in enumerate(code):  # index axis c = i, j, k = numpy axis 2 - c
+        if letter in (_POS[world], _NEG[world]):
+            return 2 - c
+    raise AssertionError(f"orientation code {code!r} lacks world axis {world}")  # a permutation always has it
