@@ -8,22 +8,15 @@ import torch
 
 from ctsam3d.errors import CheckpointError
 from ctsam3d.modeling import load_model, save_model
-from ctsam3d.modeling.ctsam3d import build_model
-from ctsam3d.modeling.presets import get_preset
 from ctsam3d.training.average_weights import average_models, main
+
+from train_helpers import random_wb_model
 
 
 def _model(seed: int, cpp_from=None, **over):
-    cfg = get_preset("ctsam3d-lite-wb")
-    cfg.cpp.peak_threshold = 0.5
-    for k, v in over.items():
-        setattr(cfg, k, v)
-    torch.manual_seed(seed)
-    m = build_model(cfg)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_()
-        if cpp_from is not None:  # one shared CPP net, as fine-tunes with a frozen CPP net have
+    m = random_wb_model(seed, threshold=0.5, **over)
+    if cpp_from is not None:  # one shared CPP net, as fine-tunes with a frozen CPP net have
+        with torch.no_grad():
             own = m.state_dict()
             for k, v in cpp_from.state_dict().items():
                 if k.startswith("cpp_predictor."):

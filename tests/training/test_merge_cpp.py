@@ -8,24 +8,16 @@ import torch
 
 from ctsam3d.errors import CheckpointError
 from ctsam3d.modeling import load_model, save_model
-from ctsam3d.modeling.ctsam3d import build_model
 from ctsam3d.modeling.presets import get_preset
 from ctsam3d.training.checkpoint import save_checkpoint
 from ctsam3d.training.export_checkpoint import export_checkpoint
 from ctsam3d.training.merge_cpp import config_differences, main, merge_cpp
 
+from train_helpers import random_wb_model
+
 
 def _model(seed: int, frame: str, threshold, **over):
-    cfg = get_preset("ctsam3d-lite-wb")
-    cfg.cpp.frame, cfg.cpp.peak_threshold = frame, threshold
-    for k, v in over.items():
-        setattr(cfg, k, v)
-    torch.manual_seed(seed)
-    m = build_model(cfg)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_()
-    return m
+    return random_wb_model(seed, frame=frame, threshold=threshold, **over)
 
 
 @pytest.fixture(scope="module")

@@ -57,3 +57,25 @@ def tiny_config(cache: Path, out: Path, **over) -> dict:
         else:
             cfg[k] = v
     return cfg
+
+
+def random_wb_model(seed: int, *, frame: str | None = None, threshold: float | None = None, **config):
+    """A ``ctsam3d-lite-wb`` network with N(0, 1) weights drawn from ``seed``: distinct models for
+    the tools that combine saved models (merge_cpp, average_weights). ``frame`` / ``threshold`` set
+    the CPP calibration (None: the preset's frame, no threshold); other keywords set config fields."""
+    import torch
+
+    from ctsam3d.modeling.ctsam3d import build_model
+
+    cfg = get_preset("ctsam3d-lite-wb")
+    if frame is not None:
+        cfg.cpp.frame = frame
+    cfg.cpp.peak_threshold = threshold
+    for k, v in config.items():
+        setattr(cfg, k, v)
+    torch.manual_seed(seed)
+    m = build_model(cfg)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_()
+    return m
