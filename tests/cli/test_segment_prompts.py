@@ -21,7 +21,8 @@ from ctsam3d.errors import InputError
 DOC = {
     "space": "index",
     "prompts": [
-        {"type": "lasso", "points": [[58, 58, 25], [68, 58, 25], [68, 68, 25], [58, 68, 25]]},
+        # "axial" names the plane: in this OpenKBP volume (stored P, L, I) that is ITK axis k
+        {"type": "lasso", "points": [[58, 58, 25], [68, 58, 25], [68, 68, 25], [58, 68, 25]], "axis": "axial"},
         {"type": "box2d", "corners": [[55, 55, 30], [72, 70, 30]]},
         {"type": "scribble", "points": [[63, 63, 20], [63, 64, 28]]},
         {"type": "click", "point": [40, 60, 25], "positive": False},

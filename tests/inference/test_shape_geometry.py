@@ -108,3 +108,24 @@ def test_region_clicks_round_one_long_several():
     # anisotropic spacing: distances in mm
     assert region_clicks(bar, (1, 1), max_clicks=1) == region_clicks(bar, (1, 1.0), max_clicks=1)
     assert region_clicks(np.zeros((4, 4), bool), (1, 1)) == []
+
+
+@pytest.mark.parametrize("direction, plane, itk_axis", [
+    ("LPS", "axial", 2), ("LPS", "coronal", 1), ("LPS", "sagittal", 0),
+    ("PLI", "axial", 2), ("PLI", "coronal", 0), ("PLI", "sagittal", 1),  # OpenKBP's storage
+])
+def test_axis_as_an_anatomical_plane(direction, plane, itk_axis):
+    ct = make_volume(direction, size=(40, 36, 28))[0]
+    assert parse_axis(plane, "x", ct) == itk_axis
+    # a 1-voxel-wide box lies on two slices; the plane name says which one is meant
+    corners = [[4, 6, 5], [4, 6, 5]]
+    corners[1][[a for a in range(3) if a != itk_axis][0]] += 8
+    s = box2d_shape(corners[0], corners[1], ct, axis=plane)
+    assert s.axis == itk_axis and s.index == corners[0][itk_axis]
+
+
+def test_plane_names_need_the_image(ct):
+    with pytest.raises(ClickError, match="axis must be"):
+        parse_axis("sagittal", "x")
+    with pytest.raises(ClickError, match="'sagittal'"):
+        parse_axis("transverse", "x", ct)

@@ -21,7 +21,8 @@ Schema (version 1)::
 
 ``positive`` defaults to true (a 3D box is always positive). Any prompt may carry its own
 ``"space"``; ``box2d`` and ``lasso`` may carry ``"axis"`` (``"i"``, ``"j"``, ``"k"`` or 0, 1, 2:
-the ITK axis the slice is normal to) when the points alone do not say which slice is meant.
+the ITK axis the slice is normal to; or ``"axial"``, ``"coronal"``, ``"sagittal"``, resolved
+through the image's direction) when the points alone do not say which slice is meant.
 A bare list is read as ``{"prompts": [...]}``. Unknown keys are refused (a misspelt
 ``"postive"`` must not silently mean positive). The file is checked completely before any
 model work (:func:`load_prompts`); a prompt that does not fit the image (outside it, not on

@@ -333,7 +333,8 @@ class Session:
 
         Corners: ITK indices ``(i, j, k)`` (``space="index"``) or mm (``"world"`` LPS, ``"ras"``);
         both must lie on one slice of the input (``axis`` 0/1/2 or ``"i"``/``"j"``/``"k"``: the
-        ITK axis the slice is normal to; inferred when only one axis fits). Positive: a click at
+        ITK axis the slice is normal to, or ``"axial"``/``"coronal"``/``"sagittal"``: the ITK axis
+        closest to that plane's normal in this image; inferred when only one axis fits). Positive: a click at
         the box's centre, and the slice outside the box becomes background. Negative: the box on
         the slice becomes background (needs an earlier positive prompt). See :mod:`.shape_render`.
 

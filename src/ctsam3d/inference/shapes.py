@@ -29,6 +29,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import ClickError
+from ..geometry.orientation import PLANE_NORMALS, array_axis_of_plane
 from .prompts import parse_point
 
 __all__ = [
@@ -72,15 +73,21 @@ class SliceShape:
         return out
 
 
-def parse_axis(axis, what: str) -> int | None:
-    """``None``, 0/1/2 or ``"i"``/``"j"``/``"k"`` -> ITK axis (or None); else ClickError."""
+def parse_axis(axis, what: str, image: sitk.Image | None = None) -> int | None:
+    """``None``, 0/1/2, ``"i"``/``"j"``/``"k"`` or, with ``image``, an anatomical plane
+    (``"axial"``, ``"coronal"``, ``"sagittal"``: the ITK axis closest to the plane's normal, from
+    the image's direction) -> ITK axis (or None); else ClickError."""
     if axis is None:
         return None
     if isinstance(axis, str) and axis.lower() in AXES:
         return AXES.index(axis.lower())
+    if image is not None and isinstance(axis, str) and axis.lower() in PLANE_NORMALS:
+        return 2 - array_axis_of_plane(image.GetDirection(), axis.lower())  # numpy (z, y, x) -> ITK (i, j, k)
     if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and int(axis) in (0, 1, 2):
         return int(axis)
-    raise ClickError(f"{what}: axis must be 0, 1, 2 or 'i', 'j', 'k' (ITK axis the slice is normal to), got {axis!r}")
+    planes = ", 'axial', 'coronal', 'sagittal'" if image is not None else ""
+    raise ClickError(f"{what}: axis must be 0, 1, 2 or 'i', 'j', 'k' (ITK axis the slice is normal to){planes}, "
+                     f"got {axis!r}")
 
 
 def parse_points(points, image: sitk.Image, space: str, what: str, min_points: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +140,7 @@ def box2d_shape(corner_a, corner_b, image: sitk.Image, space: str = "index", axi
     """A 2D box on one slice from two opposite corners (inside: voxel centres within the
     corners' rectangle, edges included)."""
     what = "2D box"
-    ax = parse_axis(axis, what)
+    ax = parse_axis(axis, what, image)
     ijk, _ = parse_points([corner_a, corner_b], image, space, what, min_points=2)
     axis, index = slice_of_points(ijk, image, ax, what)
     shape = _slice_shape(image, axis)
@@ -160,7 +167,7 @@ def lasso_shape(points, image: sitk.Image, space: str = "index", axis=None) -> S
     from skimage.draw import line, polygon
 
     what = "lasso"
-    ax = parse_axis(axis, what)
+    ax = parse_axis(axis, what, image)
     ijk, _ = parse_points(points, image, space, what, min_points=3)
     axis, index = slice_of_points(ijk, image, ax, what)
     shape = _slice_shape(image, axis)
