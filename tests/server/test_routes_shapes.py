@@ -205,3 +205,21 @@ def test_shapes_refused_cross_site_and_without_the_token(lite_model, data_dir, t
 
         assert c.post(url, content=json.dumps(body), headers=simple).status_code in (401, 403)
         assert c.get(f"/api/sessions/{sid}", headers=auth).json()["objects"][0]["prompts"] == []
+
+
+@pytest.mark.parametrize("euler_zyx", [(0, 0, 0), (30, 0, 0), (45, 0, 0), (122.3, -51.4, 170.4)])
+def test_views_of_an_oblique_image_get_three_axes(euler_zyx):
+    # Per view, the ITK axis most parallel to its normal can be the same axis for two views of a
+    # strongly oblique image (the last case: the sagittal and axial normals both pick k). One
+    # assignment for the whole image (as the Session API's plane names) gives three axes.
+    from scipy.spatial.transform import Rotation
+
+    from ctsam3d.inference.shapes import parse_axis
+    from ctsam3d.server.shape_requests import view_axis
+
+    d = Rotation.from_euler("zyx", euler_zyx, degrees=True).as_matrix()
+    img = sitk.Image(8, 8, 8, sitk.sitkInt16)
+    img.SetDirection(tuple(d.ravel()))
+    axes = [view_axis(img, v) for v in ("sagittal", "coronal", "axial")]
+    assert sorted(axes) == [0, 1, 2]
+    assert axes == [parse_axis(v, "x", img) for v in ("sagittal", "coronal", "axial")]

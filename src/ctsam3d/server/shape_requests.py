@@ -58,11 +58,12 @@ class ShapeInput:
 
 
 def view_axis(image: sitk.Image, view: str) -> int:
-    """The ITK axis (0 = i, 1 = j, 2 = k) of ``image`` most parallel to ``view``'s normal."""
+    """The ITK axis (0 = i, 1 = j, 2 = k) of ``image`` closest to ``view``'s normal: the same
+    assignment as the Session API's plane names (:func:`ctsam3d.inference.shapes.parse_axis`), so
+    the three views of an oblique image always get three different axes."""
     if not isinstance(view, str) or view.lower() not in VIEWS:
         raise ClickError(f"view {str(view)[:40]!r}: expected one of {', '.join(VIEWS)}")
-    d = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)  # columns: ITK axes in LPS
-    return int(np.argmax(np.abs(np.asarray(VIEWS[view.lower()]) @ d)))
+    return parse_axis(view.lower(), f"view {view}", image)
 
 
 def first_crossing(uv: np.ndarray) -> tuple[int, int] | None:
