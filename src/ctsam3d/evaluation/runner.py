@@ -21,6 +21,7 @@ from typing import Sequence
 import SimpleITK as sitk
 
 from ..errors import CtSam3dError, InputError
+from ..geometry.orientation import PLANE_NORMALS
 from .datasets import Case, normalize_name, open_cases
 from .methods import InteractiveMethod
 from .protocol import ProtocolConfig, describe_protocol, run_structure
@@ -152,7 +153,7 @@ def evaluate(
         raise InputError(f"click source must be 'own' or 'first-method', got {click_source!r}")
     if first_prompt not in ("click", "box2d", "lasso", "scribble"):
         raise InputError(f"--first-prompt: must be click, box2d, lasso or scribble, got {first_prompt!r}")
-    planes = ("axial", "coronal", "sagittal")
+    planes = tuple(PLANE_NORMALS)
     if prompt_axis not in (0, 1, 2, *planes):
         raise InputError(f"--prompt-axis: must be axial, coronal, sagittal or an array axis 0, 1, 2 (z, y, x), "
                          f"got {prompt_axis!r}")

@@ -33,6 +33,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ClickError
+from ..geometry.orientation import PLANE_NORMALS
 from ..inference.shapes import AXES, box2d_shape, lasso_shape, parse_axis, parse_points, slice_of_points
 
 __all__ = ["KINDS", "MAX_POINTS", "VIEWS", "ShapeInput", "view_axis", "parse_shape", "first_crossing"]
@@ -41,8 +42,8 @@ MAX_POINTS = 1000
 SLICE_TOLERANCE = 1e-3  # voxels, beyond half a voxel (float error of mm -> index)
 KINDS = {"box2d": (2, 2), "lasso": (3, MAX_POINTS), "scribble": (1, MAX_POINTS)}
 NAMES = {"box2d": "2D box", "lasso": "lasso", "scribble": "scribble"}
-# view -> its normal in LPS (a slice of the view is perpendicular to it)
-VIEWS = {"sagittal": (1.0, 0.0, 0.0), "coronal": (0.0, 1.0, 0.0), "axial": (0.0, 0.0, 1.0)}
+# the page's 2D views: anatomical planes (their normals: ctsam3d.geometry.PLANE_NORMALS)
+VIEWS = tuple(PLANE_NORMALS)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def average_models(
 
     from ..errors import CheckpointError
     from ..modeling import load_model, save_model
-    from .merge_cpp import _flat, config_differences
+    from .merge_cpp import config_differences, show_differences
 
     out_dir = Path(out_dir)
     if (out_dir / "model.safetensors").exists() or (out_dir / "config.json").exists():
@@ -81,9 +81,8 @@ def average_models(
         if (m.config.cpp.peak_threshold, m.config.cpp.frame) != (first.config.cpp.peak_threshold, first.config.cpp.frame):
             diff.append("cpp calibration")
         if diff:
-            a, b = _flat(first.config.to_dict()), _flat(m.config.to_dict())
-            shown = ", ".join(f"{k}: {a.get(k, '<absent>')!r} vs {b.get(k, '<absent>')!r}" for k in diff[:4])
-            raise CheckpointError(f"{src}: not the same network as {sources[0]} ({shown})")
+            raise CheckpointError(f"{src}: not the same network as {sources[0]} "
+                                  f"({show_differences(first.config, m.config, diff)})")
         for k, v in st.items():
             if k.startswith("cpp_predictor.") and not torch.equal(v, states[0][k]):
                 raise CheckpointError(

@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["apply_cpp", "config_differences", "merge_cpp"]
+__all__ = ["apply_cpp", "config_differences", "merge_cpp", "show_differences"]
 
 #: config keys that may differ between the base and the CPP model
 _FREE = {"cpp.peak_threshold", "cpp.frame", "structures", "training", "package_version"}
@@ -49,6 +49,13 @@ def config_differences(base_config, cpp_config) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
 
 
+def show_differences(a_config, b_config, keys: list[str], limit: int = 4) -> str:
+    """``"key: value_a vs value_b, ..."`` for the first ``limit`` of ``keys`` (dotted, as
+    :func:`config_differences` returns them), for error messages."""
+    a, b = _flat(a_config.to_dict()), _flat(b_config.to_dict())
+    return ", ".join(f"{k}: {a.get(k, '<absent>')!r} vs {b.get(k, '<absent>')!r}" for k in keys[:limit])
+
+
 def apply_cpp(model, cpp_model, source: str) -> None:
     """Copy ``cpp_model``'s CPP weights, ``cpp.peak_threshold`` and ``cpp.frame`` into ``model``
     (in place).
@@ -62,8 +69,7 @@ def apply_cpp(model, cpp_model, source: str) -> None:
 
     diff = config_differences(model.config, cpp_model.config)
     if diff:
-        a, b = _flat(model.config.to_dict()), _flat(cpp_model.config.to_dict())
-        shown = ", ".join(f"{k}: {a.get(k, '<absent>')!r} vs {b.get(k, '<absent>')!r}" for k in diff[:4])
+        shown = show_differences(model.config, cpp_model.config, diff)
         raise CheckpointError(f"--cpp-from {source}: its model config differs from the base model's in "
                               f"{len(diff)} key(s) ({shown}); both must be the same network")
     src = {k: v for k, v in cpp_model.state_dict().items() if k.startswith("cpp_predictor.")}
